@@ -1,0 +1,3 @@
+"""plp_data."""
+
+__all__: list[str] = []

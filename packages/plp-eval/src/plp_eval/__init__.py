@@ -1,0 +1,3 @@
+"""plp_eval."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""plp_losses."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""plp_models."""
+
+__all__: list[str] = []

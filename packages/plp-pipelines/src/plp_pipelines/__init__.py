@@ -1,0 +1,3 @@
+"""plp_pipelines."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""plp_viz."""
+
+__all__: list[str] = []
