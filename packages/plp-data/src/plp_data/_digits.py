@@ -1,0 +1,68 @@
+"""scikit-learn's bundled 8x8 digits: the offline default dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from plp_data._base import PlpDataModule, Splits
+from plp_data._datasets import TensorImageDataset
+from plp_data._registry import Registry
+
+__all__ = ["DigitsDataModule"]
+
+# Mean and standard deviation of the digits pixels after scaling to [0, 1] (all 1,797 images).
+DIGITS_MEAN = 0.3074
+DIGITS_STD = 0.3739
+
+
+class DigitsDataModule(PlpDataModule):
+    """scikit-learn's 1,797 handwritten digits (8x8, 10 classes), needing no download.
+
+    The trainval/test split is stratified by class and fixed by ``split_seed`` (not by ``seed``,
+    so that runs with different training seeds are evaluated on the same test images). Images are
+    scaled to [0, 1] and normalised with the dataset's mean and standard deviation; there is no
+    augmentation.
+
+    Args:
+        test_fraction: Share of the images in the test split.
+        split_seed: Seed of the trainval/test split.
+        **kwargs: Passed to :class:`PlpDataModule` (``batch_size``, ``seed``, ...). ``root`` is
+            accepted and ignored: the data ships with scikit-learn.
+    """
+
+    num_classes = 10
+    in_channels = 1
+    image_size = (8, 8)
+
+    def __init__(self, test_fraction: float = 0.25, split_seed: int = 0, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+
+    def load_splits(self) -> Splits:
+        """Return the fixed, stratified trainval/test split of the digits."""
+        digits = load_digits()
+        images = (digits.images.astype(np.float32) / 16.0 - DIGITS_MEAN) / DIGITS_STD
+        labels = digits.target.astype(np.int64)
+        trainval_idx, test_idx = train_test_split(
+            np.arange(len(labels)),
+            test_size=self.test_fraction,
+            random_state=self.split_seed,
+            stratify=labels,
+        )
+        trainval_idx, test_idx = np.sort(trainval_idx), np.sort(test_idx)
+        tensor = torch.from_numpy(images).unsqueeze(1)
+        label_tensor = torch.from_numpy(labels)
+        trainval = TensorImageDataset(tensor[trainval_idx], label_tensor[trainval_idx])
+        test = TensorImageDataset(tensor[test_idx], label_tensor[test_idx])
+        return Splits(
+            train=trainval, trainval=trainval, test=test, trainval_labels=labels[trainval_idx]
+        )
+
+
+def register_digits(registry: Registry[PlpDataModule]) -> None:
+    """Register the digits datamodule in ``registry``."""
+    registry.register("digits")(DigitsDataModule)
