@@ -1,3 +1,26 @@
-"""plp_models."""
+"""plp-models: backbones, heads and the LightningModule that trains them."""
 
-__all__: list[str] = []
+from plp_models._backbones import Backbone, SmallConvNet, available_backbones, build_backbone
+from plp_models._errors import PlpModelsError
+from plp_models._heads import EmbeddingClassifierHead, available_heads, build_head
+from plp_models._module import PlpModel
+from plp_models._optim import build_optimizer, build_scheduler
+
+__all__ = [
+    # the LightningModule
+    "PlpModel",
+    # backbones
+    "Backbone",
+    "SmallConvNet",
+    "available_backbones",
+    "build_backbone",
+    # heads
+    "EmbeddingClassifierHead",
+    "available_heads",
+    "build_head",
+    # optimisation
+    "build_optimizer",
+    "build_scheduler",
+    # errors
+    "PlpModelsError",
+]

@@ -1,0 +1,28 @@
+# plp's human entry points: a thin shim over tasks.py (uv run invoke --list shows every task).
+# Every target that needs Python first makes sure uv exists and the locked venv is synced.
+
+SHELL := /bin/bash
+# Recursive (=) so it is re-evaluated after `setup` installs uv with pip.
+UV = $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup train test lint bench
+
+help: ## Show this help
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: ## Install uv if missing and sync the locked environment (.venv)
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+
+train: setup ## Set up, then run the offline demo (digits): train, test, report
+	$(UV) run invoke train --config configs/digits.toml
+
+test: setup ## Set up, then run lint and every test
+	$(UV) run invoke test
+
+lint: setup ## Set up, then run ruff and mypy
+	$(UV) run invoke lint
+
+bench: setup ## Set up, then run the benchmarks (small sizes; `uv run invoke bench --full` for all)
+	$(UV) run invoke bench

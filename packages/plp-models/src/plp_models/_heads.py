@@ -1,0 +1,77 @@
+"""Heads: features -> (embedding, logits)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plp_models._registry import Registry
+
+__all__ = ["HEADS", "EmbeddingClassifierHead", "available_heads", "build_head"]
+
+
+HEADS: Registry[nn.Module] = Registry("head")
+
+
+@HEADS.register("embedding_classifier")
+class EmbeddingClassifierHead(nn.Module):
+    """A linear embedding layer, an optional BNNeck, an optional classifier.
+
+    ``embedding = linear(features)``; with ``bnneck`` the classifier reads ``BN(embedding)`` and
+    that normalised feature is also what :meth:`embed` returns (the re-ID "strong baseline",
+    Luo et al. 2019); with ``normalize`` the returned embedding is L2-normalised.
+
+    Args:
+        in_features: Size of the backbone features.
+        embedding_size: Size of the embedding.
+        num_classes: Classes of the classifier; 0 means no classifier.
+        bnneck: Put a batch-norm between the embedding and the classifier.
+        normalize: L2-normalise the embedding that :meth:`embed` returns.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        embedding_size: int = 64,
+        num_classes: int = 0,
+        bnneck: bool = False,
+        normalize: bool = False,
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Linear(in_features, embedding_size)
+        self.bnneck = nn.BatchNorm1d(embedding_size) if bnneck else None
+        if self.bnneck is not None:
+            self.bnneck.bias.requires_grad_(False)
+        self.classifier = (
+            nn.Linear(embedding_size, num_classes, bias=not bnneck) if num_classes > 0 else None
+        )
+        self.normalize = normalize
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return ``(embedding for the metric loss, logits or None)``."""
+        embedding = self.embedding(features)
+        neck = embedding if self.bnneck is None else self.bnneck(embedding)
+        logits = None if self.classifier is None else self.classifier(neck)
+        if self.normalize:
+            embedding = F.normalize(embedding, dim=1)
+        return embedding, logits
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """Return the evaluation feature: the BNNeck output when configured, else the embedding."""
+        embedding = self.embedding(features)
+        if self.bnneck is not None:
+            embedding = self.bnneck(embedding)
+        return F.normalize(embedding, dim=1) if self.normalize else embedding
+
+
+def build_head(name: str, **kwargs: Any) -> nn.Module:
+    """Return the head registered as ``name``, built with ``kwargs``."""
+    return HEADS.build(name, **kwargs)
+
+
+def available_heads() -> list[str]:
+    """Return the names of the registered heads."""
+    return HEADS.available()

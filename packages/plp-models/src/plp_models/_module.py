@@ -1,0 +1,170 @@
+"""The LightningModule that trains any backbone + head with losses from plp-losses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+import plp_losses
+from plp_models._backbones import build_backbone
+from plp_models._errors import PlpModelsError
+from plp_models._heads import build_head
+from plp_models._optim import build_optimizer, build_scheduler
+
+__all__ = ["PlpModel"]
+
+# Losses holding one learnable vector per class: the model fills in their sizes.
+LOSSES_WITH_CLASS_WEIGHTS = frozenset({"arcface", "center"})
+DEFAULT_LOSSES: tuple[dict[str, Any], ...] = ({"name": "cross_entropy", "weight": 1.0},)
+
+
+class PlpModel(pl.LightningModule):
+    """Backbone + head trained with a weighted sum of plp-losses losses.
+
+    Every argument is a plain value (names and dicts), saved with ``save_hyperparameters`` so a
+    checkpoint alone rebuilds the model (``PlpModel.load_from_checkpoint(path)``).
+
+    A loss whose class says ``takes = "logits"`` (cross-entropy) is fed the classifier's logits;
+    any other is fed the embedding. The classifier exists only when some loss takes logits.
+    Losses with learnable parameters that accept ``num_classes`` / ``embedding_size`` (ArcFace,
+    centre loss) get them filled in from the model unless given.
+
+    Args:
+        num_classes: Number of classes in the training data.
+        in_channels: Channels of the input images.
+        image_size: Height and width of the input images.
+        backbone: ``{"name": ..., "args": {...}}`` for :func:`plp_models.build_backbone`.
+        head: ``{"name": ..., "args": {...}}`` for :func:`plp_models.build_head`.
+        embedding_size: Size of the embedding.
+        losses: Sequence of ``{"name": ..., "weight": 1.0, "args": {...}}``.
+        optimizer: ``{"name": "adam" | "adamw" | "sgd", "args": {...}}``.
+        scheduler: ``{"name": "none" | "cosine" | "step" | "one_cycle", "args": {...}}``;
+            ``args`` may hold ``warmup_epochs``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        image_size: Sequence[int] = (32, 32),
+        backbone: Mapping[str, Any] | None = None,
+        head: Mapping[str, Any] | None = None,
+        embedding_size: int = 128,
+        losses: Sequence[Mapping[str, Any]] = DEFAULT_LOSSES,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        backbone = dict(backbone or {"name": "small_convnet"})
+        head = dict(head or {"name": "embedding_classifier"})
+        optimizer = dict(optimizer or {"name": "adam", "args": {"lr": 1e-3}})
+        scheduler = dict(scheduler or {"name": "none"})
+        losses = [dict(spec) for spec in losses]
+        if not losses:
+            raise PlpModelsError("losses: at least one loss is needed")
+        self.save_hyperparameters(
+            {
+                "num_classes": num_classes,
+                "in_channels": in_channels,
+                "image_size": list(image_size),
+                "backbone": backbone,
+                "head": head,
+                "embedding_size": embedding_size,
+                "losses": losses,
+                "optimizer": optimizer,
+                "scheduler": scheduler,
+            }
+        )
+        self.loss_weights = [float(spec.get("weight", 1.0)) for spec in losses]
+        self.losses = nn.ModuleList(
+            [self._build_loss(spec, num_classes, embedding_size) for spec in losses]
+        )
+        needs_logits = any(getattr(loss, "takes", "embeddings") == "logits" for loss in self.losses)
+        self.backbone = build_backbone(
+            backbone["name"],
+            in_channels=in_channels,
+            image_size=tuple(image_size),
+            **backbone.get("args", {}),
+        )
+        self.head = build_head(
+            head["name"],
+            in_features=self.backbone.out_features,
+            embedding_size=embedding_size,
+            num_classes=num_classes if needs_logits else 0,
+            **head.get("args", {}),
+        )
+        self.has_classifier = needs_logits
+        if needs_logits:
+            self.train_accuracy = MulticlassAccuracy(num_classes, average="micro")
+            self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
+
+    @staticmethod
+    def _build_loss(spec: Mapping[str, Any], num_classes: int, embedding_size: int) -> nn.Module:
+        name, args = spec["name"], dict(spec.get("args", {}))
+        unknown = set(spec) - {"name", "weight", "args"}
+        if unknown:
+            raise PlpModelsError(f"loss {name!r}: unknown keys {sorted(unknown)}")
+        if name in LOSSES_WITH_CLASS_WEIGHTS:
+            args.setdefault("num_classes", num_classes)
+            args.setdefault("embedding_size", embedding_size)
+        return plp_losses.build(name, **args)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Return the logits when the model has a classifier, else the embedding."""
+        embedding, logits = self.head(self.backbone(images))
+        return logits if logits is not None else embedding
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Return the features used for evaluation (the BNNeck feature when configured)."""
+        return self.head.embed(self.backbone(images))
+
+    def _step(self, batch: Sequence[torch.Tensor], stage: str) -> torch.Tensor:
+        images, labels = batch[0], batch[1]
+        embedding, logits = self.head(self.backbone(images))
+        total = embedding.new_zeros(())
+        for weight, loss in zip(self.loss_weights, self.losses, strict=True):
+            inputs = logits if getattr(loss, "takes", "embeddings") == "logits" else embedding
+            total = total + weight * loss(inputs, labels)
+        batch_size = len(labels)
+        self.log(f"{stage}_loss", total, on_epoch=True, on_step=False, batch_size=batch_size)
+        if logits is not None:
+            metric = self.train_accuracy if stage == "train" else self.val_accuracy
+            metric(logits.detach(), labels)
+            self.log(f"{stage}_acc", metric, on_epoch=True, on_step=False, batch_size=batch_size)
+        return total
+
+    def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Return the weighted loss of a training batch and log it."""
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Return the weighted loss of a validation batch and log it."""
+        return self._step(batch, "val")
+
+    def configure_optimizers(self) -> Any:
+        """Return the optimizer and its per-step learning-rate schedule from the hparams."""
+        spec = self.hparams["optimizer"]
+        optimizer = build_optimizer(spec["name"], self.parameters(), **spec.get("args", {}))
+        sched_spec = self.hparams["scheduler"]
+        sched_args = dict(sched_spec.get("args", {}))
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        max_epochs = max(self.trainer.max_epochs or 1, 1)
+        scheduler = build_scheduler(
+            sched_spec["name"],
+            optimizer,
+            total_steps=total_steps,
+            steps_per_epoch=max(total_steps // max_epochs, 1),
+            **sched_args,
+        )
+        if scheduler is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

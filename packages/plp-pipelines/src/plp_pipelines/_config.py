@@ -1,0 +1,300 @@
+"""The TOML config schema: parsed once, validated by pydantic models with ``extra="forbid"``."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from plp_pipelines._errors import ConfigError
+
+__all__ = [
+    "AlignConfig",
+    "Config",
+    "DataConfig",
+    "EvaluateConfig",
+    "ExplainConfig",
+    "LossTerm",
+    "METHODS",
+    "ModelConfig",
+    "Named",
+    "TrainerConfig",
+    "apply_overrides",
+    "config_to_toml",
+    "load_config",
+    "validate_config",
+]
+
+METHODS = ("accuracy", "reid", "clustering")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Named(_Section):
+    """A component chosen by registry name, with its keyword arguments."""
+
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class DataConfig(Named):
+    """``[data]``: the datamodule (``plp_data.build_datamodule(name, **args)``)."""
+
+    name: str = "digits"
+
+
+class ModelConfig(_Section):
+    """``[model]``: backbone, head and embedding size."""
+
+    backbone: Named = Field(default_factory=lambda: Named(name="small_convnet"))
+    head: Named = Field(default_factory=lambda: Named(name="embedding_classifier"))
+    embedding_size: int = Field(default=64, ge=1)
+
+
+class LossTerm(Named):
+    """One term of the training loss, multiplied by ``weight``."""
+
+    weight: float = 1.0
+
+
+class LossConfig(_Section):
+    """``[loss]``: one loss (``name`` and ``args``) or a weighted list (``terms``)."""
+
+    name: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+    terms: list[LossTerm] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> LossConfig:
+        if (self.name is None) == (self.terms is None):
+            raise ValueError("give either name (one loss) or terms (a weighted list), not both")
+        if self.terms is not None and not self.terms:
+            raise ValueError("terms must hold at least one loss")
+        return self
+
+    def as_terms(self) -> list[LossTerm]:
+        """Return the loss as a list of weighted terms."""
+        if self.terms is not None:
+            return self.terms
+        assert self.name is not None
+        return [LossTerm(name=self.name, args=self.args)]
+
+
+class TrainerConfig(_Section):
+    """``[trainer]``: the Lightning Trainer settings that plp exposes."""
+
+    epochs: int = Field(default=10, ge=1)
+    accelerator: str = "cpu"
+    devices: int = Field(default=1, ge=1)
+    strategy: str = "auto"
+    precision: str = "32-true"
+    seed: int = 0
+    deterministic: bool = True
+    log_every_n_steps: int = Field(default=10, ge=1)
+    gradient_clip_val: float | None = None
+
+
+class EvaluateConfig(_Section):
+    """``[evaluate]``: what the test pipeline computes."""
+
+    after_training: bool = True
+    methods: list[Literal["accuracy", "reid", "clustering"]] = Field(
+        default_factory=lambda: list(METHODS)
+    )
+    reid_metric: Literal["euclidean", "cosine"] = "euclidean"
+    protocol: Literal["trainval_test", "query_gallery"] = "trainval_test"
+    max_rank: int = Field(default=50, ge=1)
+    umap: bool = True
+    umap_max_samples: int = Field(default=10_000, ge=10)
+
+
+class ExplainConfig(_Section):
+    """``[explain]``: attribution defaults for the explain pipeline."""
+
+    algorithm: str = "integrated_gradients"
+    samples: int = Field(default=16, ge=1)
+    layer: str | None = None
+
+
+class AlignConfig(_Section):
+    """``[align]``: AlignedUMAP defaults."""
+
+    split: Literal["trainval", "test"] = "test"
+    max_samples: int = Field(default=5_000, ge=10)
+
+
+class Config(_Section):
+    """A whole plp recipe."""
+
+    name: str = "run"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=lambda: LossConfig(name="cross_entropy"))
+    optimizer: Named = Field(default_factory=lambda: Named(name="adam", args={"lr": 1e-3}))
+    scheduler: Named = Field(default_factory=lambda: Named(name="none"))
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
+    align: AlignConfig = Field(default_factory=AlignConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not value or any(c in value for c in "/\\") or value.startswith("."):
+            raise ValueError("must be a plain folder name (no slashes, not starting with '.')")
+        return value
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Return the validated config read from ``path`` with ``key.path=value`` overrides applied.
+
+    Raises:
+        ConfigError: One line naming the file, the key, the given value and what is allowed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: TOML syntax error: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({error.reason})") from None
+    raw.setdefault("name", path.stem)
+    raw = apply_overrides(raw, overrides, source=str(path))
+    return validate_config(raw, source=str(path))
+
+
+def validate_config(raw: dict[str, Any], source: str = "<config>") -> Config:
+    """Return ``raw`` validated as a :class:`Config`; errors name ``source`` and the key path."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source)) from None
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: list[str] | tuple[str, ...], source: str = "<config>"
+) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``a.b.c=value`` applied (value parsed as TOML).
+
+    The key must exist in the schema (a section of the config or a known field); values that are
+    not valid TOML are taken as strings, so ``--set data.root=/tmp/x`` works unquoted.
+    """
+    result = _deep_copy(raw)
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. trainer.epochs=3")
+        _check_key_exists(key, source)
+        try:
+            value = tomllib.loads(f"value = {text}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _check_key_exists(key: str, source: str) -> None:
+    """Raise ConfigError unless ``key`` names a field of the schema (``args`` tables are free)."""
+    model: type[BaseModel] | None = Config
+    walked: list[str] = []
+    for part in key.split("."):
+        if model is None:  # inside a free-form table such as ``args``
+            return
+        fields = model.model_fields
+        if part not in fields:
+            hint = difflib.get_close_matches(part, list(fields), n=1)
+            prefix = ".".join(walked) or "top level"
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(
+                f"--set {key}: no key {part!r} in {prefix}{suggestion}; "
+                f"allowed: {', '.join(fields)}"
+            )
+        walked.append(part)
+        annotation = fields[part].annotation
+        model = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    """Return the first validation problem as one line: file, key path, given value, allowed."""
+    problem = error.errors()[0]
+    location = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+    given = problem.get("input")
+    if problem["type"] == "extra_forbidden":
+        parent = _model_at(problem["loc"][:-1])
+        allowed = ", ".join(parent.model_fields) if parent else "see the docs"
+        return f"{source}: unknown key {location!r}; allowed here: {allowed}"
+    message = problem["msg"]
+    if problem["type"] == "literal_error":
+        message = message.replace("Input should be", "expected")
+    return f"{source}: {location}: {message} (given: {given!r})"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args, *(a for arg in args for a in getattr(arg, "__args__", ()))]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in raw.items()}
+
+
+def config_to_toml(config: Config) -> str:
+    """Return ``config`` as TOML text that :func:`load_config` reads back to an equal config."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    lines: list[str] = []
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    for key, value in scalars.items():
+        lines.append(f"{key} = {_toml_value(value)}")
+    for section, table in data.items():
+        if isinstance(table, dict):
+            lines.append("")
+            lines.append(f"[{section}]")
+            for key, value in table.items():
+                lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")

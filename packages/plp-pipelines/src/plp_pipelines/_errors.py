@@ -1,0 +1,17 @@
+"""The exceptions plp-pipelines raises."""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "PlpError", "RunError"]
+
+
+class PlpError(Exception):
+    """Base class of every error raised by plp-pipelines; the message is one line for the user."""
+
+
+class ConfigError(PlpError, ValueError):
+    """A config file or override is wrong: the message names the file, the key and what is allowed."""
+
+
+class RunError(PlpError):
+    """A run directory, checkpoint or feature file is missing or unusable."""

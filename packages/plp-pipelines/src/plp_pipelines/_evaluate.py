@@ -1,0 +1,195 @@
+"""The test pipeline: features of every split, a 2-D UMAP, metrics, report."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+import plp_eval
+import plp_viz
+from plp_pipelines._build import build_datamodule
+from plp_pipelines._config import METHODS, Config, load_config
+from plp_pipelines._errors import ConfigError, RunError
+from plp_pipelines._features import SplitFeatures, extract_features, save_features
+from plp_pipelines._report import write_report
+from plp_pipelines._runs import RunPaths, atomic_write_json, resolve_run
+
+__all__ = ["evaluate", "load_model", "resolve_checkpoint"]
+
+
+def evaluate(
+    run: str | Path | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    methods: Sequence[str] | None = None,
+    runs_root: str | Path = "runs",
+    model: pl.LightningModule | None = None,
+    datamodule: pl.LightningDataModule | None = None,
+    config: Config | None = None,
+) -> dict[str, Any]:
+    """Evaluate a run and return its metrics, also written to ``metrics.json``.
+
+    Features of ``trainval`` and ``test`` are extracted with ``model.embed`` and saved to
+    ``features/<split>.npz``; the chosen methods are computed on them: ``accuracy`` (classifier
+    logits of the test split; a model without a classifier is scored by 1-nearest-neighbour in
+    trainval), ``reid`` (test = query, trainval = gallery; with ``[evaluate] protocol =
+    "query_gallery"`` the datamodule's own query/gallery splits and cameras) and ``clustering``
+    (KMeans on the test features with the true number of classes). A 2-D UMAP of the test
+    features is drawn to ``plots/umap_test.png``.
+
+    Args:
+        run: The run directory; the newest run under ``runs_root`` when None.
+        checkpoint: A checkpoint to evaluate instead of the run's best (its run directory is
+            the folder above ``checkpoints/``).
+        methods: Subset of ``accuracy``, ``reid``, ``clustering``; defaults to the config's.
+        runs_root: Folder holding the run directories.
+        model: A model object whose weights are loaded from the checkpoint (for runs trained
+            from objects rather than a config).
+        datamodule: The datamodule to read the splits from instead of the config's.
+        config: The run's config instead of the one saved in the run directory.
+    """
+    if checkpoint is not None and run is None:
+        checkpoint = Path(checkpoint)
+        if not checkpoint.is_file():
+            raise RunError(f"checkpoint {checkpoint} does not exist")
+        run = checkpoint.parent.parent
+    paths = RunPaths(resolve_run(run, runs_root))
+    config = config or load_config(paths.config)
+    methods = list(methods or config.evaluate.methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ConfigError(
+            f"--method {unknown[0]!r} is not a method; expected one of {', '.join(METHODS)}"
+        )
+    checkpoint_path = resolve_checkpoint(paths, checkpoint)
+    model = load_model(checkpoint_path, model)
+    datamodule = datamodule or build_datamodule(config, str(paths.config))
+    datamodule.setup("test")
+
+    protocol = config.evaluate.protocol
+    splits = ["trainval", "test"] + (["query", "gallery"] if protocol == "query_gallery" else [])
+    features: dict[str, SplitFeatures] = {}
+    for split in splits:
+        loader = datamodule.split_dataloader(split)  # type: ignore[attr-defined]
+        features[split] = extract_features(model, loader)
+        _check_finite(features[split], split)
+        save_features(paths.features / f"{split}.npz", features[split])
+
+    metrics: dict[str, Any] = _previous_metrics(paths)
+    metrics["checkpoint"] = checkpoint_path.name
+    if "accuracy" in methods:
+        metrics["accuracy"] = _accuracy(features["trainval"], features["test"])
+    if "reid" in methods:
+        query, gallery = (
+            (features["query"], features["gallery"])
+            if protocol == "query_gallery"
+            else (features["test"], features["trainval"])
+        )
+        metrics["reid"] = _reid(query, gallery, config)
+    if "clustering" in methods:
+        test = features["test"]
+        metrics["clustering"] = plp_eval.clustering_metrics(
+            test.features, test.labels, seed=config.trainer.seed
+        ).to_dict()
+
+    plots: dict[str, str] = {}
+    if config.evaluate.umap:
+        test = features["test"]
+        embedding = plp_viz.umap_2d(
+            test.features, seed=config.trainer.seed, max_samples=config.evaluate.umap_max_samples
+        )
+        umap_path = paths.plots / "umap_test.png"
+        plp_viz.plot_embedding(
+            embedding.points,
+            test.labels[embedding.indices],
+            umap_path,
+            title=f"{config.name}: test features (UMAP)",
+        )
+        plots["umap"] = str(umap_path.relative_to(paths.root))
+    metrics["plots"] = {**metrics.get("plots", {}), **plots}
+    atomic_write_json(paths.metrics, metrics)
+    write_report(paths, config, metrics)
+    return metrics
+
+
+def resolve_checkpoint(paths: RunPaths, checkpoint: str | Path | None) -> Path:
+    """Return ``checkpoint`` or the run's best checkpoint (from ``run.json``), checked to exist."""
+    if checkpoint is not None:
+        path = Path(checkpoint)
+    elif paths.run_info.is_file():
+        path = paths.checkpoints / json.loads(paths.run_info.read_text())["best_checkpoint"]
+    else:
+        raise RunError(f"{paths.root} has no run.json: its training did not finish")
+    if not path.is_file():
+        raise RunError(f"checkpoint {path} does not exist")
+    return path
+
+
+def load_model(checkpoint: Path, model: pl.LightningModule | None = None) -> pl.LightningModule:
+    """Return ``model`` with the weights of ``checkpoint``, or a PlpModel rebuilt from it.
+
+    Loading uses ``weights_only=True``: a checkpoint cannot run code.
+    """
+    import plp_models
+
+    try:
+        if model is None:
+            return plp_models.PlpModel.load_from_checkpoint(
+                checkpoint, map_location="cpu", weights_only=True
+            )
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["state_dict"])
+        return model
+    except (RuntimeError, KeyError, EOFError, ValueError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise RunError(f"cannot load checkpoint {checkpoint}: {first_line}") from None
+
+
+def _check_finite(split: SplitFeatures, name: str) -> None:
+    bad = int((~np.isfinite(split.features)).any(axis=1).sum())
+    if bad:
+        raise RunError(
+            f"features of split {name!r} have {bad} rows with NaN or inf: "
+            "the model probably diverged during training"
+        )
+
+
+def _previous_metrics(paths: RunPaths) -> dict[str, Any]:
+    if not paths.metrics.is_file():
+        return {}
+    try:
+        return dict(json.loads(paths.metrics.read_text()))
+    except json.JSONDecodeError:
+        return {}
+
+
+def _accuracy(trainval: SplitFeatures, test: SplitFeatures) -> dict[str, Any]:
+    if test.logits is not None:
+        result = plp_eval.accuracy_metrics(test.logits, test.labels)
+        return {"source": "classifier", **result.to_dict()}
+    indices, _ = plp_eval.rank_lists(test.features, trainval.features, k=1)
+    predictions = trainval.labels[indices[:, 0]]
+    num_classes = int(max(trainval.labels.max(), test.labels.max())) + 1
+    result = plp_eval.accuracy_metrics(predictions, test.labels, num_classes=num_classes)
+    return {"source": "1-nearest-neighbour in trainval", **result.to_dict()}
+
+
+def _reid(query: SplitFeatures, gallery: SplitFeatures, config: Config) -> dict[str, Any]:
+    with_cameras = query.cameras is not None and gallery.cameras is not None
+    result = plp_eval.reid_metrics(
+        query.features,
+        query.labels,
+        gallery.features,
+        gallery.labels,
+        query_cameras=query.cameras if with_cameras else None,
+        gallery_cameras=gallery.cameras if with_cameras else None,
+        metric=config.evaluate.reid_metric,
+        max_rank=config.evaluate.max_rank,
+    )
+    return {"metric": config.evaluate.reid_metric, **result.to_dict()}

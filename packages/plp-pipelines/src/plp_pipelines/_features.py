@@ -1,0 +1,102 @@
+"""Feature extraction: run ``model.embed`` over an evaluation split, in dataset order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from plp_pipelines._errors import RunError
+
+__all__ = ["SplitFeatures", "extract_features", "load_features", "save_features"]
+
+
+@dataclass
+class SplitFeatures:
+    """The features of one split, row ``i`` being sample ``i`` of the split's dataset.
+
+    Attributes:
+        features: ``(N, D)`` float32 embeddings from ``model.embed``.
+        labels: ``(N,)`` int64 class or identity labels.
+        cameras: ``(N,)`` int64 camera ids, or None when the dataset has none.
+        logits: ``(N, C)`` float32 classifier outputs, or None for models without a classifier.
+        sample_ids: ``(N,)`` int64 index of each row in the split's dataset.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    cameras: np.ndarray | None = None
+    logits: np.ndarray | None = None
+    sample_ids: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.sample_ids is None:
+            self.sample_ids = np.arange(len(self.labels), dtype=np.int64)
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module, loader: DataLoader[Any], *, with_logits: bool = True
+) -> SplitFeatures:
+    """Return ``model.embed`` (and ``model(images)`` logits if asked) over ``loader``, in order.
+
+    The model is put in eval mode for the pass and restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    features, labels, cameras, logits = [], [], [], []
+    has_classifier = with_logits and getattr(model, "has_classifier", False)
+    try:
+        for batch in loader:
+            images = batch[0].to(device)
+            features.append(model.embed(images).float().cpu())  # type: ignore[operator]
+            labels.append(batch[1].cpu())
+            if len(batch) > 2:
+                cameras.append(batch[2].cpu())
+            if has_classifier:
+                logits.append(model(images).float().cpu())
+    finally:
+        model.train(was_training)
+    if not features:
+        raise RunError("the split is empty: no features to extract")
+    return SplitFeatures(
+        features=torch.cat(features).numpy(),
+        labels=torch.cat(labels).long().numpy(),
+        cameras=torch.cat(cameras).long().numpy() if cameras else None,
+        logits=torch.cat(logits).numpy() if logits else None,
+    )
+
+
+def save_features(path: str | Path, split: SplitFeatures) -> None:
+    """Write ``split`` to ``path`` (``.npz``) through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"features": split.features, "labels": split.labels, "sample_ids": split.sample_ids}
+    if split.cameras is not None:
+        arrays["cameras"] = split.cameras
+    if split.logits is not None:
+        arrays["logits"] = split.logits
+    temporary = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(temporary, **arrays)  # type: ignore[arg-type]
+    temporary.replace(path)
+
+
+def load_features(path: str | Path) -> SplitFeatures:
+    """Return the features saved at ``path`` by :func:`save_features`."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"feature file {path} not found: run `invoke evaluate` first")
+    with np.load(path, allow_pickle=False) as data:
+        return SplitFeatures(
+            features=data["features"],
+            labels=data["labels"],
+            cameras=data["cameras"] if "cameras" in data else None,
+            logits=data["logits"] if "logits" in data else None,
+            sample_ids=data["sample_ids"],
+        )

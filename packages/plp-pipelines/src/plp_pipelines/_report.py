@@ -1,0 +1,124 @@
+"""``report.md``: the page a person reads first, and the metrics table printed by the tasks."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from plp_pipelines._config import Config
+from plp_pipelines._runs import RunPaths, atomic_write_text
+
+__all__ = ["format_metrics_table", "headline_metrics", "plot_training_curves", "write_report"]
+
+# (section, key, label) of the numbers shown first, in this order.
+HEADLINE = (
+    ("accuracy", "top-1", "accuracy (top-1)"),
+    ("reid", "rank-1", "reid rank-1"),
+    ("reid", "rank-5", "reid rank-5"),
+    ("reid", "mAP", "reid mAP"),
+    ("reid", "mINP", "reid mINP"),
+    ("clustering", "nmi", "clustering NMI"),
+    ("clustering", "ari", "clustering ARI"),
+)
+
+
+def headline_metrics(metrics: dict[str, Any]) -> list[tuple[str, float]]:
+    """Return ``(label, value)`` for the headline numbers present in ``metrics``."""
+    rows = []
+    for section, key, label in HEADLINE:
+        value = metrics.get(section, {}).get(key)
+        if isinstance(value, int | float):
+            rows.append((label, float(value)))
+    return rows
+
+
+def format_metrics_table(metrics: dict[str, Any]) -> str:
+    """Return the headline metrics as an aligned two-column text table."""
+    rows = headline_metrics(metrics)
+    if not rows:
+        return "(no metrics)"
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label:<{width}}  {value:.4f}" for label, value in rows)
+
+
+def plot_training_curves(csv_path: Path, png_path: Path) -> Path | None:
+    """Plot per-epoch train/val loss and accuracy from Lightning's CSV log; None if no log."""
+    if not csv_path.is_file():
+        return None
+    with csv_path.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    series: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        for key in ("train_loss", "val_loss", "train_acc", "val_acc"):
+            if row.get(key):
+                series.setdefault(key, []).append((int(row["epoch"]), float(row[key])))
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for key, points in series.items():
+        axis = axes[0] if key.endswith("loss") else axes[1]
+        epochs, values = zip(*points, strict=True)
+        axis.plot(epochs, values, marker="o", markersize=3, label=key)
+    for axis, title in zip(axes, ("loss", "accuracy"), strict=True):
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        if axis.lines:
+            axis.legend()
+    figure.tight_layout()
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(png_path, dpi=100)
+    plt.close(figure)
+    return png_path
+
+
+def write_report(paths: RunPaths, config: Config, metrics: dict[str, Any]) -> Path:
+    """Write ``report.md``: config summary, training curves, metrics table, links to plots."""
+    curves = plot_training_curves(
+        paths.logs / "csv" / "metrics.csv", paths.plots / "training_curves.png"
+    )
+    terms = ", ".join(
+        f"{term.weight:g} x {term.name}" if term.weight != 1 else term.name
+        for term in config.loss.as_terms()
+    )
+    lines = [
+        f"# {config.name} — {paths.root.name}",
+        "",
+        "## Recipe",
+        "",
+        f"- data: `{config.data.name}` {config.data.args or ''}",
+        f"- model: `{config.model.backbone.name}` backbone, `{config.model.head.name}` head, "
+        f"embedding size {config.model.embedding_size}",
+        f"- loss: {terms}",
+        f"- optimizer: `{config.optimizer.name}` {config.optimizer.args or ''}; "
+        f"scheduler: `{config.scheduler.name}`",
+        f"- trainer: {config.trainer.epochs} epochs, seed {config.trainer.seed}, "
+        f"{config.trainer.devices} x {config.trainer.accelerator}",
+        f"- checkpoint evaluated: `checkpoints/{metrics.get('checkpoint', '?')}`",
+        "- full config: [config.toml](config.toml)",
+        "",
+        "## Metrics",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        *(f"| {label} | {value:.4f} |" for label, value in headline_metrics(metrics)),
+        "",
+        "All numbers: [metrics.json](metrics.json).",
+        "",
+    ]
+    if curves is not None:
+        lines += ["## Training", "", "![training curves](plots/training_curves.png)", ""]
+    plots = metrics.get("plots", {})
+    if plots:
+        lines += ["## Plots", ""]
+        lines += [f"- [{name}]({path})" for name, path in plots.items()]
+        if "umap" in plots:
+            lines += ["", f"![UMAP of the test features]({plots['umap']})"]
+        lines.append("")
+    atomic_write_text(paths.report, "\n".join(lines))
+    return paths.report

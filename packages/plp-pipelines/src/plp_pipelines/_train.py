@@ -1,0 +1,119 @@
+"""The train pipeline: fit, checkpoint, log, record the run; then test if configured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from plp_pipelines._build import build_datamodule, build_model
+from plp_pipelines._config import Config, config_to_toml
+from plp_pipelines._runs import (
+    RunPaths,
+    atomic_write_json,
+    atomic_write_text,
+    create_run_dir,
+    record_newest,
+)
+
+__all__ = ["TrainResult", "train"]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced.
+
+    Attributes:
+        run_dir: The run directory.
+        best_checkpoint: The checkpoint with the lowest validation loss (or the last one).
+        metrics: The test metrics when ``[evaluate] after_training``, else empty.
+    """
+
+    run_dir: Path
+    best_checkpoint: Path
+    metrics: dict[str, Any]
+
+
+def train(
+    config: Config | None = None,
+    *,
+    model: pl.LightningModule | None = None,
+    datamodule: pl.LightningDataModule | None = None,
+    runs_root: str | Path = "runs",
+    evaluate: bool | None = None,
+    progress_bar: bool = True,
+) -> TrainResult:
+    """Train a model and return its run directory, best checkpoint and (optionally) test metrics.
+
+    The model and datamodule are built from ``config`` unless given as objects (any
+    LightningModule with ``embed(images)`` and any LightningDataModule with ``split_dataloader``
+    for ``trainval`` and ``test``). The run is recorded as the newest only after training
+    succeeded, so a crashed run never becomes the one that ``evaluate`` picks by default.
+
+    Args:
+        config: The recipe; defaults to :class:`Config()` (digits) when objects are given.
+        model: A LightningModule to train instead of the one ``config`` describes.
+        datamodule: A datamodule to train on instead of the one ``config`` describes.
+        runs_root: Folder holding the run directories.
+        evaluate: Run the test pipeline afterwards; defaults to ``[evaluate] after_training``.
+        progress_bar: Show Lightning's progress bar.
+    """
+    config = config or Config()
+    pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    datamodule = datamodule or build_datamodule(config)
+    model = model or build_model(config, datamodule)  # type: ignore[arg-type]
+    paths = RunPaths(create_run_dir(runs_root, config.name))
+    atomic_write_text(paths.config, config_to_toml(config))
+
+    has_validation = getattr(datamodule, "val_fraction", 0) > 0
+    checkpoint = ModelCheckpoint(
+        dirpath=paths.checkpoints,
+        filename="epoch={epoch}-val_loss={val_loss:.4f}" if has_validation else "epoch={epoch}",
+        monitor="val_loss" if has_validation else None,
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
+    trainer = pl.Trainer(
+        max_epochs=config.trainer.epochs,
+        accelerator=config.trainer.accelerator,
+        devices=config.trainer.devices,
+        strategy=config.trainer.strategy,
+        precision=config.trainer.precision,  # type: ignore[arg-type]
+        deterministic=config.trainer.deterministic,
+        log_every_n_steps=config.trainer.log_every_n_steps,
+        gradient_clip_val=config.trainer.gradient_clip_val,
+        default_root_dir=paths.root,
+        callbacks=[checkpoint],
+        logger=[
+            CSVLogger(paths.root, name="logs", version="csv"),
+            TensorBoardLogger(paths.root, name="logs", version="tensorboard"),
+        ],
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        use_distributed_sampler=not getattr(datamodule, "uses_custom_sampler", False),
+    )
+    trainer.fit(model, datamodule=datamodule)
+    best = Path(checkpoint.best_model_path or checkpoint.last_model_path)
+    if trainer.global_rank != 0:
+        return TrainResult(paths.root, best, {})
+    atomic_write_json(
+        paths.run_info,
+        {
+            "best_checkpoint": best.name,
+            "last_checkpoint": Path(checkpoint.last_model_path).name,
+            "epochs": trainer.current_epoch,
+            "seed": config.trainer.seed,
+        },
+    )
+    record_newest(paths.root, runs_root)
+    metrics: dict[str, Any] = {}
+    if config.evaluate.after_training if evaluate is None else evaluate:
+        from plp_pipelines._evaluate import evaluate as run_evaluation
+
+        metrics = run_evaluation(paths.root, model=model, datamodule=datamodule, config=config)
+    return TrainResult(paths.root, best, metrics)
