@@ -1,4 +1,4 @@
-"""plp-pipelines: the train / test / explain / graph / align recipes, configs and run directories."""
+"""plp-pipelines: the train, test, explain, graph and align recipes; configs; run directories."""
 
 from plp_pipelines._config import Config, load_config
 from plp_pipelines._errors import ConfigError, PlpError, RunError

@@ -10,7 +10,7 @@ class PlpError(Exception):
 
 
 class ConfigError(PlpError, ValueError):
-    """A config file or override is wrong: the message names the file, the key and what is allowed."""
+    """A config file or override is wrong; the message names the file, key and what is allowed."""
 
 
 class RunError(PlpError):

@@ -96,7 +96,7 @@ def load_features(path: str | Path) -> SplitFeatures:
         return SplitFeatures(
             features=data["features"],
             labels=data["labels"],
-            cameras=data["cameras"] if "cameras" in data else None,
-            logits=data["logits"] if "logits" in data else None,
+            cameras=data.get("cameras"),
+            logits=data.get("logits"),
             sample_ids=data["sample_ids"],
         )
