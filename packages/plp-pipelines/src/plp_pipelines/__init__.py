@@ -1,12 +1,24 @@
-"""plp-pipelines: the train, test, explain, graph and align recipes; configs; run directories."""
+"""plp-pipelines: the train, test, explain, graph and align recipes; configs; run directories.
+
+Configs, errors and run bookkeeping import no torch; the pipelines themselves (``train``,
+``evaluate``, ...) are imported on first use, so that a command-line error in a config is
+reported in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from plp_pipelines._config import Config, load_config
 from plp_pipelines._errors import ConfigError, PlpError, RunError
-from plp_pipelines._evaluate import evaluate
-from plp_pipelines._features import SplitFeatures, extract_features, load_features
 from plp_pipelines._report import format_metrics_table
 from plp_pipelines._runs import newest_run
-from plp_pipelines._train import TrainResult, train
+
+if TYPE_CHECKING:
+    from plp_pipelines._evaluate import evaluate
+    from plp_pipelines._features import SplitFeatures, extract_features, load_features
+    from plp_pipelines._train import TrainResult, train
 
 __all__ = [
     # pipelines
@@ -27,3 +39,25 @@ __all__ = [
     "PlpError",
     "RunError",
 ]
+
+# Public names whose modules import torch / Lightning, loaded on first access.
+_LAZY = {
+    "evaluate": "_evaluate",
+    "train": "_train",
+    "TrainResult": "_train",
+    "SplitFeatures": "_features",
+    "extract_features": "_features",
+    "load_features": "_features",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"plp_pipelines.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'plp_pipelines' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
