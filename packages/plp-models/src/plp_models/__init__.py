@@ -2,7 +2,7 @@
 
 from plp_models._backbones import Backbone, SmallConvNet, available_backbones, build_backbone
 from plp_models._errors import PlpModelsError
-from plp_models._heads import EmbeddingClassifierHead, available_heads, build_head
+from plp_models._heads import EmbeddingClassifierHead, Head, available_heads, build_head
 from plp_models._module import PlpModel
 from plp_models._optim import build_optimizer, build_scheduler
 
@@ -16,6 +16,7 @@ __all__ = [
     "build_backbone",
     # heads
     "EmbeddingClassifierHead",
+    "Head",
     "available_heads",
     "build_head",
     # optimisation

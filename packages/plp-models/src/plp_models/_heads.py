@@ -10,14 +10,26 @@ from torch import nn
 
 from plp_models._registry import Registry
 
-__all__ = ["HEADS", "EmbeddingClassifierHead", "available_heads", "build_head"]
+__all__ = ["HEADS", "EmbeddingClassifierHead", "Head", "available_heads", "build_head"]
 
 
-HEADS: Registry[nn.Module] = Registry("head")
+class Head(nn.Module):
+    """A head: backbone features to ``(embedding, logits or None)``; ``embed`` for evaluation."""
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return ``(embedding for the metric loss, logits or None)``."""
+        raise NotImplementedError
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """Return the feature used for evaluation."""
+        raise NotImplementedError
+
+
+HEADS: Registry[Head] = Registry("head")
 
 
 @HEADS.register("embedding_classifier")
-class EmbeddingClassifierHead(nn.Module):
+class EmbeddingClassifierHead(Head):
     """A linear embedding layer, an optional BNNeck, an optional classifier.
 
     ``embedding = linear(features)``; with ``bnneck`` the classifier reads ``BN(embedding)`` and
@@ -67,7 +79,7 @@ class EmbeddingClassifierHead(nn.Module):
         return F.normalize(embedding, dim=1) if self.normalize else embedding
 
 
-def build_head(name: str, **kwargs: Any) -> nn.Module:
+def build_head(name: str, **kwargs: Any) -> Head:
     """Return the head registered as ``name``, built with ``kwargs``."""
     return HEADS.build(name, **kwargs)
 

@@ -28,7 +28,8 @@ __all__ = [
     "validate_config",
 ]
 
-METHODS = ("accuracy", "reid", "clustering")
+Method = Literal["accuracy", "reid", "clustering"]
+METHODS: tuple[Method, ...] = ("accuracy", "reid", "clustering")
 
 
 class _Section(BaseModel):
@@ -103,9 +104,7 @@ class EvaluateConfig(_Section):
     """``[evaluate]``: what the test pipeline computes."""
 
     after_training: bool = True
-    methods: list[Literal["accuracy", "reid", "clustering"]] = Field(
-        default_factory=lambda: list(METHODS)
-    )
+    methods: list[Method] = Field(default_factory=lambda: list(METHODS))
     reid_metric: Literal["euclidean", "cosine"] = "euclidean"
     protocol: Literal["trainval_test", "query_gallery"] = "trainval_test"
     max_rank: int = Field(default=50, ge=1)
