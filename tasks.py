@@ -104,7 +104,7 @@ def evaluate(
         metrics = plp_pipelines.evaluate(
             run, checkpoint=checkpoint, methods=methods, runs_root=runs
         )
-    _say(plp_pipelines.format_metrics_table(metrics))
+    _say(plp_pipelines.format_metrics_table(metrics, methods))
 
 
 def _not_built(name: str) -> Callable[..., Any]:

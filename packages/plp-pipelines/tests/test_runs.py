@@ -53,3 +53,6 @@ def test_metrics_table_lists_headline_numbers_in_order() -> None:
         "clustering NMI  0.5000",
     ]
     assert format_metrics_table({}) == "(no metrics)"
+    assert format_metrics_table({"reid": {"mAP": 0.25}, "clustering": {"nmi": 0.5}}, ["reid"]) == (
+        "reid mAP  0.2500"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +24,23 @@ HEADLINE = (
 )
 
 
-def headline_metrics(metrics: dict[str, Any]) -> list[tuple[str, float]]:
-    """Return ``(label, value)`` for the headline numbers present in ``metrics``."""
+def headline_metrics(
+    metrics: dict[str, Any], methods: Sequence[str] | None = None
+) -> list[tuple[str, float]]:
+    """Return ``(label, value)`` for the headline numbers in ``metrics`` (of ``methods`` only)."""
     rows = []
     for section, key, label in HEADLINE:
+        if methods is not None and section not in methods:
+            continue
         value = metrics.get(section, {}).get(key)
         if isinstance(value, int | float):
             rows.append((label, float(value)))
     return rows
 
 
-def format_metrics_table(metrics: dict[str, Any]) -> str:
-    """Return the headline metrics as an aligned two-column text table."""
-    rows = headline_metrics(metrics)
+def format_metrics_table(metrics: dict[str, Any], methods: Sequence[str] | None = None) -> str:
+    """Return the headline metrics (of ``methods``, default all) as an aligned text table."""
+    rows = headline_metrics(metrics, methods)
     if not rows:
         return "(no metrics)"
     width = max(len(label) for label, _ in rows)

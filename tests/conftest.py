@@ -1,0 +1,32 @@
+"""Shared helpers for the cross-package tests: run ``invoke`` as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_invoke(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m invoke ARGS`` in the repository root and return the finished process."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def invoke():
+    """The :func:`run_invoke` helper as a fixture."""
+    return run_invoke

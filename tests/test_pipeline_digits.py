@@ -1,0 +1,68 @@
+"""The foundation slice end to end on digits, through tasks.py in a subprocess (as a user would)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, invoke) -> tuple[Path, str]:
+    runs = tmp_path_factory.mktemp("runs")
+    result = invoke("train", "--config", "configs/digits.toml", "--runs", str(runs))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return runs, result.stdout
+
+
+def test_train_prints_metrics_and_writes_the_run_directory(trained: tuple[Path, str]) -> None:
+    runs, stdout = trained
+    run_dir = runs / (runs / "LATEST").read_text().strip()
+    assert f"run directory: {run_dir}" in stdout
+    for label in ("accuracy (top-1)", "reid rank-1", "reid mAP", "clustering NMI"):
+        assert label in stdout
+    for name in (
+        "config.toml",
+        "run.json",
+        "metrics.json",
+        "report.md",
+        "checkpoints/last.ckpt",
+        "logs/csv/metrics.csv",
+        "features/trainval.npz",
+        "features/test.npz",
+        "plots/umap_test.png",
+        "plots/training_curves.png",
+    ):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["accuracy"]["top-1"] >= 0.95
+    assert metrics["reid"]["rank-1"] >= 0.95 and metrics["reid"]["mAP"] >= 0.8
+    assert metrics["clustering"]["nmi"] >= 0.8
+    with np.load(run_dir / "features" / "test.npz") as test:
+        assert test["features"].shape == (450, 64) and test["labels"].shape == (450,)
+        # The saved logits reproduce the reported accuracy.
+        accuracy = (test["logits"].argmax(1) == test["labels"]).mean()
+        assert accuracy == pytest.approx(metrics["accuracy"]["top-1"], abs=1e-6)
+    with np.load(run_dir / "features" / "trainval.npz") as trainval:
+        assert trainval["features"].shape == (1347, 64)
+    pixels = np.asarray(Image.open(run_dir / "plots" / "umap_test.png").convert("L"))
+    assert pixels.std() > 10  # not blank
+    report = (run_dir / "report.md").read_text()
+    assert "| reid mAP |" in report and "umap_test.png" in report
+
+
+def test_evaluate_newest_run_recomputes_the_same_reid(trained: tuple[Path, str], invoke) -> None:
+    runs, _ = trained
+    run_dir = runs / (runs / "LATEST").read_text().strip()
+    before = json.loads((run_dir / "metrics.json").read_text())
+    result = invoke("evaluate", "--method", "reid", "--runs", str(runs))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "reid rank-1" in result.stdout and "accuracy" not in result.stdout
+    after = json.loads((run_dir / "metrics.json").read_text())
+    assert after["reid"] == before["reid"]
+    assert after["accuracy"] == before["accuracy"]  # kept from the earlier evaluation

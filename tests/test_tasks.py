@@ -1,0 +1,44 @@
+"""tasks.py as a user meets it: listing is instant, errors are one line with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_listing_tasks_imports_no_torch(invoke) -> None:
+    code = "import sys, tasks; assert 'torch' not in sys.modules, 'tasks.py imports torch'"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    listing = invoke("--list")
+    assert listing.returncode == 0
+    for name in ("train", "evaluate", "explain", "graph", "align", "test", "lint", "bench"):
+        assert f"  {name} " in listing.stdout
+
+
+def test_missing_config_is_one_line_with_exit_code_2(invoke, tmp_path: Path) -> None:
+    result = invoke("train", "--config", str(tmp_path / "nope.toml"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"plp: error: {tmp_path / 'nope.toml'}: config file not found"
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_key_in_override_is_reported_before_training(invoke, tmp_path: Path) -> None:
+    result = invoke("train", "--runs", str(tmp_path), "--set", "trainer.epoch=3")
+    assert result.returncode == 2
+    assert "no key 'epoch' in trainer (did you mean 'epochs'?)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "LATEST").exists()
+
+
+def test_unknown_method_and_missing_run(invoke, tmp_path: Path) -> None:
+    result = invoke("evaluate", "--method", "map")
+    assert result.returncode == 2
+    assert "--method 'map' is not a method; expected one of accuracy, reid, clustering, all" in (
+        result.stderr
+    )
+    result = invoke("evaluate", "--runs", str(tmp_path))
+    assert result.returncode == 2
+    assert f"no run recorded in {tmp_path}/ yet" in result.stderr
