@@ -132,7 +132,15 @@ class PlpModel(pl.LightningModule):
             inputs = logits if getattr(loss, "takes", "embeddings") == "logits" else embedding
             total = total + weight * loss(inputs, labels)
         batch_size = len(labels)
-        self.log(f"{stage}_loss", total, on_epoch=True, on_step=False, batch_size=batch_size)
+        # Validation numbers are averaged over DDP ranks so every rank picks the same best epoch.
+        self.log(
+            f"{stage}_loss",
+            total,
+            on_epoch=True,
+            on_step=False,
+            batch_size=batch_size,
+            sync_dist=stage == "val",
+        )
         if logits is not None:
             metric = self.train_accuracy if stage == "train" else self.val_accuracy
             metric(logits.detach(), labels)

@@ -79,7 +79,10 @@ def evaluate(
         loader = datamodule.split_dataloader(split)  # type: ignore[attr-defined]
         features[split] = extract_features(model, loader)
         _check_finite(features[split], split)
-        save_features(paths.features / f"{split}.npz", features[split])
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return {}  # every rank helped extract; rank 0 alone computes and writes
+    for split, split_features in features.items():
+        save_features(paths.features / f"{split}.npz", split_features)
 
     metrics: dict[str, Any] = _previous_metrics(paths)
     metrics["checkpoint"] = checkpoint_path.name

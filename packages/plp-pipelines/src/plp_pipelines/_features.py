@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from plp_pipelines._errors import RunError
 
@@ -39,14 +39,50 @@ class SplitFeatures:
             self.sample_ids = np.arange(len(self.labels), dtype=np.int64)
 
 
-@torch.no_grad()
 def extract_features(
     model: nn.Module, loader: DataLoader[Any], *, with_logits: bool = True
 ) -> SplitFeatures:
     """Return ``model.embed`` (and ``model(images)`` logits if asked) over ``loader``, in order.
 
-    The model is put in eval mode for the pass and restored afterwards.
+    Under ``torch.distributed`` with several processes every rank embeds one contiguous shard of
+    the dataset (no padding, no duplicates) and the shards are gathered in rank order, so every
+    rank gets the features of every sample exactly once, in dataset order: the same arrays as a
+    single process computes. The model is put in eval mode for the pass and restored afterwards.
     """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return _extract(model, loader, with_logits)
+    world_size, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+    if world_size == 1:
+        return _extract(model, loader, with_logits)
+    size = len(loader.dataset)  # type: ignore[arg-type]
+    shard = range(rank * size // world_size, (rank + 1) * size // world_size)
+    shard_loader = DataLoader(
+        Subset(loader.dataset, list(shard)),
+        batch_size=loader.batch_size,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+    )
+    local = _extract(model, shard_loader, with_logits) if len(shard) else None
+    gathered: list[SplitFeatures | None] = [None] * world_size
+    torch.distributed.all_gather_object(gathered, local)
+    parts = [part for part in gathered if part is not None]
+    if not parts:
+        raise RunError("the split is empty: no features to extract")
+
+    def join(name: str) -> np.ndarray | None:
+        arrays = [getattr(part, name) for part in parts]
+        return None if arrays[0] is None else np.concatenate(arrays)
+
+    return SplitFeatures(
+        features=join("features"),  # type: ignore[arg-type]
+        labels=join("labels"),  # type: ignore[arg-type]
+        cameras=join("cameras"),
+        logits=join("logits"),
+    )
+
+
+@torch.no_grad()
+def _extract(model: nn.Module, loader: DataLoader[Any], with_logits: bool) -> SplitFeatures:
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,11 @@ from plp_pipelines._runs import (
     record_newest,
 )
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["RUN_DIR_ENV", "TrainResult", "train"]
+
+# Rank 0 publishes its run directory here so that the DDP workers Lightning launches (by
+# re-running the same command) write into the same run instead of creating their own.
+RUN_DIR_ENV = "PLP_RUN_DIR"
 
 
 @dataclass
@@ -66,8 +71,30 @@ def train(
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = datamodule or build_datamodule(config)
     model = model or build_model(config, datamodule)  # type: ignore[arg-type]
-    paths = RunPaths(create_run_dir(runs_root, config.name))
-    atomic_write_text(paths.config, config_to_toml(config))
+    launched_rank = int(os.environ.get("LOCAL_RANK", "0")) + int(os.environ.get("NODE_RANK", "0"))
+    if launched_rank and RUN_DIR_ENV in os.environ:
+        # A DDP worker that Lightning started by re-running this command: share rank 0's run.
+        paths = RunPaths(os.environ[RUN_DIR_ENV])
+    else:
+        paths = RunPaths(create_run_dir(runs_root, config.name))
+        atomic_write_text(paths.config, config_to_toml(config))
+        os.environ[RUN_DIR_ENV] = str(paths.root)
+    try:
+        return _fit_and_test(config, model, datamodule, paths, runs_root, evaluate, progress_bar)
+    finally:
+        if not launched_rank:
+            os.environ.pop(RUN_DIR_ENV, None)
+
+
+def _fit_and_test(
+    config: Config,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    paths: RunPaths,
+    runs_root: str | Path,
+    evaluate: bool | None,
+    progress_bar: bool,
+) -> TrainResult:
 
     has_validation = getattr(datamodule, "val_fraction", 0) > 0
     checkpoint = ModelCheckpoint(
@@ -98,22 +125,26 @@ def train(
         use_distributed_sampler=not getattr(datamodule, "uses_custom_sampler", False),
     )
     trainer.fit(model, datamodule=datamodule)
-    best = Path(checkpoint.best_model_path or checkpoint.last_model_path)
-    if trainer.global_rank != 0:
-        return TrainResult(paths.root, best, {})
-    atomic_write_json(
-        paths.run_info,
-        {
-            "best_checkpoint": best.name,
-            "last_checkpoint": Path(checkpoint.last_model_path).name,
-            "epochs": trainer.current_epoch,
-            "seed": config.trainer.seed,
-        },
+    best = Path(
+        trainer.strategy.broadcast(checkpoint.best_model_path or checkpoint.last_model_path)
     )
-    record_newest(paths.root, runs_root)
+    if trainer.global_rank == 0:
+        atomic_write_json(
+            paths.run_info,
+            {
+                "best_checkpoint": best.name,
+                "last_checkpoint": Path(checkpoint.last_model_path).name,
+                "epochs": trainer.current_epoch,
+                "seed": config.trainer.seed,
+            },
+        )
+        record_newest(paths.root, runs_root)
     metrics: dict[str, Any] = {}
     if config.evaluate.after_training if evaluate is None else evaluate:
         from plp_pipelines._evaluate import evaluate as run_evaluation
 
-        metrics = run_evaluation(paths.root, model=model, datamodule=datamodule, config=config)
+        # Every DDP rank takes part in the feature extraction; rank 0 writes the results.
+        metrics = run_evaluation(
+            paths.root, checkpoint=best, model=model, datamodule=datamodule, config=config
+        )
     return TrainResult(paths.root, best, metrics)
