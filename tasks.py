@@ -8,10 +8,9 @@ with one line on stderr and exit code 2.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from invoke import Context, Exit, task
 
@@ -38,6 +37,13 @@ def _user_facing() -> Iterator[None]:
         if _is_user_error(error):
             raise Exit(f"plp: error: {error}", code=2) from None
         raise
+
+
+def _expand(pattern: str) -> list[str]:
+    """Return the files a glob pattern matches, sorted; a plain path is returned as it is."""
+    import glob
+
+    return sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
 
 
 def _say(*lines: str) -> None:
@@ -107,18 +113,98 @@ def evaluate(
     _say(plp_pipelines.format_metrics_table(metrics, methods))
 
 
-def _not_built(name: str) -> Callable[..., Any]:
-    def body(c: Context) -> None:
-        raise Exit(f"plp: `invoke {name}` is not built yet (see the open issues)", code=1)
+@task(
+    help={
+        "run": "run directory (default: the newest run)",
+        "algorithm": "integrated_gradients, saliency, input_x_gradient, gradient_shap, "
+        "occlusion or layer_gradcam (default: the config's [explain] algorithm)",
+        "samples": "how many test images (default: the config's [explain] samples)",
+        "layer": "dotted module name for layer methods, e.g. backbone.features.6",
+        "checkpoint": "a checkpoint instead of the run's best",
+        "runs": "folder of run directories (default: runs)",
+    }
+)
+def explain(
+    c: Context,
+    run: str | None = None,
+    algorithm: str | None = None,
+    samples: int = 0,
+    layer: str | None = None,
+    checkpoint: str | None = None,
+    runs: str = RUNS,
+) -> None:
+    """Draw captum attributions over test images of a run (image, heat-map, blend)."""
+    with _user_facing():
+        import plp_pipelines
 
-    body.__name__ = name
-    body.__doc__ = f"Not built yet: the {name} pipeline (coming with plp-viz and plp-pipelines)."
-    return task(body)
+        path = plp_pipelines.explain(
+            run,
+            algorithm=algorithm,
+            samples=samples or None,
+            layer=layer,
+            checkpoint=checkpoint,
+            runs_root=runs,
+        )
+    _say(f"attributions: {path}")
 
 
-explain = _not_built("explain")
-graph = _not_built("graph")
-align = _not_built("align")
+@task(
+    help={
+        "config": "TOML recipe whose model to draw",
+        "run": "draw a run's model instead (default output: <run>/plots/graph/)",
+        "runs": "folder of run directories (default: runs)",
+        "output": "folder for model.gv, model.svg, model.png and layers.txt",
+    }
+)
+def graph(
+    c: Context,
+    config: str | None = None,
+    run: str | None = None,
+    runs: str = RUNS,
+    output: str | None = None,
+) -> None:
+    """Draw the model's architecture with torchviz (.gv always; .svg/.png where dot exists)."""
+    with _user_facing():
+        import plp_pipelines
+
+        if config is None and run is None:
+            config = DEFAULT_CONFIG
+        files = plp_pipelines.graph(config, run=run, runs_root=runs, output_dir=output)
+    _say(f"graph source: {files.gv}")
+    for drawn in (files.svg, files.png):
+        if drawn is not None:
+            _say(f"drawing: {drawn}")
+    if not files.dot_found:
+        _say(
+            "Graphviz's dot is missing: only the .gv source was written "
+            "(install it with `apt-get install graphviz`, then run again)"
+        )
+
+
+@task(
+    iterable=["checkpoints"],
+    help={
+        "checkpoints": "a checkpoint, or a quoted glob such as 'runs/digits/*/checkpoints/"
+        "*.ckpt'; repeat for more (two or more of one architecture in all)",
+        "split": "trainval or test (default: the config's [align] split)",
+        "runs": "folder of run directories; output goes to <runs>/align/<timestamp>/",
+        "output": "folder for the panels instead",
+    },
+)
+def align(
+    c: Context,
+    checkpoints: list[str] | None = None,
+    split: str | None = None,
+    runs: str = RUNS,
+    output: str | None = None,
+) -> None:
+    """AlignedUMAP of one split's features under several checkpoints, panels on shared axes."""
+    paths = [match for pattern in checkpoints or [] for match in _expand(pattern)]
+    with _user_facing():
+        import plp_pipelines
+
+        path = plp_pipelines.align(paths, split=split, runs_root=runs, output_dir=output)
+    _say(f"aligned UMAP: {path}")
 
 
 @task

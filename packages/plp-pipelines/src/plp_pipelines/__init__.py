@@ -16,13 +16,19 @@ from plp_pipelines._report import format_metrics_table
 from plp_pipelines._runs import newest_run
 
 if TYPE_CHECKING:
+    from plp_pipelines._align import align
     from plp_pipelines._evaluate import evaluate
+    from plp_pipelines._explain import explain
     from plp_pipelines._features import SplitFeatures, extract_features, load_features
+    from plp_pipelines._graph import graph
     from plp_pipelines._train import TrainResult, train
 
 __all__ = [
     # pipelines
+    "align",
     "evaluate",
+    "explain",
+    "graph",
     "train",
     "TrainResult",
     # configs and runs
@@ -42,6 +48,9 @@ __all__ = [
 
 # Public names whose modules import torch / Lightning, loaded on first access.
 _LAZY = {
+    "align": "_align",
+    "explain": "_explain",
+    "graph": "_graph",
     "evaluate": "_evaluate",
     "train": "_train",
     "TrainResult": "_train",

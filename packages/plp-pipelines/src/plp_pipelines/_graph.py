@@ -1,0 +1,47 @@
+"""The graph pipeline: the model's architecture drawn with torchviz, and a layer summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+import plp_viz
+from plp_pipelines._build import build_datamodule, build_model
+from plp_pipelines._config import Config, load_config
+from plp_pipelines._errors import ConfigError
+from plp_pipelines._runs import RunPaths, resolve_run
+
+__all__ = ["graph"]
+
+
+def graph(
+    config: str | Path | Config | None = None,
+    *,
+    run: str | Path | None = None,
+    runs_root: str | Path = "runs",
+    output_dir: str | Path | None = None,
+) -> plp_viz.GraphFiles:
+    """Write the architecture graph of a config's model (or a run's) and return the files.
+
+    Always writes ``model.gv`` (Graphviz source) and ``layers.txt`` (parameters per layer);
+    ``model.svg`` and ``model.png`` too where Graphviz's ``dot`` is installed. The files go to
+    ``output_dir``, by default ``<run>/plots/graph/`` for a run and ``<runs_root>/<config
+    name>/graph/`` for a config. The model is built untrained: the drawing needs no data.
+    """
+    if (config is None) == (run is None):
+        raise ConfigError("graph: give either a config or a run, not both")
+    if run is not None:
+        paths = RunPaths(resolve_run(run, runs_root))
+        recipe = load_config(paths.config)
+        default_dir = paths.plots / "graph"
+    else:
+        recipe = config if isinstance(config, Config) else load_config(config)  # type: ignore[arg-type]
+        default_dir = Path(runs_root) / recipe.name / "graph"
+    datamodule = build_datamodule(recipe)
+    model = build_model(recipe, datamodule).eval()
+    example = torch.zeros(1, datamodule.in_channels, *datamodule.image_size)
+    out = Path(output_dir) if output_dir is not None else default_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "layers.txt").write_text(plp_viz.layer_summary(model) + "\n", encoding="utf-8")
+    return plp_viz.model_graph(model, example, out / "model")
