@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from plp_pipelines._config import Config, load_config
-from plp_pipelines._errors import ConfigError, PlpError, RunError
+from plp_pipelines._errors import ConfigError, PlpError, RunError, TrainingDivergedError
 from plp_pipelines._report import format_metrics_table
 from plp_pipelines._runs import newest_run
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from plp_pipelines._explain import explain
     from plp_pipelines._features import SplitFeatures, extract_features, load_features
     from plp_pipelines._graph import graph
-    from plp_pipelines._train import TrainResult, train
+    from plp_pipelines._train import TrainResult, resume, train
 
 __all__ = [
     # pipelines
@@ -29,6 +29,7 @@ __all__ = [
     "evaluate",
     "explain",
     "graph",
+    "resume",
     "train",
     "TrainResult",
     # configs and runs
@@ -44,6 +45,7 @@ __all__ = [
     "ConfigError",
     "PlpError",
     "RunError",
+    "TrainingDivergedError",
 ]
 
 # Public names whose modules import torch / Lightning, loaded on first access.
@@ -52,6 +54,7 @@ _LAZY = {
     "explain": "_explain",
     "graph": "_graph",
     "evaluate": "_evaluate",
+    "resume": "_train",
     "train": "_train",
     "TrainResult": "_train",
     "SplitFeatures": "_features",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "PlpError", "RunError"]
+__all__ = ["ConfigError", "PlpError", "RunError", "TrainingDivergedError"]
 
 
 class PlpError(Exception):
@@ -15,3 +15,7 @@ class ConfigError(PlpError, ValueError):
 
 class RunError(PlpError):
     """A run directory, checkpoint or feature file is missing or unusable."""
+
+
+class TrainingDivergedError(PlpError):
+    """The training loss became NaN or infinite; the message names the epoch and step."""

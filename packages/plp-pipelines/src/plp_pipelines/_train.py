@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from plp_pipelines._build import build_datamodule, build_model
+from plp_pipelines._callbacks import AtomicCheckpointIO, StopOnNonFiniteLoss
 from plp_pipelines._config import Config, config_to_toml
+from plp_pipelines._errors import RunError
 from plp_pipelines._runs import (
     RunPaths,
     atomic_write_json,
@@ -21,7 +24,7 @@ from plp_pipelines._runs import (
     record_newest,
 )
 
-__all__ = ["RUN_DIR_ENV", "TrainResult", "train"]
+__all__ = ["RUN_DIR_ENV", "TrainResult", "resume", "train"]
 
 # Rank 0 publishes its run directory here so that the DDP workers Lightning launches (by
 # re-running the same command) write into the same run instead of creating their own.
@@ -71,19 +74,85 @@ def train(
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = datamodule or build_datamodule(config)
     model = model or build_model(config, datamodule)  # type: ignore[arg-type]
+
+    def new_run() -> RunPaths:
+        paths = RunPaths(create_run_dir(runs_root, config.name))
+        atomic_write_text(paths.config, config_to_toml(config))
+        return paths
+
+    return _in_shared_run(
+        new_run,
+        lambda paths: _fit_and_test(
+            config, model, datamodule, paths, runs_root, evaluate, progress_bar
+        ),
+    )
+
+
+def resume(
+    run: str | Path | None = None,
+    *,
+    name: str | None = None,
+    runs_root: str | Path = "runs",
+    evaluate: bool | None = None,
+    progress_bar: bool = True,
+) -> TrainResult:
+    """Continue an interrupted run from its ``checkpoints/last.ckpt`` and return as :func:`train`.
+
+    The run's own ``config.toml`` is used, so the continued run trains exactly what the
+    interrupted one did; with the same seed its final metrics equal an uninterrupted run's.
+
+    Args:
+        run: The run directory; by default the newest unfinished run of config ``name``.
+        name: The config name whose newest run to resume (``runs_root/name/``).
+        runs_root: Folder holding the run directories.
+        evaluate: Run the test pipeline afterwards; defaults to ``[evaluate] after_training``.
+        progress_bar: Show Lightning's progress bar.
+    """
+    from plp_pipelines._config import load_config
+
+    run_dir = Path(run) if run is not None else _newest_unfinished(Path(runs_root), name)
+    paths = RunPaths(run_dir)
+    last = paths.checkpoints / "last.ckpt"
+    if paths.run_info.is_file():
+        raise RunError(f"{run_dir} finished training already: nothing to resume")
+    if not last.is_file():
+        raise RunError(f"{run_dir} has no checkpoints/last.ckpt to resume from")
+    config = load_config(paths.config)
+    pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(config, str(paths.config))
+    model = build_model(config, datamodule, str(paths.config))
+    return _in_shared_run(
+        lambda: paths,
+        lambda shared: _fit_and_test(
+            config, model, datamodule, shared, runs_root, evaluate, progress_bar, resume_from=last
+        ),
+    )
+
+
+def _newest_unfinished(runs_root: Path, name: str | None) -> Path:
+    if name is None:
+        raise RunError("resume: name the run (--run) or the config whose newest run to resume")
+    folder = runs_root / name
+    candidates = sorted(folder.glob("*/checkpoints/last.ckpt")) if folder.is_dir() else []
+    if not candidates:
+        raise RunError(f"resume: no run of {name!r} under {runs_root}/ has a checkpoint yet")
+    return candidates[-1].parent.parent
+
+
+def _in_shared_run(
+    make_paths: Callable[[], RunPaths], body: Callable[[RunPaths], TrainResult]
+) -> TrainResult:
+    """Run ``body`` in the run directory of rank 0, also in DDP workers Lightning launches."""
     launched_rank = int(os.environ.get("LOCAL_RANK", "0")) + int(os.environ.get("NODE_RANK", "0"))
     if launched_rank and RUN_DIR_ENV in os.environ:
         # A DDP worker that Lightning started by re-running this command: share rank 0's run.
-        paths = RunPaths(os.environ[RUN_DIR_ENV])
-    else:
-        paths = RunPaths(create_run_dir(runs_root, config.name))
-        atomic_write_text(paths.config, config_to_toml(config))
-        os.environ[RUN_DIR_ENV] = str(paths.root)
+        return body(RunPaths(os.environ[RUN_DIR_ENV]))
+    paths = make_paths()
+    os.environ[RUN_DIR_ENV] = str(paths.root)
     try:
-        return _fit_and_test(config, model, datamodule, paths, runs_root, evaluate, progress_bar)
+        return body(paths)
     finally:
-        if not launched_rank:
-            os.environ.pop(RUN_DIR_ENV, None)
+        os.environ.pop(RUN_DIR_ENV, None)
 
 
 def _fit_and_test(
@@ -94,6 +163,7 @@ def _fit_and_test(
     runs_root: str | Path,
     evaluate: bool | None,
     progress_bar: bool,
+    resume_from: Path | None = None,
 ) -> TrainResult:
 
     has_validation = getattr(datamodule, "val_fraction", 0) > 0
@@ -115,7 +185,8 @@ def _fit_and_test(
         log_every_n_steps=config.trainer.log_every_n_steps,
         gradient_clip_val=config.trainer.gradient_clip_val,
         default_root_dir=paths.root,
-        callbacks=[checkpoint],
+        callbacks=[checkpoint, StopOnNonFiniteLoss()],
+        plugins=[AtomicCheckpointIO()],
         logger=[
             CSVLogger(paths.root, name="logs", version="csv"),
             TensorBoardLogger(paths.root, name="logs", version="tensorboard"),
@@ -124,7 +195,7 @@ def _fit_and_test(
         enable_model_summary=False,
         use_distributed_sampler=not getattr(datamodule, "uses_custom_sampler", False),
     )
-    trainer.fit(model, datamodule=datamodule)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     best = Path(
         trainer.strategy.broadcast(checkpoint.best_model_path or checkpoint.last_model_path)
     )

@@ -1,0 +1,75 @@
+"""Lightning plumbing the train pipeline adds: atomic checkpoints, a stop on a non-finite loss."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from plp_pipelines._errors import TrainingDivergedError
+
+__all__ = ["AtomicCheckpointIO", "StopOnNonFiniteLoss"]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file in its folder, then renames it into place.
+
+    A process killed while saving leaves the previous checkpoint intact instead of a truncated
+    file under the checkpoint's name.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        """Save ``checkpoint`` to ``path`` through a temporary file and ``os.replace``."""
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO does not take storage_options")
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+
+class StopOnNonFiniteLoss(pl.Callback):
+    """Stops training with :class:`TrainingDivergedError` as soon as a training loss is NaN or inf.
+
+    The checkpoints already written (the last good epoch) are kept; the run is not recorded as
+    the newest.
+    """
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Raise TrainingDivergedError if this batch's loss is not finite."""
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        if math.isfinite(value):
+            return
+        last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        kept = f"; the last good checkpoint is {last}" if last.is_file() else ""
+        raise TrainingDivergedError(
+            f"training diverged: the loss is {value} at epoch {trainer.current_epoch}, "
+            f"step {trainer.global_step} (batch {batch_idx}){kept}; lower the learning rate "
+            "or set [trainer] gradient_clip_val"
+        )
