@@ -57,6 +57,7 @@ def _say(*lines: str) -> None:
         "runs": "folder of run directories (default: runs)",
         "skip_evaluate": "do not run the test pipeline after training, whatever "
         "[evaluate] after_training says",
+        "resume": "continue the newest unfinished run of this config from its last checkpoint",
     },
     iterable=["set_"],
 )
@@ -66,15 +67,20 @@ def train(
     set_: list[str] | None = None,
     runs: str = RUNS,
     skip_evaluate: bool = False,
+    resume: bool = False,
 ) -> None:
     """Train the model a config describes; write a run directory; then test it if configured."""
     with _user_facing():
         import plp_pipelines
 
         recipe = plp_pipelines.load_config(config, set_ or [])
-        result = plp_pipelines.train(
-            recipe, runs_root=runs, evaluate=False if skip_evaluate else None
-        )
+        evaluate = False if skip_evaluate else None
+        if resume:
+            if set_:
+                raise plp_pipelines.ConfigError("--resume continues a run as it was: drop --set")
+            result = plp_pipelines.resume(name=recipe.name, runs_root=runs, evaluate=evaluate)
+        else:
+            result = plp_pipelines.train(recipe, runs_root=runs, evaluate=evaluate)
     _say("", f"run directory: {result.run_dir}", f"best checkpoint: {result.best_checkpoint}")
     if result.metrics:
         _say("", plp_pipelines.format_metrics_table(result.metrics))
