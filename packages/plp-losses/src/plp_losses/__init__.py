@@ -1,3 +1,26 @@
-"""plp_losses."""
+"""plp-losses: metric-learning losses for PyTorch, depending on torch alone.
 
-__all__: list[str] = []
+A loss is an ``nn.Module`` called as ``loss(embeddings, labels) -> scalar`` (``cross_entropy``
+takes logits instead; each class says which in its ``takes`` attribute).
+"""
+
+from plp_losses._cross_entropy import CrossEntropyLoss
+from plp_losses._distances import pairwise_distance
+from plp_losses._errors import PlpLossesError
+from plp_losses._registry import available, build, register, registered
+from plp_losses._triplet import TripletMarginLoss
+
+__all__ = [
+    # registry
+    "available",
+    "build",
+    "register",
+    "registered",
+    # losses
+    "CrossEntropyLoss",
+    "TripletMarginLoss",
+    # building blocks
+    "pairwise_distance",
+    # errors
+    "PlpLossesError",
+]

@@ -1,0 +1,49 @@
+"""Pairwise distances with finite gradients, also where two embeddings coincide."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from plp_losses._errors import PlpLossesError
+
+__all__ = ["DISTANCES", "Distance", "pairwise_distance"]
+
+Distance = Literal["euclidean", "squared_euclidean", "cosine"]
+DISTANCES: tuple[str, ...] = ("euclidean", "squared_euclidean", "cosine")
+
+# Below this squared distance the square root's gradient (1 / 2 sqrt(x)) would blow up.
+_EPSILON = 1e-12
+
+
+def pairwise_distance(
+    embeddings: torch.Tensor, other: torch.Tensor | None = None, distance: str = "euclidean"
+) -> torch.Tensor:
+    """Return the ``(N, M)`` matrix of distances between rows of ``embeddings`` and ``other``.
+
+    - ``euclidean``: ``||a - b||_2``. Where ``a == b`` the value is 0 and the gradient is 0
+      (not NaN): the square root is taken of ``max(d², eps)`` and masked back to 0.
+    - ``squared_euclidean``: ``||a - b||²``, computed as ``|a|² + |b|² - 2 a·b`` clamped at 0.
+    - ``cosine``: ``1 - cos(a, b)`` (rows are L2-normalised first).
+
+    Args:
+        embeddings: ``(N, D)`` tensor.
+        other: ``(M, D)`` tensor; ``embeddings`` itself when None.
+        distance: One of ``euclidean``, ``squared_euclidean``, ``cosine``.
+    """
+    if distance not in DISTANCES:
+        raise PlpLossesError(f"unknown distance {distance!r}; available: {', '.join(DISTANCES)}")
+    other = embeddings if other is None else other
+    if distance == "cosine":
+        return 1.0 - F.normalize(embeddings, dim=1) @ F.normalize(other, dim=1).T
+    squared = (
+        embeddings.pow(2).sum(1, keepdim=True)
+        + other.pow(2).sum(1).unsqueeze(0)
+        - 2.0 * embeddings @ other.T
+    ).clamp_min(0.0)
+    if distance == "squared_euclidean":
+        return squared
+    zero = squared <= _EPSILON
+    return torch.sqrt(squared.clamp_min(_EPSILON)).masked_fill(zero, 0.0)

@@ -1,0 +1,111 @@
+"""Triplet margin loss with batch-all, batch-hard and semi-hard mining."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plp_losses._distances import DISTANCES, pairwise_distance
+from plp_losses._errors import PlpLossesError
+from plp_losses._inputs import check_inputs, same_label_masks
+from plp_losses._registry import register
+
+__all__ = ["MINING", "TripletMarginLoss", "zero_loss"]
+
+MINING = ("batch_all", "batch_hard", "semi_hard")
+
+
+def zero_loss(embeddings: torch.Tensor) -> torch.Tensor:
+    """Return a zero that is still connected to ``embeddings``' graph (gradient 0)."""
+    return embeddings.sum() * 0.0
+
+
+@register("triplet_margin")
+class TripletMarginLoss(nn.Module):
+    """Triplet margin loss ``h(d(a, p) - d(a, n) + margin)`` over mined triplets.
+
+    ``h`` is the hinge ``max(0, x)``, or ``softplus(x) = log(1 + e^x)`` with ``soft_margin``
+    (then ``margin`` is not added; Hermans et al. 2017). Mining and reduction:
+
+    - ``batch_all``: every valid triplet ``(a, p, n)`` (``a != p`` share a label, ``n`` has
+      another); the mean over triplets whose loss is > 0 (pytorch-metric-learning's
+      ``AvgNonZeroReducer``; "batch all" of Hermans et al. 2017, "In Defense of the Triplet
+      Loss for Person Re-Identification").
+    - ``batch_hard``: per anchor with at least one positive and one negative, its farthest
+      positive and nearest negative; the mean over those anchors (Hermans et al. 2017).
+    - ``semi_hard``: per positive pair ``(a, p)``, the nearest negative farther than ``p``
+      (the farthest negative if none is); the mean over positive pairs (FaceNet, Schroff et al.
+      2015, as TensorFlow Addons' ``TripletSemiHardLoss``).
+
+    A batch without a valid triplet gives a zero that keeps the graph (gradient 0).
+
+    Args:
+        margin: The margin (ignored with ``soft_margin``).
+        mining: ``batch_all`` (default), ``batch_hard`` or ``semi_hard``.
+        distance: ``euclidean`` (default), ``squared_euclidean`` or ``cosine``.
+        soft_margin: Use ``softplus(d_ap - d_an)`` instead of the hinge.
+    """
+
+    takes: ClassVar[str] = "embeddings"
+
+    def __init__(
+        self,
+        margin: float = 0.2,
+        mining: str = "batch_all",
+        distance: str = "euclidean",
+        soft_margin: bool = False,
+    ) -> None:
+        super().__init__()
+        if mining not in MINING:
+            raise PlpLossesError(f"unknown mining {mining!r}; available: {', '.join(MINING)}")
+        if distance not in DISTANCES:
+            raise PlpLossesError(
+                f"unknown distance {distance!r}; available: {', '.join(DISTANCES)}"
+            )
+        if margin < 0:
+            raise PlpLossesError(f"margin must be >= 0, got {margin}")
+        self.margin, self.mining, self.distance, self.soft_margin = (
+            margin,
+            mining,
+            distance,
+            soft_margin,
+        )
+
+    def _hinge(self, difference: torch.Tensor) -> torch.Tensor:
+        if self.soft_margin:
+            return F.softplus(difference)
+        return F.relu(difference + self.margin)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Return the scalar loss of ``embeddings`` ``(N, D)`` with ``labels`` ``(N,)``."""
+        check_inputs(embeddings, labels)
+        distances = pairwise_distance(embeddings, distance=self.distance)
+        positive, negative = same_label_masks(labels)
+        if self.mining == "batch_all":
+            valid = positive.unsqueeze(2) & negative.unsqueeze(1)
+            if not valid.any():
+                return zero_loss(embeddings)
+            losses = self._hinge(distances.unsqueeze(2) - distances.unsqueeze(1))[valid]
+            nonzero = losses > 0
+            return losses[nonzero].mean() if nonzero.any() else zero_loss(embeddings)
+        if self.mining == "batch_hard":
+            anchors = positive.any(1) & negative.any(1)
+            if not anchors.any():
+                return zero_loss(embeddings)
+            hardest_positive = distances.masked_fill(~positive, float("-inf")).amax(1)
+            hardest_negative = distances.masked_fill(~negative, float("inf")).amin(1)
+            return self._hinge(hardest_positive[anchors] - hardest_negative[anchors]).mean()
+        # semi_hard
+        has_negative = negative.any(1, keepdim=True)
+        pairs = positive & has_negative
+        if not pairs.any():
+            return zero_loss(embeddings)
+        d_an = distances.unsqueeze(1).expand(-1, len(labels), -1)  # [a, p, n] = d(a, n)
+        farther = negative.unsqueeze(1) & (d_an > distances.unsqueeze(2))
+        semi_hard = d_an.masked_fill(~farther, float("inf")).amin(2)
+        farthest = distances.masked_fill(~negative, float("-inf")).amax(1, keepdim=True)
+        chosen = torch.where(farther.any(2), semi_hard, farthest.expand_as(semi_hard))
+        return self._hinge(distances[pairs] - chosen[pairs]).mean()
