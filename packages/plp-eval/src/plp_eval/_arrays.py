@@ -1,0 +1,40 @@
+"""Conversion and validation of the arrays every metric takes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from plp_eval._errors import PlpEvalError
+
+__all__ = ["as_features", "as_labels"]
+
+
+def as_features(array: Any, name: str) -> np.ndarray:
+    """Return ``array`` (numpy or CPU tensor) as a finite 2-D float array, or raise."""
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    array = np.asarray(array)
+    if array.ndim != 2:
+        raise PlpEvalError(f"{name} must be 2-D (samples, dim), got shape {array.shape}")
+    if array.shape[0] == 0:
+        raise PlpEvalError(f"{name} is empty")
+    if not np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float32)
+    bad = int((~np.isfinite(array)).any(axis=1).sum())
+    if bad:
+        raise PlpEvalError(f"{name} has {bad} rows with NaN or inf")
+    return array
+
+
+def as_labels(array: Any, name: str, length: int) -> np.ndarray:
+    """Return ``array`` as a 1-D int64 array of ``length`` items, or raise."""
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    array = np.asarray(array)
+    if array.ndim != 1:
+        raise PlpEvalError(f"{name} must be 1-D, got shape {array.shape}")
+    if len(array) != length:
+        raise PlpEvalError(f"{name} has {len(array)} items, expected {length}")
+    return array.astype(np.int64)

@@ -1,0 +1,194 @@
+"""Re-ID ranking metrics (CMC, mAP, mINP) computed exactly, query block by query block."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import faiss
+import numpy as np
+
+from plp_eval._arrays import as_features, as_labels
+from plp_eval._errors import PlpEvalError
+
+__all__ = ["METRICS", "ReidMetrics", "rank_lists", "reid_metrics"]
+
+METRICS = ("euclidean", "cosine")
+# Query rows per block: extra memory is about BLOCK x gallery x 8 bytes.
+BLOCK = 256
+
+
+@dataclass(frozen=True)
+class ReidMetrics:
+    """Re-ID ranking metrics over the valid queries.
+
+    Attributes:
+        cmc: ``(max_rank,)`` float64; ``cmc[k-1]`` is the share of valid queries whose first
+            match is at rank <= k.
+        mean_average_precision: Mean over valid queries of AP over the whole ranking.
+        mean_inp: Mean over valid queries of INP = R / rank of the last match.
+        num_queries: Queries given.
+        num_valid_queries: Queries with at least one match left in the gallery.
+    """
+
+    cmc: np.ndarray
+    mean_average_precision: float
+    mean_inp: float
+    num_queries: int
+    num_valid_queries: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the metrics as a flat JSON-serialisable dict."""
+        result: dict[str, Any] = {
+            f"rank-{k}": float(self.cmc[k - 1]) for k in (1, 5, 10) if k <= len(self.cmc)
+        }
+        result.update(
+            {
+                "mAP": float(self.mean_average_precision),
+                "mINP": float(self.mean_inp),
+                "num_queries": int(self.num_queries),
+                "num_valid_queries": int(self.num_valid_queries),
+                "cmc": [float(v) for v in self.cmc],
+            }
+        )
+        return result
+
+
+def reid_metrics(
+    query_features: Any,
+    query_labels: Any,
+    gallery_features: Any,
+    gallery_labels: Any,
+    query_cameras: Any = None,
+    gallery_cameras: Any = None,
+    metric: str = "euclidean",
+    max_rank: int = 50,
+) -> ReidMetrics:
+    """Return CMC, mAP and mINP of ranking the gallery for every query.
+
+    Definitions:
+
+    - ``euclidean`` is the L2 distance; ``cosine`` is 1 - cosine similarity.
+    - A query's ranking sorts the gallery by distance; equal distances are ordered by gallery
+      index.
+    - With both camera arrays, gallery items with the query's label **and** camera are removed
+      from that query's ranking (Market-1501 protocol); without cameras nothing is removed.
+    - A query with no match left is not valid: left out of every mean, counted, and warned
+      about; if no query is valid, PlpEvalError is raised.
+    - AP is over the whole ranking: the mean over the query's R matches of precision at each
+      match's rank (torchreid / fast-reid). INP = R / rank of the last match.
+
+    Example:
+        >>> import numpy as np
+        >>> gallery = np.array([[0.0], [1.0], [2.0], [3.0]])
+        >>> result = reid_metrics(np.array([[0.1]]), [7], gallery, [1, 7, 2, 7], max_rank=4)
+        >>> result.cmc.tolist()  # matches at ranks 2 and 4
+        [0.0, 1.0, 1.0, 1.0]
+        >>> round(result.mean_average_precision, 4)  # (1/2 + 2/4) / 2
+        0.5
+        >>> result.mean_inp  # 2 matches, last at rank 4
+        0.5
+    """
+    if metric not in METRICS:
+        raise PlpEvalError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    if max_rank < 1:
+        raise PlpEvalError(f"max_rank must be >= 1, got {max_rank}")
+    queries = as_features(query_features, "query_features")
+    gallery = as_features(gallery_features, "gallery_features")
+    if queries.shape[1] != gallery.shape[1]:
+        raise PlpEvalError(
+            f"query_features have dimension {queries.shape[1]}, gallery_features {gallery.shape[1]}"
+        )
+    q_labels = as_labels(query_labels, "query_labels", len(queries))
+    g_labels = as_labels(gallery_labels, "gallery_labels", len(gallery))
+    use_cameras = query_cameras is not None and gallery_cameras is not None
+    q_cameras = as_labels(query_cameras, "query_cameras", len(queries)) if use_cameras else None
+    g_cameras = as_labels(gallery_cameras, "gallery_cameras", len(gallery)) if use_cameras else None
+
+    cmc_counts = np.zeros(max_rank, dtype=np.int64)
+    ap_sum = inp_sum = 0.0
+    num_valid = 0
+    for start in range(0, len(queries), BLOCK):
+        stop = min(start + BLOCK, len(queries))
+        distances = _distances(queries[start:stop], gallery, metric)
+        order = np.argsort(distances, axis=1, kind="stable")  # ties: lower gallery index first
+        for row in range(stop - start):
+            ranked = order[row]
+            matches = g_labels[ranked] == q_labels[start + row]
+            if use_cameras:
+                assert q_cameras is not None and g_cameras is not None
+                keep = ~(matches & (g_cameras[ranked] == q_cameras[start + row]))
+                matches = matches[keep]
+            hit_ranks = np.flatnonzero(matches) + 1  # 1-based ranks of the matches
+            if len(hit_ranks) == 0:
+                continue
+            num_valid += 1
+            if hit_ranks[0] <= max_rank:
+                cmc_counts[hit_ranks[0] - 1 :] += 1
+            ap_sum += float(np.mean(np.arange(1, len(hit_ranks) + 1) / hit_ranks))
+            inp_sum += len(hit_ranks) / hit_ranks[-1]
+    if num_valid == 0:
+        raise PlpEvalError("no query has a match in the gallery: nothing to evaluate")
+    if num_valid < len(queries):
+        warnings.warn(
+            f"{len(queries) - num_valid} of {len(queries)} queries have no match in the gallery "
+            "and are left out",
+            stacklevel=2,
+        )
+    return ReidMetrics(
+        cmc=cmc_counts / num_valid,
+        mean_average_precision=float(ap_sum / num_valid),
+        mean_inp=float(inp_sum / num_valid),
+        num_queries=len(queries),
+        num_valid_queries=num_valid,
+    )
+
+
+def rank_lists(
+    query_features: Any, gallery_features: Any, k: int = 10, metric: str = "euclidean"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(indices, distances)`` of each query's ``k`` nearest gallery items (faiss).
+
+    Rows are sorted by distance, equal distances by gallery index; ``euclidean`` distances are
+    L2 (not squared), ``cosine`` ones 1 - cosine similarity.
+    """
+    if metric not in METRICS:
+        raise PlpEvalError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    queries = np.ascontiguousarray(as_features(query_features, "query_features"), np.float32)
+    gallery = np.ascontiguousarray(as_features(gallery_features, "gallery_features"), np.float32)
+    if queries.shape[1] != gallery.shape[1]:
+        raise PlpEvalError(
+            f"query_features have dimension {queries.shape[1]}, gallery_features {gallery.shape[1]}"
+        )
+    if k < 1:
+        raise PlpEvalError(f"k must be >= 1, got {k}")
+    k = min(k, len(gallery))
+    if metric == "cosine":
+        queries, gallery = _normalize(queries), _normalize(gallery)
+        index = faiss.IndexFlatIP(gallery.shape[1])
+    else:
+        index = faiss.IndexFlatL2(gallery.shape[1])
+    index.add(gallery)
+    scores, indices = index.search(queries, k)
+    distances = 1.0 - scores if metric == "cosine" else np.sqrt(np.maximum(scores, 0.0))
+    order = np.lexsort((indices, distances), axis=1)
+    return np.take_along_axis(indices, order, 1), np.take_along_axis(distances, order, 1)
+
+
+def _normalize(features: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.maximum(norms, 1e-12)
+
+
+def _distances(queries: np.ndarray, gallery: np.ndarray, metric: str) -> np.ndarray:
+    """Distances used for ranking: squared L2 (same order as L2) or 1 - cosine."""
+    queries, gallery = queries.astype(np.float64), gallery.astype(np.float64)
+    if metric == "cosine":
+        return 1.0 - _normalize(queries) @ _normalize(gallery).T
+    squared = (
+        (queries**2).sum(1, keepdims=True)
+        + (gallery**2).sum(1)[None, :]
+        - 2.0 * queries @ gallery.T
+    )
+    return np.maximum(squared, 0.0)
