@@ -1,3 +1,26 @@
-"""plp_viz."""
+"""plp-viz: 2-D embeddings (UMAP, AlignedUMAP), captum attributions, torchviz graphs, plots."""
 
-__all__: list[str] = []
+from plp_viz._attributions import available_attributions, explain, plot_attributions
+from plp_viz._embedding import Embedding2D, aligned_umap_2d, umap_2d
+from plp_viz._errors import PlpVizError
+from plp_viz._graph import GraphFiles, layer_summary, model_graph
+from plp_viz._plots import plot_aligned, plot_embedding
+
+__all__ = [
+    # 2-D embeddings
+    "Embedding2D",
+    "aligned_umap_2d",
+    "plot_aligned",
+    "plot_embedding",
+    "umap_2d",
+    # attributions
+    "available_attributions",
+    "explain",
+    "plot_attributions",
+    # architecture
+    "GraphFiles",
+    "layer_summary",
+    "model_graph",
+    # errors
+    "PlpVizError",
+]

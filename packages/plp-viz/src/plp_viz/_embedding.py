@@ -1,0 +1,143 @@
+"""UMAP and AlignedUMAP to 2-D, deterministic for a seed."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from plp_viz._errors import PlpVizError
+
+__all__ = ["Embedding2D", "aligned_umap_2d", "umap_2d"]
+
+
+@dataclass(frozen=True)
+class Embedding2D:
+    """2-D points and the input rows they stand for.
+
+    Attributes:
+        points: ``(m, 2)`` float32 coordinates.
+        indices: ``(m,)`` int64 row of each point in the input features.
+    """
+
+    points: np.ndarray
+    indices: np.ndarray
+
+
+def _subsample(num_rows: int, max_samples: int | None, seed: int) -> np.ndarray:
+    """Return sorted row indices: all rows, or ``max_samples`` of them drawn with ``seed``."""
+    if max_samples is None or num_rows <= max_samples:
+        return np.arange(num_rows, dtype=np.int64)
+    warnings.warn(
+        f"{num_rows} samples: drawing {max_samples} of them (seed {seed}) for the 2-D view",
+        stacklevel=3,
+    )
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(num_rows, size=max_samples, replace=False)).astype(np.int64)
+
+
+def _check(features: Any, name: str = "features") -> np.ndarray:
+    array = np.asarray(features, dtype=np.float32)
+    if array.ndim != 2 or len(array) < 3:
+        raise PlpVizError(f"{name} must be 2-D with at least 3 rows, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise PlpVizError(f"{name} has NaN or inf values")
+    return array
+
+
+def _pca_init(features: np.ndarray) -> np.ndarray:
+    """Return the first two principal components, scaled to UMAP's usual init range (±10)."""
+    centred = features - features.mean(axis=0)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    projected = centred @ components[:2].T
+    if projected.shape[1] < 2:
+        projected = np.pad(projected, ((0, 0), (0, 2 - projected.shape[1])))
+    scale = np.abs(projected).max() or 1.0
+    return (10.0 * projected / scale).astype(np.float32)
+
+
+def umap_2d(
+    features: Any,
+    *,
+    seed: int = 0,
+    max_samples: int | None = 10_000,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+) -> Embedding2D:
+    """Return a 2-D UMAP of ``features`` (McInnes et al. 2018), the same for the same seed.
+
+    The layout starts from the data's two principal components instead of umap-learn's
+    spectral initialisation, which is not reproducible when classes are so well separated that
+    the neighbour graph falls apart. More than ``max_samples`` rows are subsampled (seeded,
+    uniformly, with a warning); ``indices`` says which rows were kept.
+    """
+    import umap
+
+    data = _check(features)
+    indices = _subsample(len(data), max_samples, seed)
+    data = data[indices]
+    reducer = umap.UMAP(
+        n_components=2,
+        n_neighbors=min(n_neighbors, len(data) - 1),
+        min_dist=min_dist,
+        random_state=seed,
+        init=_pca_init(data),
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*", category=UserWarning)
+        points = reducer.fit_transform(data)
+    return Embedding2D(np.asarray(points, dtype=np.float32), indices)
+
+
+def aligned_umap_2d(
+    features_list: Sequence[Any],
+    *,
+    seed: int = 0,
+    relations: Sequence[dict[int, int]] | None = None,
+    max_samples: int | None = 10_000,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+) -> list[Embedding2D]:
+    """Return one 2-D embedding per feature set, aligned with umap-learn's AlignedUMAP.
+
+    ``relations[i]`` maps rows of set ``i`` to rows of set ``i + 1``; None means the identity
+    (the same samples embedded by several checkpoints of one model), and then the same rows
+    are subsampled in every set.
+    """
+    import umap
+
+    if len(features_list) < 2:
+        raise PlpVizError(
+            f"aligned_umap_2d needs at least two feature sets, got {len(features_list)}"
+        )
+    arrays = [_check(f, f"features_list[{i}]") for i, f in enumerate(features_list)]
+    if relations is None:
+        sizes = {len(a) for a in arrays}
+        if len(sizes) != 1:
+            raise PlpVizError(
+                f"without relations all feature sets need the same rows; got sizes {sorted(sizes)}"
+            )
+        indices = _subsample(len(arrays[0]), max_samples, seed)
+        arrays = [a[indices] for a in arrays]
+        relations = [{i: i for i in range(len(indices))} for _ in range(len(arrays) - 1)]
+        kept = [indices] * len(arrays)
+    else:
+        if len(relations) != len(arrays) - 1:
+            raise PlpVizError(f"{len(arrays)} feature sets need {len(arrays) - 1} relations")
+        kept = [np.arange(len(a), dtype=np.int64) for a in arrays]
+    reducer = umap.AlignedUMAP(
+        n_neighbors=min(n_neighbors, min(len(a) for a in arrays) - 1),
+        min_dist=min_dist,
+        random_state=seed,
+        init=_pca_init(arrays[0]) if len({len(a) for a in arrays}) == 1 else "random",
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*", category=UserWarning)
+        reducer.fit(arrays, relations=list(relations))
+    return [
+        Embedding2D(np.asarray(points, dtype=np.float32), rows)
+        for points, rows in zip(reducer.embeddings_, kept, strict=True)
+    ]
