@@ -46,6 +46,11 @@ def _expand(pattern: str) -> list[str]:
     return sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
 
 
+def _interactive() -> bool:
+    """Return whether stdout is a terminal (progress bars only then; logs stay readable)."""
+    return sys.stdout.isatty()
+
+
 def _say(*lines: str) -> None:
     print(*lines, sep="\n", flush=True)
 
@@ -78,9 +83,13 @@ def train(
         if resume:
             if set_:
                 raise plp_pipelines.ConfigError("--resume continues a run as it was: drop --set")
-            result = plp_pipelines.resume(name=recipe.name, runs_root=runs, evaluate=evaluate)
+            result = plp_pipelines.resume(
+                name=recipe.name, runs_root=runs, evaluate=evaluate, progress_bar=_interactive()
+            )
         else:
-            result = plp_pipelines.train(recipe, runs_root=runs, evaluate=evaluate)
+            result = plp_pipelines.train(
+                recipe, runs_root=runs, evaluate=evaluate, progress_bar=_interactive()
+            )
     _say("", f"run directory: {result.run_dir}", f"best checkpoint: {result.best_checkpoint}")
     if result.metrics:
         _say("", plp_pipelines.format_metrics_table(result.metrics))
