@@ -189,11 +189,6 @@ def graph(
     for drawn in (files.svg, files.png):
         if drawn is not None:
             _say(f"drawing: {drawn}")
-    if not files.dot_found:
-        _say(
-            "Graphviz's dot is missing: only the .gv source was written "
-            "(install it with `apt-get install graphviz`, then run again)"
-        )
 
 
 @task(
