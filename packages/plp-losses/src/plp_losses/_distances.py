@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from plp_losses._errors import PlpLossesError
 
-__all__ = ["DISTANCES", "Distance", "pairwise_distance"]
+__all__ = ["DISTANCES", "Distance", "pairwise_distance", "rowwise_distance"]
 
 Distance = Literal["euclidean", "squared_euclidean", "cosine"]
 DISTANCES: tuple[str, ...] = ("euclidean", "squared_euclidean", "cosine")
@@ -43,6 +43,22 @@ def pairwise_distance(
         + other.pow(2).sum(1).unsqueeze(0)
         - 2.0 * embeddings @ other.T
     ).clamp_min(0.0)
+    if distance == "squared_euclidean":
+        return squared
+    zero = squared <= _EPSILON
+    return torch.sqrt(squared.clamp_min(_EPSILON)).masked_fill(zero, 0.0)
+
+
+def rowwise_distance(a: torch.Tensor, b: torch.Tensor, distance: str = "euclidean") -> torch.Tensor:
+    """Return the ``(N,)`` distances ``d(a_i, b_i)`` between matching rows of ``a`` and ``b``.
+
+    Same definitions and the same zero-distance gradient rule as :func:`pairwise_distance`.
+    """
+    if distance not in DISTANCES:
+        raise PlpLossesError(f"unknown distance {distance!r}; available: {', '.join(DISTANCES)}")
+    if distance == "cosine":
+        return 1.0 - (F.normalize(a, dim=1) * F.normalize(b, dim=1)).sum(1)
+    squared = (a - b).pow(2).sum(1)
     if distance == "squared_euclidean":
         return squared
     zero = squared <= _EPSILON

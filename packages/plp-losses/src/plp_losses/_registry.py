@@ -9,14 +9,18 @@ from torch import nn
 
 from plp_losses._errors import PlpLossesError
 
-__all__ = ["available", "build", "register", "registered"]
+__all__ = ["available", "build", "is_experimental", "register", "registered"]
 
 _LOSSES: dict[str, Callable[..., nn.Module]] = {}
+_EXPERIMENTAL: set[str] = set()
 F = TypeVar("F", bound=Callable[..., nn.Module])
 
 
-def register(name: str) -> Callable[[F], F]:
+def register(name: str, *, experimental: bool = False) -> Callable[[F], F]:
     """Return a decorator that registers a loss class (or factory) under ``name``.
+
+    ``experimental=True`` marks a loss whose definition or numerics may still change
+    (see :func:`is_experimental`).
 
     Raises:
         PlpLossesError: ``name`` is registered already.
@@ -26,6 +30,8 @@ def register(name: str) -> Callable[[F], F]:
         if name in _LOSSES:
             raise PlpLossesError(f"loss {name!r} is already registered")
         _LOSSES[name] = factory
+        if experimental:
+            _EXPERIMENTAL.add(name)
         return factory
 
     return decorator
@@ -55,3 +61,9 @@ def registered(name: str) -> Callable[..., nn.Module]:
 def available() -> list[str]:
     """Return the names of the registered losses, sorted."""
     return sorted(_LOSSES)
+
+
+def is_experimental(name: str) -> bool:
+    """Return whether the loss registered as ``name`` is marked experimental."""
+    registered(name)
+    return name in _EXPERIMENTAL

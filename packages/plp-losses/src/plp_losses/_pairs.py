@@ -1,0 +1,151 @@
+"""Pair-based losses: contrastive, multi-similarity and (label-aware) NT-Xent."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plp_losses._distances import DISTANCES, pairwise_distance
+from plp_losses._errors import PlpLossesError
+from plp_losses._inputs import check_inputs, same_label_masks
+from plp_losses._registry import register
+from plp_losses._triplet import zero_loss
+
+__all__ = ["ContrastiveLoss", "MultiSimilarityLoss", "NTXentLoss"]
+
+
+def _check_distance(distance: str) -> None:
+    if distance not in DISTANCES:
+        raise PlpLossesError(f"unknown distance {distance!r}; available: {', '.join(DISTANCES)}")
+
+
+def _mean_nonzero(losses: torch.Tensor) -> torch.Tensor:
+    nonzero = losses > 0
+    return losses[nonzero].mean() if nonzero.any() else losses.sum() * 0.0
+
+
+@register("contrastive")
+class ContrastiveLoss(nn.Module):
+    """Contrastive loss over all pairs (Hadsell, Chopra & LeCun 2006).
+
+    Positive pairs ``(i != j, y_i = y_j)``: ``max(0, d_ij - pos_margin)``; negative pairs
+    ``(y_i != y_j)``: ``max(0, neg_margin - d_ij)``. Reduction: the mean of the positive-pair
+    losses that are > 0 plus the mean of the negative-pair losses that are > 0, each 0 when there
+    is none (pytorch-metric-learning's ``AvgNonZeroReducer``). A batch without pairs, or without
+    violations, gives a zero that keeps the graph.
+
+    Args:
+        pos_margin: Distance under which positive pairs cost nothing.
+        neg_margin: Distance over which negative pairs cost nothing.
+        distance: ``euclidean`` (default), ``squared_euclidean`` or ``cosine``.
+    """
+
+    takes: ClassVar[str] = "embeddings"
+
+    def __init__(
+        self, pos_margin: float = 0.0, neg_margin: float = 1.0, distance: str = "euclidean"
+    ) -> None:
+        super().__init__()
+        _check_distance(distance)
+        self.pos_margin, self.neg_margin, self.distance = pos_margin, neg_margin, distance
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Return the scalar loss of ``embeddings`` ``(N, D)`` with ``labels`` ``(N,)``."""
+        check_inputs(embeddings, labels)
+        distances = pairwise_distance(embeddings, distance=self.distance)
+        positive, negative = same_label_masks(labels)
+        pos = F.relu(distances[positive] - self.pos_margin)
+        neg = F.relu(self.neg_margin - distances[negative])
+        return _mean_nonzero(pos) + _mean_nonzero(neg) + zero_loss(embeddings)
+
+
+def _log1p_sum_exp(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Return ``log(1 + sum_j mask_ij exp(values_ij))`` per row, without overflow."""
+    masked = values.masked_fill(~mask, float("-inf"))
+    zeros = torch.zeros_like(values[:, :1])
+    return torch.logsumexp(torch.cat([zeros, masked], dim=1), dim=1)
+
+
+@register("multi_similarity")
+class MultiSimilarityLoss(nn.Module):
+    """Multi-similarity loss (Wang et al. 2019, CVPR).
+
+    With the similarity ``s_ij = 1 - d_ij`` (the cosine similarity for the default ``cosine``
+    distance), per anchor ``i``::
+
+        L_i = 1/alpha log(1 + sum_{p in P_i} exp(-alpha (s_ip - base)))
+            + 1/beta  log(1 + sum_{n in N_i} exp( beta (s_in - base)))
+
+    computed with log-sum-exp (no overflow). Reduction: the mean over all anchors (an anchor
+    with no positive or negative contributes 0 for that term), as pytorch-metric-learning. No
+    pair mining is applied.
+
+    Args:
+        alpha: Weight of positive pairs.
+        beta: Weight of negative pairs.
+        base: The similarity margin ``lambda``.
+        distance: ``cosine`` (default), ``euclidean`` or ``squared_euclidean``.
+    """
+
+    takes: ClassVar[str] = "embeddings"
+
+    def __init__(
+        self, alpha: float = 2.0, beta: float = 50.0, base: float = 0.5, distance: str = "cosine"
+    ) -> None:
+        super().__init__()
+        _check_distance(distance)
+        if alpha <= 0 or beta <= 0:
+            raise PlpLossesError(f"alpha and beta must be > 0, got {alpha} and {beta}")
+        self.alpha, self.beta, self.base, self.distance = alpha, beta, base, distance
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Return the scalar loss of ``embeddings`` ``(N, D)`` with ``labels`` ``(N,)``."""
+        check_inputs(embeddings, labels)
+        similarity = 1.0 - pairwise_distance(embeddings, distance=self.distance)
+        positive, negative = same_label_masks(labels)
+        pos = _log1p_sum_exp(-self.alpha * (similarity - self.base), positive) / self.alpha
+        neg = _log1p_sum_exp(self.beta * (similarity - self.base), negative) / self.beta
+        return (pos + neg).mean()
+
+
+@register("ntxent")
+class NTXentLoss(nn.Module):
+    """NT-Xent over labels (Chen et al. 2020, SimCLR; labels give the positives, as in PML).
+
+    With ``s_ij = 1 - d_ij`` (cosine similarity by default) and temperature ``t``, per positive
+    pair ``(a, p)`` (``a != p``, same label) and the negatives ``N_a`` of ``a``::
+
+        L_ap = -log( exp(s_ap / t) / (exp(s_ap / t) + sum_{n in N_a} exp(s_an / t)) )
+
+    computed with log-sum-exp. Reduction: the mean over positive pairs (pytorch-metric-learning's
+    ``NTXentLoss``). A batch without positive pairs gives a zero that keeps the graph.
+
+    Args:
+        temperature: ``t`` (> 0).
+        distance: ``cosine`` (default), ``euclidean`` or ``squared_euclidean``.
+    """
+
+    takes: ClassVar[str] = "embeddings"
+
+    def __init__(self, temperature: float = 0.07, distance: str = "cosine") -> None:
+        super().__init__()
+        _check_distance(distance)
+        if not temperature > 0 or math.isinf(temperature):
+            raise PlpLossesError(f"temperature must be finite and > 0, got {temperature}")
+        self.temperature, self.distance = temperature, distance
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Return the scalar loss of ``embeddings`` ``(N, D)`` with ``labels`` ``(N,)``."""
+        check_inputs(embeddings, labels)
+        logits = (1.0 - pairwise_distance(embeddings, distance=self.distance)) / self.temperature
+        positive, negative = same_label_masks(labels)
+        if not positive.any():
+            return zero_loss(embeddings)
+        anchor, pos = positive.nonzero(as_tuple=True)
+        negatives = logits[anchor].masked_fill(~negative[anchor], float("-inf"))
+        scores = torch.cat([logits[anchor, pos].unsqueeze(1), negatives], dim=1)
+        return (torch.logsumexp(scores, dim=1) - logits[anchor, pos]).mean()
