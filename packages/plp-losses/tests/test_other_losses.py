@@ -214,7 +214,7 @@ def test_coinciding_embeddings_and_large_values_give_finite_gradients(loss):
     labels = torch.tensor([0, 0, 1, 1])
     for x in (
         torch.ones(4, 3),
-        torch.tensor([[1e4, 0, 0], [1e4, 0, 0], [-1e4, 0, 0], [0, 1e4, 0]]),  # exp() would overflow
+        torch.tensor([[1e4, 0, 0], [1e4, 0, 0], [-1e4, 0, 0], [0, 1e4, 0]]),  # large norms
     ):
         x = x.clone().requires_grad_(True)
         if isinstance(loss, CenterLoss):
