@@ -1,0 +1,50 @@
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import plp_losses
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_example_runs():
+    (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    namespace: dict = {}
+    exec(compile(block, str(README), "exec"), namespace)
+    assert torch.isfinite(namespace["loss"])
+
+
+def test_importing_adds_only_torch_modules():
+    code = (
+        "import sys, torch; before = set(sys.modules); import plp_losses; "
+        "print(sorted(m for m in set(sys.modules) - before "
+        "if not m.startswith(('plp_losses', 'torch'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", plp_losses.available())
+def test_dtype_and_device_follow_the_embeddings(name, dtype, device):
+    sized = {"center", "arcface"}
+    loss = (
+        plp_losses.build(name, num_classes=3, embedding_size=4)
+        if name in sized
+        else (plp_losses.build(name))
+    )
+    loss = loss.to(device)
+    x = torch.randn(6, 4 if loss.takes == "embeddings" else 3, dtype=dtype, device=device)
+    x.requires_grad_(True)
+    value = loss(x, torch.tensor([0, 0, 1, 1, 2, 2], device=device))
+    value.backward()
+    assert value.dtype == dtype and value.device.type == device
+    assert x.grad is not None and torch.isfinite(x.grad).all()
