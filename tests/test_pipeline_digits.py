@@ -9,6 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+
+def grey_pixels(path):
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L"))
+
+
 pytestmark = pytest.mark.slow
 
 
@@ -50,7 +56,7 @@ def test_train_prints_metrics_and_writes_the_run_directory(trained: tuple[Path, 
         assert accuracy == pytest.approx(metrics["accuracy"]["top-1"], abs=1e-6)
     with np.load(run_dir / "features" / "trainval.npz") as trainval:
         assert trainval["features"].shape == (1347, 64)
-    pixels = np.asarray(Image.open(run_dir / "plots" / "umap_test.png").convert("L"))
+    pixels = grey_pixels(run_dir / "plots" / "umap_test.png")
     assert pixels.std() > 10  # not blank
     report = (run_dir / "report.md").read_text()
     assert "| reid mAP |" in report and "umap_test.png" in report
