@@ -166,7 +166,7 @@ def rank_lists(
     k = min(k, len(gallery))
     if metric == "cosine":
         queries, gallery = _normalize(queries), _normalize(gallery)
-        index = faiss.IndexFlatIP(gallery.shape[1])
+        index: faiss.Index = faiss.IndexFlatIP(gallery.shape[1])
     else:
         index = faiss.IndexFlatL2(gallery.shape[1])
     index.add(gallery)

@@ -49,8 +49,9 @@ def explain(
     datamodule = build_datamodule(config, str(paths.config))
     datamodule.setup("test")
     test = datamodule.splits.test
+    size = len(test)  # type: ignore[arg-type]
     rng = np.random.default_rng(config.trainer.seed)
-    chosen = np.sort(rng.choice(len(test), size=min(samples, len(test)), replace=False))
+    chosen = np.sort(rng.choice(size, size=min(samples, size), replace=False))
     items = [test[int(i)] for i in chosen]
     images = torch.stack([item[0] for item in items])
     labels = torch.stack([torch.as_tensor(item[1]) for item in items])
