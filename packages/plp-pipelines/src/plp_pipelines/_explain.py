@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,8 @@ def explain(
     layer: str | None = None,
     checkpoint: str | Path | None = None,
     runs_root: str | Path = "runs",
+    model: torch.nn.Module | None = None,
+    datamodule: Any = None,
 ) -> Path:
     """Draw attributions for test images of a run and return the PNG's path.
 
@@ -39,16 +42,20 @@ def explain(
             ``backbone.features.6``.
         checkpoint: A checkpoint instead of the run's best.
         runs_root: Folder holding the run directories.
+        model: A model object to load the checkpoint's weights into (for runs trained from
+            objects rather than a config).
+        datamodule: The datamodule whose ``split_dataloader("test")`` gives the images.
     """
     paths = RunPaths(resolve_run(run, runs_root))
     config = load_config(paths.config)
     algorithm = algorithm or config.explain.algorithm
     samples = samples or config.explain.samples
     layer = layer if layer is not None else config.explain.layer
-    model = load_model(resolve_checkpoint(paths, checkpoint)).eval()
-    datamodule = build_datamodule(config, str(paths.config))
+    model = load_model(resolve_checkpoint(paths, checkpoint), model).eval()
+    if datamodule is None:
+        datamodule = build_datamodule(config, str(paths.config))
     datamodule.setup("test")
-    test = datamodule.splits.test
+    test = datamodule.split_dataloader("test").dataset
     size = len(test)  # type: ignore[arg-type]
     rng = np.random.default_rng(config.trainer.seed)
     chosen = np.sort(rng.choice(size, size=min(samples, size), replace=False))

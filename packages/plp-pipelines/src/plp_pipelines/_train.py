@@ -166,7 +166,7 @@ def _fit_and_test(
     resume_from: Path | None = None,
 ) -> TrainResult:
 
-    has_validation = getattr(datamodule, "val_fraction", 0) > 0
+    has_validation = _has_validation(datamodule)
     checkpoint = ModelCheckpoint(
         dirpath=paths.checkpoints,
         filename="epoch={epoch}-val_loss={val_loss:.4f}" if has_validation else "epoch={epoch}",
@@ -219,3 +219,11 @@ def _fit_and_test(
             paths.root, checkpoint=best, model=model, datamodule=datamodule, config=config
         )
     return TrainResult(paths.root, best, metrics)
+
+
+def _has_validation(datamodule: pl.LightningDataModule) -> bool:
+    """Return whether training will validate (so checkpoints can follow ``val_loss``)."""
+    fraction = getattr(datamodule, "val_fraction", None)
+    if fraction is not None:
+        return bool(fraction > 0)
+    return type(datamodule).val_dataloader is not pl.LightningDataModule.val_dataloader

@@ -1,0 +1,31 @@
+"""examples/custom_model.py: a user's own model and datamodule through train, test and explain."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_custom_model_example_trains_tests_and_explains(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "custom_model", ROOT / "examples" / "custom_model.py"
+    )
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    metrics = example.main(str(tmp_path))
+    assert metrics["accuracy"]["top-1"] >= 0.9 and metrics["reid"]["mAP"] >= 0.8
+    run_dir = next((tmp_path / "custom").iterdir())
+    assert json.loads((run_dir / "metrics.json").read_text())["reid"] == metrics["reid"]
+    for name in (
+        "features/trainval.npz",
+        "features/test.npz",
+        "plots/explain_integrated_gradients.png",
+    ):
+        assert (run_dir / name).is_file(), name
