@@ -85,10 +85,13 @@ class TripletMarginLoss(nn.Module):
         distances = pairwise_distance(embeddings, distance=self.distance)
         positive, negative = same_label_masks(labels)
         if self.mining == "batch_all":
-            valid = positive.unsqueeze(2) & negative.unsqueeze(1)
+            # One row per positive pair (a, p), one column per candidate negative: O(P N), not N³.
+            anchor, pos = positive.nonzero(as_tuple=True)
+            valid = negative[anchor]
             if not valid.any():
                 return zero_loss(embeddings)
-            losses = self._hinge(distances.unsqueeze(2) - distances.unsqueeze(1))[valid]
+            d_ap = distances[anchor, pos].unsqueeze(1)
+            losses = self._hinge(d_ap - distances[anchor])[valid]
             nonzero = losses > 0
             return losses[nonzero].mean() if nonzero.any() else zero_loss(embeddings)
         if self.mining == "batch_hard":
