@@ -1,8 +1,18 @@
-"""plp-viz: 2-D embeddings (UMAP, AlignedUMAP), captum attributions, torchviz graphs, plots."""
+"""plp-viz: 2-D embeddings (UMAP, AlignedUMAP), captum attributions, torchviz graphs, plots.
+
+Evaluation plots: CMC curves, rank-list grids, confusion matrices, pair-distance histograms.
+"""
 
 from plp_viz._attributions import available_attributions, explain, plot_attributions
 from plp_viz._embedding import Embedding2D, aligned_umap_2d, umap_2d
 from plp_viz._errors import PlpVizError
+from plp_viz._eval_plots import (
+    pair_distances,
+    plot_cmc,
+    plot_confusion_matrix,
+    plot_distance_histogram,
+    plot_rank_list,
+)
 from plp_viz._graph import GraphFiles, layer_summary, model_graph
 from plp_viz._plots import plot_aligned, plot_embedding
 
@@ -13,6 +23,12 @@ __all__ = [
     "plot_aligned",
     "plot_embedding",
     "umap_2d",
+    # evaluation plots
+    "pair_distances",
+    "plot_cmc",
+    "plot_confusion_matrix",
+    "plot_distance_histogram",
+    "plot_rank_list",
     # attributions
     "available_attributions",
     "explain",
