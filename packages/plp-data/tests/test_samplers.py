@@ -218,3 +218,22 @@ def test_replicas_default_to_single_process() -> None:
     assert not torch.distributed.is_initialized()
     assert len(PKBatchSampler(labels, 2, 2)) == 3
     assert len(ClassBalancedSampler(labels, 10)) == 10
+
+
+def test_replicas_come_from_torch_distributed_when_initialised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from plp_data import _samplers
+
+    labels = _labels(num_classes=8, per_class=3)
+    sampler = PKBatchSampler(labels, 2, 2, seed=1)  # built before the "process group" exists
+    balanced = ClassBalancedSampler(labels, 9, seed=1)
+    explicit = [list(PKBatchSampler(labels, 2, 2, seed=1, num_replicas=2, rank=r)) for r in (0, 1)]
+    monkeypatch.setattr(_samplers.dist, "is_available", lambda: True)
+    monkeypatch.setattr(_samplers.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(_samplers.dist, "get_world_size", lambda *a, **k: 2)
+    monkeypatch.setattr(_samplers.dist, "get_rank", lambda *a, **k: 1)
+    assert len(sampler) == 2
+    assert list(sampler) == explicit[1]
+    assert len(balanced) == 5
+    assert list(balanced) == list(ClassBalancedSampler(labels, 9, seed=1, num_replicas=2, rank=1))
