@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ def explain(
     algorithm: str = "integrated_gradients",
     layer: str | None = None,
     reference: torch.Tensor | None = None,
+    batch_size: int = 32,
     **kwargs: Any,
 ) -> torch.Tensor:
     """Return attributions with the shape of ``images`` for ``algorithm`` (captum).
@@ -59,61 +61,110 @@ def explain(
     cosine similarity of the model's output to it, and ``targets`` is ignored.
     ``layer_gradcam`` needs ``layer`` (a dotted module name); its map is upsampled to the
     image size and repeated over channels. ``kwargs`` go to captum's ``attribute``.
+
+    Images are explained ``batch_size`` at a time (each sample's attribution depends only on
+    that sample), with a tqdm progress bar on stderr when it is a terminal and there is more
+    than one batch.
     """
-    import captum.attr as attr
+    from tqdm import tqdm
 
     if algorithm not in ALGORITHMS:
         raise PlpVizError(f"unknown attribution {algorithm!r}; available: {', '.join(ALGORITHMS)}")
     if images.dim() != 4:
         raise PlpVizError(f"images must be (N, C, H, W), got {tuple(images.shape)}")
-    was_training = model.training
-    model.eval()
-    forward: Callable[..., torch.Tensor] = model
-    target: Any = None if targets is None else torch.as_tensor(targets)
+    if batch_size < 1:
+        raise PlpVizError(f"batch_size must be >= 1, got {batch_size}")
+    if algorithm == "layer_gradcam" and not layer:
+        raise PlpVizError("layer_gradcam needs a layer name, e.g. backbone.features.6")
+    target: torch.Tensor | None = None
+    if targets is not None and reference is None:
+        target = torch.as_tensor(targets)
+        if target.dim() > 0 and len(target) != len(images):
+            raise PlpVizError(f"{len(target)} targets for {len(images)} images")
     if reference is not None:
         reference = reference.detach()
+    per_image_reference = (
+        reference is not None and reference.dim() == 2 and len(reference) == len(images) > 1
+    )
+    was_training = model.training
+    model.eval()
+    starts = range(0, len(images), batch_size)
+    parts = []
+    try:
+        for start in tqdm(
+            starts,
+            desc=f"attributions ({algorithm})",
+            unit="batch",
+            disable=len(starts) < 2 or not sys.stderr.isatty(),
+        ):
+            chunk = slice(start, start + batch_size)
+            chunk_target = target[chunk] if target is not None and target.dim() > 0 else target
+            chunk_reference = reference
+            if per_image_reference and reference is not None:
+                chunk_reference = reference[chunk]
+            parts.append(
+                _explain_batch(
+                    model, images[chunk], chunk_target, algorithm, layer, chunk_reference, kwargs
+                )
+            )
+    finally:
+        model.train(was_training)
+    return torch.cat(parts) if parts else torch.zeros_like(images)
+
+
+def _explain_batch(
+    model: nn.Module,
+    images: torch.Tensor,
+    target: torch.Tensor | None,
+    algorithm: str,
+    layer: str | None,
+    reference: torch.Tensor | None,
+    kwargs: dict[str, Any],
+) -> torch.Tensor:
+    """Attribute one batch of ``images`` (the model already in eval mode)."""
+    import captum.attr as attr
+
+    kwargs = dict(kwargs)
+    forward: Callable[..., torch.Tensor] = model
+    if reference is not None:
+        fixed = reference
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             output = model(x)
-            return F.cosine_similarity(output, reference.expand_as(output), dim=1)
+            return F.cosine_similarity(output, fixed.expand_as(output), dim=1)
 
-        target = None
     images = images.detach().clone().requires_grad_(True)
-    try:
-        if algorithm == "integrated_gradients":
-            result = attr.IntegratedGradients(forward).attribute(
-                images, target=target, baselines=torch.zeros_like(images), **kwargs
-            )
-        elif algorithm == "saliency":
-            result = attr.Saliency(forward).attribute(images, target=target, abs=True, **kwargs)
-        elif algorithm == "input_x_gradient":
-            result = attr.InputXGradient(forward).attribute(images, target=target, **kwargs)
-        elif algorithm == "gradient_shap":
-            generator = torch.Generator().manual_seed(0)
-            baselines = torch.cat(
-                [
-                    torch.zeros_like(images[:1]),
-                    0.1 * torch.randn(images[:1].shape, generator=generator),
-                ]
-            )
-            kwargs.setdefault("n_samples", 16)
-            result = attr.GradientShap(forward).attribute(
-                images, baselines=baselines, target=target, **kwargs
-            )
-        elif algorithm == "occlusion":
-            size = max(1, min(images.shape[2:]) // 8)
-            kwargs.setdefault("sliding_window_shapes", (images.shape[1], size, size))
-            result = attr.Occlusion(forward).attribute(images, target=target, **kwargs)
-        else:
-            if not layer:
-                raise PlpVizError("layer_gradcam needs a layer name, e.g. backbone.features.6")
-            cam = attr.LayerGradCam(forward, find_layer(model, layer)).attribute(
-                images, target=target, **kwargs
-            )
-            upsampled = attr.LayerAttribution.interpolate(cam, tuple(images.shape[2:]))
-            result = upsampled.expand(-1, images.shape[1], -1, -1)
-    finally:
-        model.train(was_training)
+    if algorithm == "integrated_gradients":
+        result = attr.IntegratedGradients(forward).attribute(
+            images, target=target, baselines=torch.zeros_like(images), **kwargs
+        )
+    elif algorithm == "saliency":
+        result = attr.Saliency(forward).attribute(images, target=target, abs=True, **kwargs)
+    elif algorithm == "input_x_gradient":
+        result = attr.InputXGradient(forward).attribute(images, target=target, **kwargs)
+    elif algorithm == "gradient_shap":
+        generator = torch.Generator().manual_seed(0)
+        baselines = torch.cat(
+            [
+                torch.zeros_like(images[:1]),
+                0.1 * torch.randn(images[:1].shape, generator=generator),
+            ]
+        )
+        kwargs.setdefault("n_samples", 16)
+        result = attr.GradientShap(forward).attribute(
+            images, baselines=baselines, target=target, **kwargs
+        )
+    elif algorithm == "occlusion":
+        size = max(1, min(images.shape[2:]) // 8)
+        kwargs.setdefault("sliding_window_shapes", (images.shape[1], size, size))
+        result = attr.Occlusion(forward).attribute(images, target=target, **kwargs)
+    else:
+        assert layer is not None
+        cam = attr.LayerGradCam(forward, find_layer(model, layer)).attribute(
+            images, target=target, **kwargs
+        )
+        upsampled = attr.LayerAttribution.interpolate(cam, tuple(images.shape[2:]))
+        result = upsampled.expand(-1, images.shape[1], -1, -1)
     return result.detach()
 
 

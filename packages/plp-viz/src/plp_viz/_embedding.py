@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,6 +49,11 @@ def _check(features: Any, name: str = "features") -> np.ndarray:
     return array
 
 
+def _quiet() -> bool:
+    """Return True when progress bars should stay off: stderr is not a terminal."""
+    return not sys.stderr.isatty()
+
+
 def _pca_init(features: np.ndarray) -> np.ndarray:
     """Return the first two principal components, scaled to UMAP's usual init range (±10)."""
     centred = features - features.mean(axis=0)
@@ -72,7 +78,8 @@ def umap_2d(
     The layout starts from the data's two principal components instead of umap-learn's
     spectral initialisation, which is not reproducible when classes are so well separated that
     the neighbour graph falls apart. More than ``max_samples`` rows are subsampled (seeded,
-    uniformly, with a warning); ``indices`` says which rows were kept.
+    uniformly, with a warning); ``indices`` says which rows were kept. The optimisation shows
+    a tqdm progress bar on stderr when it is a terminal.
     """
     import umap
 
@@ -85,6 +92,7 @@ def umap_2d(
         min_dist=min_dist,
         random_state=seed,
         init=_pca_init(data),
+        tqdm_kwds={"disable": _quiet(), "desc": "UMAP epochs"},
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs value.*", category=UserWarning)
@@ -109,7 +117,8 @@ def aligned_umap_2d(
 
     ``relations[i]`` maps rows of set ``i`` to rows of set ``i + 1``; None means the identity
     (the same samples embedded by several checkpoints of one model), and then the same rows
-    are subsampled in every set.
+    are subsampled in every set. A tqdm progress bar (one step per model's UMAP fit, one for
+    the joint alignment) shows on stderr when it is a terminal.
     """
     import umap
 
@@ -145,9 +154,23 @@ def aligned_umap_2d(
     # disconnected components) -- replaced by the PCA start -- and it optimises with numba's
     # parallel loops, whose races change the result -- run on one thread.
     import umap.aligned_umap as aligned_module
+    from tqdm import tqdm
+
+    progress = tqdm(total=len(arrays) + 1, desc="AlignedUMAP", unit="step", disable=_quiet())
+    plain_umap = aligned_module.UMAP
+
+    class _CountedUMAP(plain_umap):  # type: ignore[misc, valid-type]
+        """umap-learn's UMAP, advancing the progress bar after each model's fit."""
+
+        def fit(self, *args: Any, **kwargs: Any) -> Any:
+            fitted = super().fit(*args, **kwargs)
+            progress.set_postfix_str(f"fitted model {progress.n + 1} of {len(arrays)}")
+            progress.update(1)
+            return fitted
 
     spectral = aligned_module.spectral_layout
     aligned_module.spectral_layout = lambda data, graph, dim, random_state, **kw: _pca_init(data)
+    aligned_module.UMAP = _CountedUMAP
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     with warnings.catch_warnings():
@@ -158,9 +181,13 @@ def aligned_umap_2d(
         )
         try:
             reducer.fit(arrays, relations=list(relations))
+            progress.set_postfix_str("aligned")
+            progress.update(1)
         finally:
             numba.set_num_threads(threads)
             aligned_module.spectral_layout = spectral
+            aligned_module.UMAP = plain_umap
+            progress.close()
     return [
         Embedding2D(np.asarray(points, dtype=np.float32), rows)
         for points, rows in zip(reducer.embeddings_, kept, strict=True)
