@@ -2,9 +2,21 @@
 
 from plp_data._base import PlpDataModule, Splits
 from plp_data._datamodules import available_datamodules, build_datamodule, register_datamodule
-from plp_data._datasets import TensorImageDataset
+from plp_data._datasets import ArrayImageDataset, FileImageDataset, TensorImageDataset
 from plp_data._digits import DigitsDataModule
 from plp_data._errors import DataNotFoundError, PlpDataError
+from plp_data._folders import ImageFolderDataModule, Market1501DataModule, parse_market1501_name
+from plp_data._image import ImageDataModule
+from plp_data._sampler_registry import available_samplers, build_sampler
+from plp_data._samplers import ClassBalancedSampler, PKBatchSampler, SamplerError
+from plp_data._torchvision_sets import (
+    Cifar10DataModule,
+    Cifar100DataModule,
+    FashionMnistDataModule,
+    KmnistDataModule,
+    MnistDataModule,
+)
+from plp_data._transforms import TransformDefaults, build_transforms
 
 __all__ = [
     # registry
@@ -12,11 +24,31 @@ __all__ = [
     "build_datamodule",
     "register_datamodule",
     # datamodules
+    "Cifar10DataModule",
+    "Cifar100DataModule",
     "DigitsDataModule",
+    "FashionMnistDataModule",
+    "ImageDataModule",
+    "ImageFolderDataModule",
+    "KmnistDataModule",
+    "Market1501DataModule",
+    "MnistDataModule",
     "PlpDataModule",
     "Splits",
+    "parse_market1501_name",
+    # datasets and transforms
+    "ArrayImageDataset",
+    "FileImageDataset",
     "TensorImageDataset",
+    "TransformDefaults",
+    "build_transforms",
+    # samplers
+    "ClassBalancedSampler",
+    "PKBatchSampler",
+    "available_samplers",
+    "build_sampler",
     # errors
     "DataNotFoundError",
     "PlpDataError",
+    "SamplerError",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from plp_data._errors import PlpDataError
+from plp_data._sampler_registry import build_sampler, check_sampler_spec
 
 __all__ = ["PlpDataModule", "Splits"]
 
@@ -51,6 +53,9 @@ class PlpDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes.
         seed: Seed of the validation carve-out and of the training shuffle.
         val_fraction: Share of trainval held out for validation (0 disables validation).
+        sampler: ``{"name": "pk" | "class_balanced", "args": {...}}`` to draw training batches
+            with :class:`~plp_data.PKBatchSampler` or :class:`~plp_data.ClassBalancedSampler`
+            instead of a plain shuffle (None). Both are DDP-aware: each rank draws its own batches.
     """
 
     num_classes: int
@@ -65,6 +70,7 @@ class PlpDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         val_fraction: float = 0.1,
+        sampler: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -77,6 +83,7 @@ class PlpDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.val_fraction = val_fraction
+        self.sampler = check_sampler_spec(sampler)
         self._splits: Splits | None = None
         self._train_indices: np.ndarray | None = None
         self._val_indices: np.ndarray | None = None
@@ -132,8 +139,43 @@ class PlpDataModule(pl.LightningDataModule):
         assert self._train_indices is not None
         return Subset(self.splits.train, self._train_indices.tolist())
 
+    @property
+    def uses_custom_sampler(self) -> bool:
+        """True when a configured sampler (not Lightning's) splits the batches between ranks."""
+        return self.sampler is not None
+
+    def _replicas(self) -> tuple[int | None, int | None]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return None, None
+        return int(trainer.world_size), int(trainer.global_rank)
+
     def train_dataloader(self) -> DataLoader[Any]:
-        """Return the shuffled training loader (seeded)."""
+        """Return the training loader: seeded shuffle, or the configured sampler."""
+        if self.sampler is not None:
+            num_replicas, rank = self._replicas()
+            built = build_sampler(
+                self.sampler["name"],
+                self.train_labels,
+                seed=self.seed,
+                num_replicas=num_replicas,
+                rank=rank,
+                **self.sampler.get("args", {}),
+            )
+            if self.sampler["name"] == "pk":
+                return DataLoader(
+                    self.train_dataset(),
+                    batch_sampler=built,
+                    num_workers=self.num_workers,
+                    persistent_workers=self.num_workers > 0,
+                )
+            return DataLoader(
+                self.train_dataset(),
+                batch_size=self.batch_size,
+                sampler=built,
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+            )
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
             self.train_dataset(),

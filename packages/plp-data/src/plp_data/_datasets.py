@@ -1,21 +1,50 @@
-"""In-memory image datasets that yield ``(image, label)`` or ``(image, label, camera)``."""
+"""Image datasets that yield ``(image, label)`` or ``(image, label, camera)``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
-__all__ = ["TensorImageDataset"]
+from plp_data._errors import PlpDataError
+
+__all__ = ["ArrayImageDataset", "FileImageDataset", "TensorImageDataset"]
 
 
-class TensorImageDataset(Dataset[tuple[torch.Tensor, ...]]):
-    """Images held as one tensor ``(N, C, H, W)`` with integer labels and optional cameras.
+def _camera_tensor(cameras: Any, length: int) -> torch.Tensor | None:
+    if cameras is None:
+        return None
+    tensor = torch.as_tensor(np.asarray(cameras), dtype=torch.long)
+    if len(tensor) != length:
+        raise PlpDataError(f"{length} images but {len(tensor)} cameras")
+    return tensor
 
-    Items are ``(image, label)`` or, when ``cameras`` is given, ``(image, label, camera)``; the
-    transform (if any) is applied to the image tensor.
-    """
+
+class _LabelledDataset(Dataset[tuple[Any, ...]]):
+    """Shared label / camera handling: items are ``(image, label[, camera])``."""
+
+    def __init__(self, length: int, labels: Any, cameras: Any) -> None:
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        if len(self.labels) != length:
+            raise PlpDataError(f"{length} images but {len(self.labels)} labels")
+        self.cameras = _camera_tensor(cameras, length)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _item(self, image: Any, index: int) -> tuple[Any, ...]:
+        if self.cameras is None:
+            return image, self.labels[index]
+        return image, self.labels[index], self.cameras[index]
+
+
+class TensorImageDataset(_LabelledDataset):
+    """Images held as one float tensor ``(N, C, H, W)``; ``transform`` acts on the tensor."""
 
     def __init__(
         self,
@@ -24,20 +53,58 @@ class TensorImageDataset(Dataset[tuple[torch.Tensor, ...]]):
         cameras: torch.Tensor | None = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        super().__init__(len(images), labels, cameras)
         self.images = images
-        self.labels = labels.long()
-        self.cameras = None if cameras is None else cameras.long()
         self.transform = transform
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
         image = self.images[index]
         if self.transform is not None:
             image = self.transform(image)
-        if self.cameras is None:
-            return image, self.labels[index]
-        return image, self.labels[index], self.cameras[index]
+        return self._item(image, index)
+
+
+class ArrayImageDataset(_LabelledDataset):
+    """Images held as one uint8 array ``(N, H, W)`` or ``(N, H, W, C)``, served as PIL images.
+
+    ``transform`` receives the PIL image (as torchvision's MNIST and CIFAR datasets do).
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: Any,
+        cameras: Any = None,
+        transform: Callable[[Image.Image], Any] | None = None,
+    ) -> None:
+        super().__init__(len(images), labels, cameras)
+        self.images = np.ascontiguousarray(images, dtype=np.uint8)
+        self.transform = transform
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        image: Any = Image.fromarray(self.images[index])
+        if self.transform is not None:
+            image = self.transform(image)
+        return self._item(image, index)
+
+
+class FileImageDataset(_LabelledDataset):
+    """Images read from files on access (converted to RGB), e.g. an image folder or Market-1501."""
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        labels: Any,
+        cameras: Any = None,
+        transform: Callable[[Image.Image], Any] | None = None,
+    ) -> None:
+        super().__init__(len(paths), labels, cameras)
+        self.paths = [Path(p) for p in paths]
+        self.transform = transform
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        with Image.open(self.paths[index]) as file:
+            image: Any = file.convert("RGB")
+        if self.transform is not None:
+            image = self.transform(image)
+        return self._item(image, index)

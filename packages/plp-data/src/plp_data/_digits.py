@@ -9,7 +9,6 @@ from sklearn.model_selection import train_test_split
 
 from plp_data._base import PlpDataModule, Splits
 from plp_data._datasets import TensorImageDataset
-from plp_data._registry import Registry
 
 __all__ = ["DigitsDataModule"]
 
@@ -61,8 +60,3 @@ class DigitsDataModule(PlpDataModule):
         return Splits(
             train=trainval, trainval=trainval, test=test, trainval_labels=labels[trainval_idx]
         )
-
-
-def register_digits(registry: Registry[PlpDataModule]) -> None:
-    """Register the digits datamodule in ``registry``."""
-    registry.register("digits")(DigitsDataModule)

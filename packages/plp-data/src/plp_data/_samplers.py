@@ -247,6 +247,12 @@ class PKBatchSampler(Sampler[list[int]]):
         """The epoch last set with :meth:`set_epoch` (0 initially)."""
         return self._epoch
 
+    @property
+    def sampler(self) -> PKBatchSampler:
+        """This sampler itself, so that Lightning's per-epoch ``batch_sampler.sampler.set_epoch``
+        reaches it (Lightning does not call ``set_epoch`` on a batch sampler directly)."""
+        return self
+
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch, which together with ``seed`` fixes the batches of the next iteration.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,7 @@ def resolve_checkpoint(paths: RunPaths, checkpoint: str | Path | None) -> Path:
     return path
 
 
-def load_model(checkpoint: Path, model: pl.LightningModule | None = None) -> pl.LightningModule:
+def load_model(checkpoint: Path, model: torch.nn.Module | None = None) -> Any:
     """Return ``model`` with the weights of ``checkpoint``, or a PlpModel rebuilt from it.
 
     Loading uses ``weights_only=True``: a checkpoint cannot run code.
@@ -149,7 +150,15 @@ def load_model(checkpoint: Path, model: pl.LightningModule | None = None) -> pl.
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["state_dict"])
         return model
-    except (RuntimeError, KeyError, EOFError, ValueError, TypeError) as error:
+    except (
+        RuntimeError,
+        KeyError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        pickle.UnpicklingError,
+    ) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
         raise RunError(f"cannot load checkpoint {checkpoint}: {first_line}") from None
 

@@ -56,7 +56,7 @@ def explain(
         datamodule = build_datamodule(config, str(paths.config))
     datamodule.setup("test")
     test = datamodule.split_dataloader("test").dataset
-    size = len(test)  # type: ignore[arg-type]
+    size = len(test)
     rng = np.random.default_rng(config.trainer.seed)
     chosen = np.sort(rng.choice(size, size=min(samples, size), replace=False))
     items = [test[int(i)] for i in chosen]

@@ -1,0 +1,200 @@
+"""Datasets laid out as folders of image files: ``image_folder`` and ``market1501``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from plp_data._base import Splits
+from plp_data._datasets import FileImageDataset
+from plp_data._errors import DataNotFoundError, PlpDataError
+from plp_data._image import ImageDataModule
+from plp_data._transforms import IMAGENET_DEFAULTS, REID_DEFAULTS
+
+__all__ = ["ImageFolderDataModule", "Market1501DataModule", "parse_market1501_name"]
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def _class_images(folder: Path) -> dict[str, list[Path]]:
+    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = {
+        c.name: sorted(p for p in c.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        for c in classes
+    }
+    empty = [name for name, paths in found.items() if not paths]
+    if empty:
+        raise PlpDataError(f"{folder}: class folders without images: {', '.join(empty[:10])}")
+    return found
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """One sub-folder per class, as torchvision's ``ImageFolder`` (``<root>/<class>/*.jpg``).
+
+    With ``<root>/train/`` and ``<root>/test/`` (each one sub-folder per class) those are the
+    trainval and test splits; otherwise every image under ``<root>`` is split by class into
+    trainval and test with ``test_fraction`` and ``split_seed`` (stratified, fixed). Class indices
+    follow the sorted class-folder names of trainval. Images are resized to 224x224 by default.
+
+    Args:
+        test_fraction: Share of the images in the test split when there is no ``test/`` folder.
+        split_seed: Seed of that split.
+        **kwargs: Passed to :class:`~plp_data.ImageDataModule`.
+    """
+
+    def __init__(self, test_fraction: float = 0.2, split_seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 < test_fraction < 1.0:
+            raise PlpDataError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+        self.classes = self._scan()[0]
+        self.num_classes = len(self.classes)
+
+    def _scan(self) -> tuple[list[str], list[Path], np.ndarray, list[Path], np.ndarray]:
+        root = Path(self.root)
+        if not root.is_dir():
+            raise DataNotFoundError(
+                f"image folder {root} does not exist: expected one sub-folder of images per class "
+                "(or train/ and test/ holding such sub-folders)"
+            )
+        if (root / "train").is_dir() and (root / "test").is_dir():
+            train, test = _class_images(root / "train"), _class_images(root / "test")
+            classes = sorted(train)
+            unknown = sorted(set(test) - set(train))
+            if unknown:
+                raise PlpDataError(
+                    f"{root / 'test'}: classes not in {root / 'train'}: {', '.join(unknown[:10])}"
+                )
+            index = {name: i for i, name in enumerate(classes)}
+            train_paths = [p for c in classes for p in train[c]]
+            train_labels = np.array([index[c] for c in classes for _ in train[c]], dtype=np.int64)
+            test_paths = [p for c in sorted(test) for p in test[c]]
+            test_labels = np.array(
+                [index[c] for c in sorted(test) for _ in test[c]], dtype=np.int64
+            )
+            return classes, train_paths, train_labels, test_paths, test_labels
+        found = _class_images(root)
+        if not found:
+            raise DataNotFoundError(f"image folder {root} has no class sub-folders with images")
+        classes = sorted(found)
+        paths = np.array([str(p) for c in classes for p in found[c]])
+        labels = np.array([i for i, c in enumerate(classes) for _ in found[c]], dtype=np.int64)
+        counts = np.bincount(labels)
+        stratify = labels if counts.min() >= 2 else None
+        train_idx, test_idx = train_test_split(
+            np.arange(len(labels)),
+            test_size=self.test_fraction,
+            random_state=self.split_seed,
+            stratify=stratify,
+        )
+        train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+        return (
+            classes,
+            [Path(p) for p in paths[train_idx]],
+            labels[train_idx],
+            [Path(p) for p in paths[test_idx]],
+            labels[test_idx],
+        )
+
+    def load_splits(self) -> Splits:
+        """Return the trainval and test splits of the folder."""
+        _, train_paths, train_labels, test_paths, test_labels = self._scan()
+        return Splits(
+            train=FileImageDataset(train_paths, train_labels, transform=self.train_transform),
+            trainval=FileImageDataset(train_paths, train_labels, transform=self.eval_transform),
+            test=FileImageDataset(test_paths, test_labels, transform=self.eval_transform),
+            trainval_labels=train_labels,
+        )
+
+
+ImageFolderDataModule.transform_defaults = IMAGENET_DEFAULTS
+
+MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_(\d+)\.jpg$")
+
+
+def parse_market1501_name(path: str | Path) -> tuple[int, int]:
+    """Return ``(person_id, camera)`` of a Market-1501 file name like ``0002_c1s1_000451_03.jpg``.
+
+    ``person_id`` is -1 for junk images and 0 for distractors; ``camera`` is the number after
+    ``c`` (1-6).
+
+    Raises:
+        PlpDataError: The name does not follow the Market-1501 pattern.
+    """
+    match = MARKET_NAME.match(Path(path).name)
+    if match is None:
+        raise PlpDataError(
+            f"{path}: not a Market-1501 image name (expected e.g. 0002_c1s1_000451_03.jpg)"
+        )
+    return int(match.group(1)), int(match.group(2))
+
+
+def _read_market_folder(folder: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    if not folder.is_dir():
+        raise DataNotFoundError(
+            f"Market-1501 folder {folder} does not exist: data.args.root must hold "
+            "bounding_box_train/, query/ and bounding_box_test/ (from Market-1501-v15.09.15.zip)"
+        )
+    paths, ids, cameras = [], [], []
+    for path in sorted(folder.glob("*.jpg")):
+        person, camera = parse_market1501_name(path)
+        if person == -1:  # junk: neither a match nor a mismatch in the protocol
+            continue
+        paths.append(path)
+        ids.append(person)
+        cameras.append(camera)
+    if not paths:
+        raise PlpDataError(f"Market-1501 folder {folder} holds no usable .jpg images")
+    return paths, np.array(ids, dtype=np.int64), np.array(cameras, dtype=np.int64)
+
+
+class Market1501DataModule(ImageDataModule):
+    """Market-1501 person re-identification (Zheng et al. 2015).
+
+    ``<root>`` holds ``bounding_box_train/``, ``query/`` and ``bounding_box_test/``. Items are
+    ``(image, label, camera)``. Junk images (id -1) are skipped; distractors (id 0) stay in the
+    gallery. Training identities are relabelled 0..750 for the classifier (``trainval``); the
+    ``query`` and ``gallery`` splits keep the real person ids, and ``test`` is the query. The
+    dataset's own protocol is ``[evaluate] protocol = "query_gallery"`` (same-camera matches are
+    removed); the trainval-gallery protocol does not apply, as test identities are unseen in
+    training. Images are resized to 256x128 with flip, pad-and-crop and random erasing for
+    training (the re-ID "strong baseline").
+    """
+
+    transform_defaults = REID_DEFAULTS
+
+    def __init__(self, root: str = "data/Market-1501-v15.09.15", **kwargs: Any) -> None:
+        super().__init__(root=root, **kwargs)
+        train = Path(self.root) / "bounding_box_train"
+        if not train.is_dir():
+            raise DataNotFoundError(
+                f"Market-1501 folder {train} does not exist: data.args.root must hold "
+                "bounding_box_train/, query/ and bounding_box_test/ "
+                "(unzip Market-1501-v15.09.15.zip; it cannot be downloaded automatically)"
+            )
+        self._train_ids = np.unique(_read_market_folder(train)[1])
+        self.num_classes = len(self._train_ids)
+
+    def load_splits(self) -> Splits:
+        """Return trainval (relabelled training ids), test = query, and query / gallery."""
+        root = Path(self.root)
+        train_paths, train_ids, train_cameras = _read_market_folder(root / "bounding_box_train")
+        labels = np.searchsorted(self._train_ids, train_ids)
+        query = _read_market_folder(root / "query")
+        gallery = _read_market_folder(root / "bounding_box_test")
+        query_set = FileImageDataset(*query, transform=self.eval_transform)
+        return Splits(
+            train=FileImageDataset(train_paths, labels, train_cameras, self.train_transform),
+            trainval=FileImageDataset(train_paths, labels, train_cameras, self.eval_transform),
+            test=query_set,
+            trainval_labels=labels,
+            extra={
+                "query": query_set,
+                "gallery": FileImageDataset(*gallery, transform=self.eval_transform),
+            },
+        )

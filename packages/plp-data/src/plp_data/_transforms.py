@@ -1,0 +1,146 @@
+"""Default image transforms per dataset, overridable from config.
+
+Every pipeline is ``[Resize] -> augmentation -> ToTensor -> Normalize -> [RandomErasing]``:
+evaluation transforms leave out the augmentation and the random erasing. The augmentation steps
+are torchvision transform classes named in config, e.g.
+``augment = [{name = "RandomHorizontalFlip", args = {p = 0.5}}]``; ``augment = []`` disables it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torchvision import transforms as T
+
+from plp_data._errors import PlpDataError
+
+__all__ = ["TransformDefaults", "build_transforms"]
+
+Transform = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class TransformDefaults:
+    """The normalisation and augmentation a dataset uses unless the config says otherwise.
+
+    Attributes:
+        mean: Per-channel mean of the pixels scaled to [0, 1].
+        std: Per-channel standard deviation of the pixels scaled to [0, 1].
+        image_size: ``(height, width)`` the images are resized to (None: keep their size).
+        augment: Training augmentation steps, as ``{"name": ..., "args": {...}}`` mappings of
+            torchvision transform classes applied to the PIL image. ``RandomCrop`` without a
+            ``size`` crops back to the image size (after its ``padding``).
+        random_erasing: Probability of torchvision's ``RandomErasing`` on the training tensor.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    image_size: tuple[int, int] | None = None
+    augment: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+    random_erasing: float = 0.0
+
+
+MNIST_DEFAULTS = TransformDefaults(mean=(0.1307,), std=(0.3081,))
+FASHION_MNIST_DEFAULTS = TransformDefaults(mean=(0.2860,), std=(0.3530,))
+KMNIST_DEFAULTS = TransformDefaults(mean=(0.1918,), std=(0.3483,))
+CIFAR_AUGMENT: tuple[Mapping[str, Any], ...] = (
+    {"name": "RandomCrop", "args": {"padding": 4}},
+    {"name": "RandomHorizontalFlip"},
+)
+CIFAR10_DEFAULTS = TransformDefaults(
+    mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), augment=CIFAR_AUGMENT
+)
+CIFAR100_DEFAULTS = TransformDefaults(
+    mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762), augment=CIFAR_AUGMENT
+)
+IMAGENET_DEFAULTS = TransformDefaults(
+    mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225),
+    image_size=(224, 224),
+    augment=({"name": "RandomHorizontalFlip"},),
+)
+# The re-ID "strong baseline" (Luo et al. 2019): 256x128, flip, pad + crop, random erasing.
+REID_DEFAULTS = TransformDefaults(
+    mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225),
+    image_size=(256, 128),
+    augment=(
+        {"name": "RandomHorizontalFlip"},
+        {"name": "Pad", "args": {"padding": 10}},
+        {"name": "RandomCrop"},
+    ),
+    random_erasing=0.5,
+)
+
+
+def _step(spec: Mapping[str, Any], where: str, size: tuple[int, int] | None) -> Transform:
+    if not isinstance(spec, Mapping) or "name" not in spec or set(spec) - {"name", "args"}:
+        raise PlpDataError(
+            f"{where}: each step must be {{name = ..., args = {{...}}}}, got {spec!r}"
+        )
+    name = spec["name"]
+    factory = getattr(T, name, None) if isinstance(name, str) else None
+    if not isinstance(factory, type):
+        choices = [n for n in dir(T) if n[:1].isupper() and isinstance(getattr(T, n), type)]
+        close = difflib.get_close_matches(str(name), choices, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise PlpDataError(f"{where}: unknown torchvision transform {name!r}{hint}")
+    args = dict(spec.get("args", {}))
+    if name == "RandomCrop" and "size" not in args and size is not None:
+        args["size"] = list(size)  # crop back to the image size (after padding)
+    try:
+        return factory(**args)  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as error:
+        raise PlpDataError(f"{where}: {name}({spec.get('args', {})}) failed: {error}") from None
+
+
+def build_transforms(
+    defaults: TransformDefaults,
+    *,
+    native_size: tuple[int, int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    image_size: Sequence[int] | None = None,
+    augment: Sequence[Mapping[str, Any]] | None = None,
+    random_erasing: float | None = None,
+) -> tuple[Transform, Transform]:
+    """Return the ``(train, eval)`` transforms of a PIL image, overriding ``defaults``.
+
+    Args:
+        defaults: The dataset's defaults.
+        native_size: The size of the dataset's images, used when there is no resize.
+        mean: Override of the normalisation mean (one value per channel).
+        std: Override of the normalisation standard deviation.
+        image_size: Override of ``(height, width)``.
+        augment: Override of the training augmentation steps (``[]`` for none).
+        random_erasing: Override of the random-erasing probability (0 disables it).
+
+    Returns:
+        The training transform (with augmentation) and the evaluation transform.
+
+    Raises:
+        PlpDataError: An unknown transform name, bad arguments or inconsistent mean/std.
+    """
+    mean = tuple(defaults.mean if mean is None else mean)
+    std = tuple(defaults.std if std is None else std)
+    if len(mean) != len(std) or any(s <= 0 for s in std):
+        raise PlpDataError(f"mean {mean} and std {std} must have one value per channel, std > 0")
+    size = defaults.image_size if image_size is None else tuple(image_size)
+    steps = defaults.augment if augment is None else tuple(augment)
+    erasing = defaults.random_erasing if random_erasing is None else random_erasing
+    if not 0.0 <= erasing <= 1.0:
+        raise PlpDataError(f"random_erasing must be a probability in [0, 1], got {erasing}")
+    resize: list[Transform] = [] if size is None else [T.Resize(list(size))]
+    tensor: list[Transform] = [T.ToTensor(), T.Normalize(mean, std)]
+    train = T.Compose(
+        [
+            *resize,
+            *(_step(s, f"augment[{i}]", size or native_size) for i, s in enumerate(steps)),
+            *tensor,
+            *([T.RandomErasing(p=erasing)] if erasing > 0 else []),
+        ]
+    )
+    return train, T.Compose([*resize, *tensor])
