@@ -38,7 +38,8 @@ def _write_mnist(root: Path, folder: str, num_train: int = 20, num_test: int = 1
 
 
 @pytest.mark.parametrize(
-    ("name", "folder"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST"), ("kmnist", "KMNIST")]
+    ("name", "folder"),
+    [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST"), ("kmnist", "KMNIST")],
 )
 def test_mnist_family_reads_gzipped_idx_files(tmp_path: Path, name: str, folder: str) -> None:
     _write_mnist(tmp_path, folder)
@@ -48,11 +49,11 @@ def test_mnist_family_reads_gzipped_idx_files(tmp_path: Path, name: str, folder:
     image, label = dm.splits.test[3]
     assert image.shape == (1, 28, 28) and image.dtype == torch.float32
     assert int(label) == 3
-    raw = np.frombuffer(
-        gzip.open(tmp_path / folder / "raw" / "t10k-images-idx3-ubyte.gz").read()[16:], np.uint8
-    ).reshape(10, 28, 28)
+    with gzip.open(tmp_path / folder / "raw" / "t10k-images-idx3-ubyte.gz") as file:
+        raw = np.frombuffer(file.read()[16:], np.uint8).reshape(10, 28, 28)
     mean, std = dm.train_transform.transforms[-1].mean, dm.train_transform.transforms[-1].std
-    torch.testing.assert_close(image[0], (torch.from_numpy(raw[3] / 255.0).float() - mean[0]) / std[0])
+    expected = (torch.from_numpy(raw[3] / 255.0).float() - mean[0]) / std[0]
+    torch.testing.assert_close(image[0], expected)
     assert np.array_equal(dm.splits.trainval_labels, np.arange(20) % 10)
     images, labels = next(iter(dm.train_dataloader()))
     assert images.shape == (4, 1, 28, 28) and labels.dtype == torch.int64
@@ -126,7 +127,7 @@ def test_cifar_batch_that_would_run_code_is_refused(tmp_path: Path) -> None:
             return (Path.touch, (str(marker),))  # type: ignore[return-value]
 
     (folder / "test_batch").write_bytes(pickle.dumps({"data": Payload(), "labels": [0]}))
-    with pytest.raises(PlpDataError, match="test_batch.*not allowed"):
+    with pytest.raises(PlpDataError, match=r"test_batch.*not allowed"):
         build_datamodule("cifar10", root=str(tmp_path)).setup()
     assert not marker.exists()
 
@@ -184,8 +185,9 @@ def test_image_folder_split_is_stratified_and_fixed(tmp_path: Path) -> None:
         for i in range(10):
             _write_png(tmp_path / f"class_{c}" / f"{i}.jpg", 20 * c + i)
     kwargs = {"root": str(tmp_path), "test_fraction": 0.2, "image_size": [8, 8]}
-    first, second = build_datamodule("image_folder", **kwargs), build_datamodule(
-        "image_folder", **kwargs, seed=7
+    first, second = (
+        build_datamodule("image_folder", **kwargs),
+        build_datamodule("image_folder", **kwargs, seed=7),
     )
     first.setup()
     second.setup()
@@ -232,7 +234,8 @@ def test_market1501_ids_cameras_junk_and_distractors(tmp_path: Path) -> None:
     )
     assert dm.num_classes == 3
     dm.setup()
-    trainval, query, gallery = dm.splits.trainval, dm.splits.extra["query"], dm.splits.extra["gallery"]
+    trainval, query = dm.splits.trainval, dm.splits.extra["query"]
+    gallery = dm.splits.extra["gallery"]
     assert trainval.labels.tolist() == [0, 0, 1, 1, 2]  # relabelled in sorted-id order
     assert trainval.cameras is not None and trainval.cameras.tolist() == [1, 2, 1, 3, 6]
     assert gallery.labels.tolist() == [0, 3, 3, 5]  # junk gone, distractor kept, real ids
@@ -241,14 +244,14 @@ def test_market1501_ids_cameras_junk_and_distractors(tmp_path: Path) -> None:
     assert image.shape == (3, 32, 16) and (int(label), int(camera)) == (5, 2)
     assert dm.splits.test is query
     assert set(dm.eval_splits) == {"trainval", "test", "query", "gallery"}
-    images, labels, cameras = next(iter(dm.train_dataloader()))
+    images, _, cameras = next(iter(dm.train_dataloader()))
     assert images.shape == (2, 3, 32, 16) and cameras.shape == (2,)
 
 
 def test_market1501_malformed_name_and_missing_folder(tmp_path: Path) -> None:
     _write_market(tmp_path)
     (tmp_path / "query" / "person_1.jpg").write_bytes(b"")
-    with pytest.raises(PlpDataError, match="person_1.jpg: not a Market-1501 image name"):
+    with pytest.raises(PlpDataError, match=r"person_1\.jpg: not a Market-1501 image name"):
         build_datamodule("market1501", root=str(tmp_path)).setup()
     with pytest.raises(DataNotFoundError, match="bounding_box_train does not exist"):
         build_datamodule("market1501", root=str(tmp_path / "missing"))
@@ -261,7 +264,7 @@ def test_transforms_are_overridable_and_checked(tmp_path: Path) -> None:
     dm.setup()
     assert dm.splits.train[0][0].shape == (3, 16, 16)
     torch.testing.assert_close(dm.splits.train[0][0], dm.splits.trainval[0][0])  # no augmentation
-    with pytest.raises(PlpDataError, match="RandomHorizntalFlip.*did you mean RandomHorizontalFlip"):
+    with pytest.raises(PlpDataError, match=r"RandomHorizntalFlip.*did you mean RandomHorizontalF"):
         build_datamodule("cifar10", root=str(tmp_path), augment=[{"name": "RandomHorizntalFlip"}])
     with pytest.raises(PlpDataError, match="mean"):
         build_datamodule("cifar10", root=str(tmp_path), mean=[0.5], std=[0.2, 0.2])

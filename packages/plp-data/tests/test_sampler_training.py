@@ -97,5 +97,5 @@ def test_bad_sampler_specs_fail_at_construction(spec: dict, message: str) -> Non
 def test_pk_larger_than_the_number_of_classes_names_both_numbers() -> None:
     sampler = {"name": "pk", "args": {"classes_per_batch": 12, "samples_per_class": 2}}
     dm = build_datamodule("digits", sampler=sampler)
-    with pytest.raises(PlpDataError, match="12.*10|10.*12"):
+    with pytest.raises(PlpDataError, match=r"12.*10|10.*12"):
         dm.train_dataloader()

@@ -61,4 +61,5 @@ def build_sampler(name: str, labels: np.ndarray, **kwargs: Any) -> Sampler[Any]:
         raise PlpDataError(
             f"unknown sampler {name!r}; available: {', '.join(available_samplers())}"
         )
-    return _classes()[name](labels, **kwargs)
+    factory: Any = _classes()[name]
+    return factory(labels, **kwargs)

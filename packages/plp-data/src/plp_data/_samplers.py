@@ -249,8 +249,10 @@ class PKBatchSampler(Sampler[list[int]]):
 
     @property
     def sampler(self) -> PKBatchSampler:
-        """This sampler itself, so that Lightning's per-epoch ``batch_sampler.sampler.set_epoch``
-        reaches it (Lightning does not call ``set_epoch`` on a batch sampler directly)."""
+        """This sampler itself, so that Lightning's per-epoch ``set_epoch`` reaches it.
+
+        Lightning calls ``batch_sampler.sampler.set_epoch``, never ``batch_sampler.set_epoch``.
+        """
         return self
 
     def set_epoch(self, epoch: int) -> None:

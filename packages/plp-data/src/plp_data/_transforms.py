@@ -92,7 +92,7 @@ def _step(spec: Mapping[str, Any], where: str, size: tuple[int, int] | None) -> 
     if name == "RandomCrop" and "size" not in args and size is not None:
         args["size"] = list(size)  # crop back to the image size (after padding)
     try:
-        return factory(**args)  # type: ignore[no-any-return]
+        return factory(**args)
     except (TypeError, ValueError) as error:
         raise PlpDataError(f"{where}: {name}({spec.get('args', {})}) failed: {error}") from None
 
@@ -128,7 +128,9 @@ def build_transforms(
     std = tuple(defaults.std if std is None else std)
     if len(mean) != len(std) or any(s <= 0 for s in std):
         raise PlpDataError(f"mean {mean} and std {std} must have one value per channel, std > 0")
-    size = defaults.image_size if image_size is None else tuple(image_size)
+    if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
+        raise PlpDataError(f"image_size must be [height, width] > 0, got {list(image_size)}")
+    size = defaults.image_size if image_size is None else (int(image_size[0]), int(image_size[1]))
     steps = defaults.augment if augment is None else tuple(augment)
     erasing = defaults.random_erasing if random_erasing is None else random_erasing
     if not 0.0 <= erasing <= 1.0:
