@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,6 +11,11 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from plp_data._errors import PlpDataError
 from plp_data._samplers import ClassBalancedSampler, PKBatchSampler, SamplerError
+
+
+def _pk(*args: Any, **kwargs: Any) -> PKBatchSampler:
+    """The sampler with the one-pass-over-the-classes epoch these tests count batches with."""
+    return PKBatchSampler(*args, **{"batches_per_epoch": "classes", **kwargs})
 
 
 def _labels(num_classes: int = 10, per_class: int = 6, seed: int = 0) -> np.ndarray:
@@ -23,7 +29,7 @@ def _batch_classes(batch: list[int], labels: np.ndarray) -> list[int]:
 
 def test_every_batch_is_p_distinct_classes_times_k_and_every_class_is_seen() -> None:
     labels = _labels(num_classes=11, per_class=5)
-    sampler = PKBatchSampler(labels, classes_per_batch=4, samples_per_class=3, seed=1)
+    sampler = _pk(labels, classes_per_batch=4, samples_per_class=3, seed=1)
     assert sampler.batch_size == 12
     batches = list(sampler)
     assert len(batches) == len(sampler) == math.ceil(11 / 4)
@@ -49,14 +55,14 @@ def test_len_matches_yield_count_across_shapes() -> None:
         groups = math.ceil(num_classes / p)
         total = math.ceil(groups / replicas) * replicas
         for rank in range(replicas):
-            sampler = PKBatchSampler(labels, p, 2, num_replicas=replicas, rank=rank)
+            sampler = _pk(labels, p, 2, num_replicas=replicas, rank=rank)
             assert sampler.total_batches() == total
             assert len(sampler) == total // replicas == len(list(sampler))
 
 
 def test_two_ranks_never_share_a_batch_and_yield_equally_many() -> None:
     labels = _labels(num_classes=13, per_class=8)
-    ranks = [list(PKBatchSampler(labels, 3, 4, seed=5, num_replicas=2, rank=r)) for r in range(2)]
+    ranks = [list(_pk(labels, 3, 4, seed=5, num_replicas=2, rank=r)) for r in range(2)]
     assert len(ranks[0]) == len(ranks[1]) == math.ceil(math.ceil(13 / 3) / 2)
     as_tuples = [{tuple(b) for b in batches} for batches in ranks]
     assert not as_tuples[0] & as_tuples[1]
@@ -68,14 +74,14 @@ def test_two_ranks_never_share_a_batch_and_yield_equally_many() -> None:
     union = {c for batches in ranks for b in batches for c in _batch_classes(b, labels)}
     assert union == set(range(13))
     # Rank r's batches are batches r, r + R, ... of the single-replica epoch.
-    single = list(PKBatchSampler(labels, 3, 4, seed=5, num_replicas=1, rank=0))
+    single = list(_pk(labels, 3, 4, seed=5, num_replicas=1, rank=0))
     assert single[0] == ranks[0][0] and single[1] == ranks[1][0]
 
 
 def test_same_seed_same_order_and_set_epoch_reshuffles() -> None:
     labels = _labels(num_classes=20, per_class=6)
-    a = PKBatchSampler(labels, 4, 3, seed=7)
-    b = PKBatchSampler(labels, 4, 3, seed=7)
+    a = _pk(labels, 4, 3, seed=7)
+    b = _pk(labels, 4, 3, seed=7)
     assert list(a) == list(b)
     assert list(a) == list(a)  # iterating again without set_epoch repeats the epoch
     first = list(a)
@@ -84,14 +90,14 @@ def test_same_seed_same_order_and_set_epoch_reshuffles() -> None:
     assert list(a) != first
     b.set_epoch(1)
     assert list(a) == list(b)
-    assert list(PKBatchSampler(labels, 4, 3, seed=8)) != first
+    assert list(_pk(labels, 4, 3, seed=8)) != first
     with pytest.raises(SamplerError):
         a.set_epoch(-1)
 
 
 def test_small_classes_are_drawn_with_replacement() -> None:
     labels = np.array([0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2])
-    sampler = PKBatchSampler(labels, 3, 4, seed=0)
+    sampler = _pk(labels, 3, 4, seed=0)
     (batch,) = list(sampler)
     by_class: dict[int, list[int]] = {}
     for i in batch:
@@ -104,21 +110,21 @@ def test_small_classes_are_drawn_with_replacement() -> None:
 def test_singleton_classes_raise_with_their_labels_or_are_dropped() -> None:
     labels = np.array([0, 0, 1, 1, 2, 3, 3, 40])
     with pytest.raises(SamplerError, match=r"\[2, 40\].*drop_singletons=True") as info:
-        PKBatchSampler(labels, 2, 2)
+        _pk(labels, 2, 2)
     assert isinstance(info.value, PlpDataError) and isinstance(info.value, ValueError)
-    sampler = PKBatchSampler(labels, 2, 2, drop_singletons=True)
+    sampler = _pk(labels, 2, 2, drop_singletons=True)
     assert sampler.classes == (0, 1, 3)
     assert sampler.dropped_classes == (2, 40)
     seen = {int(labels[i]) for b in sampler for i in b}
     assert seen == {0, 1, 3}
     with pytest.raises(SamplerError, match=r"4.*3"):
-        PKBatchSampler(labels, 4, 2, drop_singletons=True)
+        _pk(labels, 4, 2, drop_singletons=True)
 
 
 def test_many_singletons_are_listed_first_ten_and_counted() -> None:
     labels = np.concatenate([np.arange(12), [100, 100]])
     with pytest.raises(SamplerError) as info:
-        PKBatchSampler(labels, 1, 2)
+        _pk(labels, 1, 2)
     message = str(info.value)
     assert "0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in message and "10," not in message
     assert "12" in message
@@ -127,31 +133,31 @@ def test_many_singletons_are_listed_first_ten_and_counted() -> None:
 def test_p_larger_than_classes_and_bad_p_k_raise() -> None:
     labels = _labels(num_classes=5, per_class=4)
     with pytest.raises(SamplerError, match=r"\b6\b.*\b5\b"):
-        PKBatchSampler(labels, 6, 2)
+        _pk(labels, 6, 2)
     with pytest.raises(SamplerError, match="classes_per_batch"):
-        PKBatchSampler(labels, 0, 2)
+        _pk(labels, 0, 2)
     with pytest.raises(SamplerError, match="samples_per_class"):
-        PKBatchSampler(labels, 2, 1)
+        _pk(labels, 2, 1)
     with pytest.raises(SamplerError, match="rank"):
-        PKBatchSampler(labels, 2, 2, num_replicas=2, rank=2)
+        _pk(labels, 2, 2, num_replicas=2, rank=2)
     with pytest.raises(SamplerError, match="seed"):
-        PKBatchSampler(labels, 2, 2, seed=-1)
+        _pk(labels, 2, 2, seed=-1)
     with pytest.raises(SamplerError, match="integers"):
-        PKBatchSampler(np.array([0.5, 1.5, 0.5, 1.5]), 2, 2)
+        _pk(np.array([0.5, 1.5, 0.5, 1.5]), 2, 2)
     with pytest.raises(SamplerError, match="empty"):
-        PKBatchSampler([], 1, 2)
+        _pk([], 1, 2)
 
 
 def test_labels_may_be_a_tensor_or_a_list() -> None:
     labels = _labels(num_classes=4, per_class=3)
-    from_tensor = list(PKBatchSampler(torch.as_tensor(labels), 2, 2, seed=3))
-    from_list = list(PKBatchSampler(labels.tolist(), 2, 2, seed=3))
-    assert from_tensor == from_list == list(PKBatchSampler(labels, 2, 2, seed=3))
+    from_tensor = list(_pk(torch.as_tensor(labels), 2, 2, seed=3))
+    from_list = list(_pk(labels.tolist(), 2, 2, seed=3))
+    assert from_tensor == from_list == list(_pk(labels, 2, 2, seed=3))
 
 
 def test_p_equal_to_number_of_classes_gives_one_batch_per_replica() -> None:
     labels = _labels(num_classes=4, per_class=3)
-    sampler = PKBatchSampler(labels, 4, 2, num_replicas=3, rank=2)
+    sampler = _pk(labels, 4, 2, num_replicas=3, rank=2)
     (batch,) = list(sampler)
     assert set(_batch_classes(batch, labels)) == {0, 1, 2, 3}
 
@@ -160,7 +166,7 @@ def test_dataloader_with_pk_batch_sampler() -> None:
     labels = _labels(num_classes=6, per_class=5)
     data = torch.arange(len(labels), dtype=torch.float32).unsqueeze(1)
     dataset = TensorDataset(data, torch.as_tensor(labels))
-    sampler = PKBatchSampler(labels, 3, 2, seed=0)
+    sampler = _pk(labels, 3, 2, seed=0)
     loader = DataLoader(dataset, batch_sampler=sampler)
     assert len(loader) == len(sampler) == 2
     batches = list(loader)
@@ -216,7 +222,7 @@ def test_class_balanced_sampler_in_dataloader() -> None:
 def test_replicas_default_to_single_process() -> None:
     labels = _labels(num_classes=6, per_class=3)
     assert not torch.distributed.is_initialized()
-    assert len(PKBatchSampler(labels, 2, 2)) == 3
+    assert len(_pk(labels, 2, 2)) == 3
     assert len(ClassBalancedSampler(labels, 10)) == 10
 
 
@@ -226,9 +232,9 @@ def test_replicas_come_from_torch_distributed_when_initialised(
     from plp_data import _samplers
 
     labels = _labels(num_classes=8, per_class=3)
-    sampler = PKBatchSampler(labels, 2, 2, seed=1)  # built before the "process group" exists
+    sampler = _pk(labels, 2, 2, seed=1)  # built before the "process group" exists
     balanced = ClassBalancedSampler(labels, 9, seed=1)
-    explicit = [list(PKBatchSampler(labels, 2, 2, seed=1, num_replicas=2, rank=r)) for r in (0, 1)]
+    explicit = [list(_pk(labels, 2, 2, seed=1, num_replicas=2, rank=r)) for r in (0, 1)]
     monkeypatch.setattr(_samplers.dist, "is_available", lambda: True)
     monkeypatch.setattr(_samplers.dist, "is_initialized", lambda: True)
     monkeypatch.setattr(_samplers.dist, "get_world_size", lambda *a, **k: 2)
@@ -237,3 +243,21 @@ def test_replicas_come_from_torch_distributed_when_initialised(
     assert list(sampler) == explicit[1]
     assert len(balanced) == 5
     assert list(balanced) == list(ClassBalancedSampler(labels, 9, seed=1, num_replicas=2, rank=1))
+
+
+def test_default_epoch_shows_about_every_image_and_every_class_evenly() -> None:
+    labels = _labels(num_classes=10, per_class=30)  # 300 images
+    sampler = PKBatchSampler(labels, classes_per_batch=4, samples_per_class=5)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 300 // 20
+    seen = Counter(c for batch in batches for c in set(_batch_classes(batch, labels)))
+    assert set(seen) == set(range(10))
+    # Whole shuffles of the classes come first, so appearances differ by at most one round.
+    assert max(seen.values()) - min(seen.values()) <= 2
+    assert len(PKBatchSampler(labels, 4, 5, batches_per_epoch=7)) == 7
+
+
+@pytest.mark.parametrize("value", [2, "images", 1.5])
+def test_bad_batches_per_epoch(value: object) -> None:
+    with pytest.raises(SamplerError, match="batches_per_epoch"):
+        PKBatchSampler(_labels(), 4, 2, batches_per_epoch=value)  # type: ignore[arg-type]

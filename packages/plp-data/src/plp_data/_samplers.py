@@ -128,9 +128,12 @@ class PKBatchSampler(Sampler[list[int]]):
 
     **An epoch.** The usable classes are shuffled (seeded by ``seed`` and the epoch) and cut into
     groups of ``P``; if the last group is short it is filled with other classes drawn at random
-    (never one already in it), so every class appears in at least one batch per epoch. That makes
-    ``ceil(num_classes / P)`` batches, rounded *up* to a multiple of ``num_replicas`` with extra
-    groups of ``P`` distinct classes drawn at random, so that every rank gets the same number.
+    (never one already in it), so every class appears in at least one batch per epoch. Further
+    shuffles are cut the same way until the epoch has ``batches_per_epoch`` batches, by default
+    ``max(ceil(num_classes / P), num_samples // (P * K))``: every class at least once, and about
+    as many images as the dataset holds. The count is rounded *up* to a multiple of
+    ``num_replicas`` with extra groups of ``P`` distinct classes drawn at random, so that every
+    rank gets the same number.
     Rank ``r`` of ``R`` takes batches ``r, r + R, r + 2R, ...``: ranks never share a batch, and
     ``len(sampler)`` is the number of batches one rank yields.
 
@@ -155,6 +158,8 @@ class PKBatchSampler(Sampler[list[int]]):
             is initialised, else 0 (looked up when iterating).
         drop_singletons: Skip classes that have exactly one sample (they cannot give a positive
             pair) instead of raising.
+        batches_per_epoch: Batches in an epoch over all replicas before rounding:
+            ``"samples"``, ``"classes"`` or a number, as described above.
 
     Raises:
         SamplerError: If ``P < 1`` or ``K < 2``; if a class has a single sample and
@@ -176,6 +181,7 @@ class PKBatchSampler(Sampler[list[int]]):
         num_replicas: int | None = None,
         rank: int | None = None,
         drop_singletons: bool = False,
+        batches_per_epoch: int | str = "samples",
     ) -> None:
         super().__init__()
         if classes_per_batch < 1:
@@ -216,6 +222,23 @@ class PKBatchSampler(Sampler[list[int]]):
         self._num_replicas = num_replicas
         self._rank = rank
         self._epoch = 0
+        minimum = math.ceil(len(self._classes) / self._p)
+        if batches_per_epoch == "samples":
+            usable = sum(idx.size for idx in self._indices)
+            batches_per_epoch = max(minimum, usable // (self._p * self._k))
+        elif batches_per_epoch == "classes":
+            batches_per_epoch = minimum
+        elif not isinstance(batches_per_epoch, int) or isinstance(batches_per_epoch, bool):
+            raise SamplerError(
+                f"batches_per_epoch must be 'samples', 'classes' or an integer, "
+                f"got {batches_per_epoch!r}"
+            )
+        elif batches_per_epoch < minimum:
+            raise SamplerError(
+                f"batches_per_epoch = {batches_per_epoch} cannot show all {len(self._classes)} "
+                f"classes with P = {self._p}; it must be at least {minimum}"
+            )
+        self._batches = int(batches_per_epoch)
 
     @property
     def batch_size(self) -> int:
@@ -271,8 +294,7 @@ class PKBatchSampler(Sampler[list[int]]):
     def total_batches(self) -> int:
         """Number of batches in an epoch over all replicas (a multiple of ``num_replicas``)."""
         replicas, _ = _resolve_replicas(self._num_replicas, self._rank)
-        groups = math.ceil(len(self._classes) / self._p)
-        return math.ceil(groups / replicas) * replicas
+        return math.ceil(self._batches / replicas) * replicas
 
     def __len__(self) -> int:
         """Number of batches this rank yields per epoch."""
@@ -291,17 +313,20 @@ class PKBatchSampler(Sampler[list[int]]):
         return self._rng(1, batch).choice(len(self._classes), size=self._p, replace=False)
 
     def _base_groups(self) -> list[np.ndarray]:
-        """The first ``ceil(num_classes / P)`` class groups: a shuffle cut into groups of ``P``."""
+        """The first ``batches_per_epoch`` class groups: shuffles cut into groups of ``P``."""
         n, p = len(self._classes), self._p
         rng = self._rng(0)
-        perm = rng.permutation(n)
-        groups = [perm[i : i + p] for i in range(0, n, p)]
-        last = groups[-1]
-        if last.size < p:
-            others = np.setdiff1d(np.arange(n), last, assume_unique=True)
-            fill = rng.choice(others, size=p - last.size, replace=False)
-            groups[-1] = np.concatenate([last, fill])
-        return groups
+        groups: list[np.ndarray] = []
+        while len(groups) < self._batches:
+            perm = rng.permutation(n)
+            cut = [perm[i : i + p] for i in range(0, n, p)]
+            last = cut[-1]
+            if last.size < p:
+                others = np.setdiff1d(np.arange(n), last, assume_unique=True)
+                fill = rng.choice(others, size=p - last.size, replace=False)
+                cut[-1] = np.concatenate([last, fill])
+            groups.extend(cut)
+        return groups[: self._batches]
 
     def __iter__(self) -> Iterator[list[int]]:
         """Yield this rank's batches of the current epoch, each a list of ``P * K`` indices."""

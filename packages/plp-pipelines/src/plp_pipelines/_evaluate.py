@@ -87,22 +87,36 @@ def evaluate(
 
     metrics: dict[str, Any] = _previous_metrics(paths)
     metrics["checkpoint"] = checkpoint_path.name
+    plots: dict[str, str] = {}
     if "accuracy" in methods:
-        metrics["accuracy"] = _accuracy(features["trainval"], features["test"])
-    if "reid" in methods:
-        query, gallery = (
-            (features["query"], features["gallery"])
-            if protocol == "query_gallery"
-            else (features["test"], features["trainval"])
+        metrics["accuracy"], confusion = _accuracy(features["trainval"], features["test"])
+        plots["confusion_matrix"] = _relative(
+            plp_viz.plot_confusion_matrix(confusion, paths.plots / "confusion_matrix.png"), paths
         )
-        metrics["reid"] = _reid(query, gallery, config)
+    if "reid" in methods:
+        query_split, gallery_split = (
+            ("query", "gallery") if protocol == "query_gallery" else ("test", "trainval")
+        )
+        query, gallery = features[query_split], features[gallery_split]
+        metrics["reid"], cmc = _reid(query, gallery, config)
+        plots.update(
+            _reid_plots(paths, config, datamodule, (query_split, query), (gallery_split, gallery))
+        )
+        plots["cmc"] = _relative(
+            plp_viz.plot_cmc(
+                cmc,
+                paths.plots / "cmc.png",
+                max_rank=config.evaluate.max_rank,
+                title=f"{config.name}: CMC ({query_split} vs {gallery_split})",
+            ),
+            paths,
+        )
     if "clustering" in methods:
         test = features["test"]
         metrics["clustering"] = plp_eval.clustering_metrics(
             test.features, test.labels, seed=config.trainer.seed
         ).to_dict()
 
-    plots: dict[str, str] = {}
     if config.evaluate.umap:
         test = features["test"]
         embedding = plp_viz.umap_2d(
@@ -181,18 +195,73 @@ def _previous_metrics(paths: RunPaths) -> dict[str, Any]:
         return {}
 
 
-def _accuracy(trainval: SplitFeatures, test: SplitFeatures) -> dict[str, Any]:
+def _relative(path: Path, paths: RunPaths) -> str:
+    return str(path.relative_to(paths.root))
+
+
+def _accuracy(trainval: SplitFeatures, test: SplitFeatures) -> tuple[dict[str, Any], np.ndarray]:
     if test.logits is not None:
         result = plp_eval.accuracy_metrics(test.logits, test.labels)
-        return {"source": "classifier", **result.to_dict()}
+        return {"source": "classifier", **result.to_dict()}, result.confusion_matrix
     indices, _ = plp_eval.rank_lists(test.features, trainval.features, k=1)
     predictions = trainval.labels[indices[:, 0]]
     num_classes = int(max(trainval.labels.max(), test.labels.max())) + 1
     result = plp_eval.accuracy_metrics(predictions, test.labels, num_classes=num_classes)
-    return {"source": "1-nearest-neighbour in trainval", **result.to_dict()}
+    return (
+        {"source": "1-nearest-neighbour in trainval", **result.to_dict()},
+        result.confusion_matrix,
+    )
 
 
-def _reid(query: SplitFeatures, gallery: SplitFeatures, config: Config) -> dict[str, Any]:
+RANK_LIST_QUERIES = 8
+RANK_LIST_TOP_K = 8
+
+
+def _reid_plots(
+    paths: RunPaths,
+    config: Config,
+    datamodule: pl.LightningDataModule,
+    query: tuple[str, SplitFeatures],
+    gallery: tuple[str, SplitFeatures],
+) -> dict[str, str]:
+    """Draw the rank lists of a few seeded queries and the pair-distance histogram."""
+    (query_split, query_features), (gallery_split, gallery_features) = query, gallery
+    rng = np.random.default_rng(config.trainer.seed)
+    count = min(RANK_LIST_QUERIES, len(query_features.labels))
+    chosen = np.sort(rng.choice(len(query_features.labels), size=count, replace=False))
+    indices, _ = plp_eval.rank_lists(
+        query_features.features[chosen],
+        gallery_features.features,
+        k=min(RANK_LIST_TOP_K, len(gallery_features.labels)),
+        metric=config.evaluate.reid_metric,
+    )
+    query_set = datamodule.split_dataloader(query_split).dataset  # type: ignore[attr-defined]
+    gallery_set = datamodule.split_dataloader(gallery_split).dataset  # type: ignore[attr-defined]
+    query_images = np.stack([np.asarray(query_set[int(i)][0]) for i in chosen])
+    shown = np.unique(indices)  # load only the gallery images on show, re-indexed
+    gallery_images = np.stack([np.asarray(gallery_set[int(i)][0]) for i in shown])
+    rank_list = plp_viz.plot_rank_list(
+        query_images,
+        query_features.labels[chosen],
+        gallery_images,
+        gallery_features.labels[shown],
+        np.searchsorted(shown, indices),
+        paths.plots / "rank_list.png",
+        max_queries=count,
+    )
+    histogram = plp_viz.plot_distance_histogram(
+        query_features.features,
+        query_features.labels,
+        paths.plots / "distance_histogram.png",
+        metric=config.evaluate.reid_metric,
+        seed=config.trainer.seed,
+    )
+    return {"rank_list": _relative(rank_list, paths), "distances": _relative(histogram, paths)}
+
+
+def _reid(
+    query: SplitFeatures, gallery: SplitFeatures, config: Config
+) -> tuple[dict[str, Any], np.ndarray]:
     with_cameras = query.cameras is not None and gallery.cameras is not None
     result = plp_eval.reid_metrics(
         query.features,
@@ -204,4 +273,4 @@ def _reid(query: SplitFeatures, gallery: SplitFeatures, config: Config) -> dict[
         metric=config.evaluate.reid_metric,
         max_rank=config.evaluate.max_rank,
     )
-    return {"metric": config.evaluate.reid_metric, **result.to_dict()}
+    return {"metric": config.evaluate.reid_metric, **result.to_dict()}, result.cmc
