@@ -1,4 +1,5 @@
 import doctest
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -137,6 +138,52 @@ def test_rank_lists_match_brute_force(metric):
 def test_memory_blocks_are_bounded():
     # Extra memory is one block of distances: BLOCK x gallery, whatever the number of queries.
     assert _ranking.BLOCK <= 512
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_peak_memory_does_not_grow_with_the_number_of_queries(metric):
+    rng = np.random.default_rng(2)
+    gallery = rng.normal(size=(3000, 16)).astype(np.float32)
+    g_labels = rng.integers(0, 50, 3000)
+    queries = rng.normal(size=(8 * _ranking.BLOCK, 16)).astype(np.float32)
+    q_labels = rng.integers(0, 50, len(queries))
+    reid_metrics(queries[:8], q_labels[:8], gallery, g_labels, metric=metric)  # compile, warm up
+
+    def peak(num_queries):
+        tracemalloc.start()
+        n = num_queries
+        reid_metrics(queries[:n], q_labels[:n], gallery, g_labels, metric=metric)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
+
+    one_block = min(peak(_ranking.BLOCK) for _ in range(2))
+    eight_blocks = min(peak(8 * _ranking.BLOCK) for _ in range(2))
+    # Eight times the queries: the peak grows by less than 2% (a few Python objects), whereas
+    # anything per query x gallery would add megabytes.
+    assert eight_blocks <= 1.02 * one_block
+    # ... and it is about one float32 block of scores plus the gallery in float32.
+    assert one_block <= 1.5 * (_ranking.BLOCK * 3000 * 4 + gallery.nbytes) + 256 * 1024
+
+
+@pytest.mark.parametrize("method", ["count", "sort"])
+def test_methods_agree_on_a_larger_case(method):
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(60, 32))
+    q_labels, g_labels = rng.integers(0, 60, 600), rng.integers(0, 60, 2000)
+    qf = centres[q_labels] + rng.normal(size=(600, 32))
+    gf = centres[g_labels] + rng.normal(size=(2000, 32))
+    gf[1000:1100], g_labels[1000:1100] = gf[:100], g_labels[:100]
+    qc, gc = rng.integers(0, 4, 600), rng.integers(0, 4, 2000)
+    result = _ranking._evaluate(qf, q_labels, gf, g_labels, qc, gc, method=method)
+    # Duplicated gallery rows tie exactly: the copy with the lower index ranks first.
+    expected = reference(qf[:40], q_labels[:40], gf, g_labels, qc[:40], gc)
+    head = _ranking._evaluate(qf[:40], q_labels[:40], gf, g_labels, qc[:40], gc, method=method)
+    np.testing.assert_allclose(head.cmc, expected[0], atol=1e-9)
+    assert head.mean_average_precision == pytest.approx(expected[1], abs=1e-9)
+    other = _ranking._evaluate(qf, q_labels, gf, g_labels, qc, gc, method="sort")
+    assert result.mean_average_precision == pytest.approx(other.mean_average_precision, abs=1e-12)
+    np.testing.assert_array_equal(result.cmc, other.cmc)
 
 
 def test_public_api_is_exactly_all():

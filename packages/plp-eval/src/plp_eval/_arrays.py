@@ -22,7 +22,11 @@ def as_features(array: Any, name: str) -> np.ndarray:
         raise PlpEvalError(f"{name} is empty")
     if not np.issubdtype(array.dtype, np.floating):
         array = array.astype(np.float32)
-    bad = int((~np.isfinite(array)).any(axis=1).sum())
+    # In chunks of rows, so that the check's temporary memory does not grow with the rows.
+    bad = sum(
+        int((~np.isfinite(array[start : start + 4096])).any(axis=1).sum())
+        for start in range(0, len(array), 4096)
+    )
     if bad:
         raise PlpEvalError(f"{name} has {bad} rows with NaN or inf")
     return array
@@ -37,4 +41,4 @@ def as_labels(array: Any, name: str, length: int) -> np.ndarray:
         raise PlpEvalError(f"{name} must be 1-D, got shape {array.shape}")
     if len(array) != length:
         raise PlpEvalError(f"{name} has {len(array)} items, expected {length}")
-    return array.astype(np.int64)
+    return array.astype(np.int64, copy=False)

@@ -90,10 +90,44 @@ def reid_metrics(
         >>> result.mean_inp  # 2 matches, last at rank 4
         0.5
     """
+    return _evaluate(
+        query_features,
+        query_labels,
+        gallery_features,
+        gallery_labels,
+        query_cameras,
+        gallery_cameras,
+        metric,
+        max_rank,
+    )
+
+
+def _evaluate(
+    query_features: Any,
+    query_labels: Any,
+    gallery_features: Any,
+    gallery_labels: Any,
+    query_cameras: Any = None,
+    gallery_cameras: Any = None,
+    metric: str = "euclidean",
+    max_rank: int = 50,
+    method: str = "count",
+) -> ReidMetrics:
+    """:func:`reid_metrics` with a choice of exact method (the bench compares them).
+
+    Methods (same results; ``count`` measured fastest, see bench/reid.py):
+
+    - ``count``: float32 matmul per query block, then a numba kernel that ranks only each
+      query's matches by counting the non-matches ahead of them, with near ties settled in
+      float64 (see :mod:`plp_eval._kernels`).
+    - ``sort``: float64 distances per query block, full stable argsort of every row.
+    """
     if metric not in METRICS:
         raise PlpEvalError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
     if max_rank < 1:
         raise PlpEvalError(f"max_rank must be >= 1, got {max_rank}")
+    if method not in ("count", "sort"):
+        raise PlpEvalError(f"unknown method {method!r}")
     queries = as_features(query_features, "query_features")
     gallery = as_features(gallery_features, "gallery_features")
     if queries.shape[1] != gallery.shape[1]:
@@ -106,6 +140,41 @@ def reid_metrics(
     q_cameras = as_labels(query_cameras, "query_cameras", len(queries)) if use_cameras else None
     g_cameras = as_labels(gallery_cameras, "gallery_cameras", len(gallery)) if use_cameras else None
 
+    run = _count_blocks if method == "count" else _sort_blocks
+    cmc_counts, ap_sum, inp_sum, num_valid = run(
+        queries, q_labels, gallery, g_labels, q_cameras, g_cameras, metric, max_rank
+    )
+    if num_valid == 0:
+        raise PlpEvalError("no query has a match in the gallery: nothing to evaluate")
+    if num_valid < len(queries):
+        warnings.warn(
+            f"{len(queries) - num_valid} of {len(queries)} queries have no match in the gallery "
+            "and are left out",
+            stacklevel=3,
+        )
+    return ReidMetrics(
+        cmc=cmc_counts / num_valid,
+        mean_average_precision=float(ap_sum / num_valid),
+        mean_inp=float(inp_sum / num_valid),
+        num_queries=len(queries),
+        num_valid_queries=num_valid,
+    )
+
+
+_Totals = tuple[np.ndarray, float, float, int]
+
+
+def _sort_blocks(
+    queries: np.ndarray,
+    q_labels: np.ndarray,
+    gallery: np.ndarray,
+    g_labels: np.ndarray,
+    q_cameras: np.ndarray | None,
+    g_cameras: np.ndarray | None,
+    metric: str,
+    max_rank: int,
+) -> _Totals:
+    """CMC counts, AP and INP sums, valid queries: float64, full stable sort of every row."""
     cmc_counts = np.zeros(max_rank, dtype=np.int64)
     ap_sum = inp_sum = 0.0
     num_valid = 0
@@ -116,8 +185,7 @@ def reid_metrics(
         for row in range(stop - start):
             ranked = order[row]
             matches = g_labels[ranked] == q_labels[start + row]
-            if use_cameras:
-                assert q_cameras is not None and g_cameras is not None
+            if q_cameras is not None and g_cameras is not None:
                 keep = ~(matches & (g_cameras[ranked] == q_cameras[start + row]))
                 matches = matches[keep]
             hit_ranks = np.flatnonzero(matches) + 1  # 1-based ranks of the matches
@@ -128,21 +196,119 @@ def reid_metrics(
                 cmc_counts[hit_ranks[0] - 1 :] += 1
             ap_sum += float(np.mean(np.arange(1, len(hit_ranks) + 1) / hit_ranks))
             inp_sum += len(hit_ranks) / hit_ranks[-1]
-    if num_valid == 0:
-        raise PlpEvalError("no query has a match in the gallery: nothing to evaluate")
-    if num_valid < len(queries):
-        warnings.warn(
-            f"{len(queries) - num_valid} of {len(queries)} queries have no match in the gallery "
-            "and are left out",
-            stacklevel=2,
+    return cmc_counts, ap_sum, inp_sum, num_valid
+
+
+def _count_blocks(
+    queries: np.ndarray,
+    q_labels: np.ndarray,
+    gallery: np.ndarray,
+    g_labels: np.ndarray,
+    q_cameras: np.ndarray | None,
+    g_cameras: np.ndarray | None,
+    metric: str,
+    max_rank: int,
+) -> _Totals:
+    """CMC counts, AP and INP sums, valid queries: low-precision matmul, exact match ranks.
+
+    Extra memory: the gallery once in float32 plus one ``BLOCK x gallery`` score block.
+    """
+    import numba
+
+    from plp_eval._kernels import rank_block  # numba: compiled (and cached) on first use
+
+    exact = np.float64 if np.float64 in (queries.dtype, gallery.dtype) else np.float32
+    queries = np.ascontiguousarray(queries, dtype=exact)
+    gallery = np.ascontiguousarray(gallery, dtype=exact)
+    cosine = metric == "cosine"
+    dim = gallery.shape[1]
+    g_squares = _row_squares(gallery)
+    g_norms = np.sqrt(g_squares)
+    largest = float(g_squares.max())
+    # float32 scores unless the values risk overflow/underflow there; the bound below is the
+    # worst case of a (dim + 1)-term float32 dot product plus the rounding of the inputs.
+    low_precision = cosine or 1e-30 < largest < 1e30
+    score_type = np.float32 if low_precision else np.float64
+    unit = 2.0**-24 if low_precision else 2.0**-53
+    # Scores: -q.g / (|q| |g|) (cosine) or |g|^2 - 2 q.g (L2, as [q, 1] . [-2 g, |g|^2]).
+    matrix = np.empty((len(gallery), dim + (0 if cosine else 1)), dtype=score_type)
+    for begin in range(0, len(gallery), 8192):
+        part = gallery[begin : begin + 8192]
+        if cosine:
+            scale = -1.0 / np.maximum(g_norms[begin : begin + 8192], 1e-12)
+            matrix[begin : begin + 8192] = part * scale[:, None]
+        else:
+            matrix[begin : begin + 8192, :dim] = part
+            matrix[begin : begin + 8192, :dim] *= -2.0
+    if not cosine:
+        matrix[:, dim] = g_squares
+    label_order = np.argsort(g_labels, kind="stable")
+    sorted_labels = g_labels[label_order]
+    use_cameras = q_cameras is not None and g_cameras is not None
+    no_cameras = np.zeros(1, dtype=np.int64)
+    buffer = np.empty((min(BLOCK, len(queries)), len(gallery)), dtype=score_type)
+    first_rank = np.empty(BLOCK, dtype=np.int64)
+    ap = np.empty(BLOCK, dtype=np.float64)
+    inp = np.empty(BLOCK, dtype=np.float64)
+    cmc_counts = np.zeros(max_rank, dtype=np.int64)
+    ap_sum = inp_sum = 0.0
+    num_valid = 0
+    for start in range(0, len(queries), BLOCK):
+        stop = min(start + BLOCK, len(queries))
+        block = queries[start:stop]
+        q_squares = _row_squares(block)
+        q_norms = np.sqrt(q_squares)
+        if cosine:
+            left = (block / np.maximum(q_norms, 1e-12)[:, None]).astype(score_type)
+            offsets = np.ones(stop - start)
+            errors = 1.1 * (dim + 5) * unit * 3.0 + np.zeros(stop - start)
+        else:
+            left = np.ones((stop - start, dim + 1), dtype=score_type)
+            left[:, :dim] = block
+            offsets = q_squares
+            errors = 1.1 * (dim + 5) * unit * (q_squares + 2.0 * largest) + 1e-300
+        scores = buffer[: stop - start]
+        np.matmul(left, matrix.T, out=scores)
+        labels = q_labels[start:stop]
+        rank_block(
+            scores,
+            start,
+            queries,
+            gallery,
+            q_labels,
+            g_labels,
+            q_cameras if q_cameras is not None else no_cameras,
+            g_cameras if g_cameras is not None else no_cameras,
+            use_cameras,
+            label_order,
+            np.searchsorted(sorted_labels, labels, side="left"),
+            np.searchsorted(sorted_labels, labels, side="right"),
+            offsets,
+            errors,
+            q_norms,
+            g_norms,
+            cosine,
+            first_rank,
+            ap,
+            inp,
+            numba.get_num_threads(),
         )
-    return ReidMetrics(
-        cmc=cmc_counts / num_valid,
-        mean_average_precision=float(ap_sum / num_valid),
-        mean_inp=float(inp_sum / num_valid),
-        num_queries=len(queries),
-        num_valid_queries=num_valid,
-    )
+        valid = first_rank[: stop - start] > 0
+        num_valid += int(valid.sum())
+        ap_sum += float(ap[: stop - start][valid].sum())
+        inp_sum += float(inp[: stop - start][valid].sum())
+        hits = first_rank[: stop - start][valid]
+        np.add.at(cmc_counts, hits[hits <= max_rank] - 1, 1)
+    return np.cumsum(cmc_counts), ap_sum, inp_sum, num_valid
+
+
+def _row_squares(features: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Float64 squared L2 norm of every row, converting ``chunk`` rows at a time."""
+    out = np.empty(len(features), dtype=np.float64)
+    for start in range(0, len(features), chunk):
+        part = features[start : start + chunk].astype(np.float64)
+        out[start : start + chunk] = np.einsum("ij,ij->i", part, part)
+    return out
 
 
 def rank_lists(
