@@ -1,6 +1,7 @@
 """plp-models: backbones, heads and the LightningModule that trains them."""
 
 from plp_models._backbones import Backbone, SmallConvNet, available_backbones, build_backbone
+from plp_models._defaults import DEFAULT_SETTINGS, default_settings
 from plp_models._errors import PlpModelsError
 from plp_models._heads import EmbeddingClassifierHead, Head, available_heads, build_head
 from plp_models._module import PlpModel
@@ -22,6 +23,9 @@ __all__ = [
     # optimisation
     "build_optimizer",
     "build_scheduler",
+    # default settings per dataset
+    "DEFAULT_SETTINGS",
+    "default_settings",
     # errors
     "PlpModelsError",
 ]
