@@ -43,6 +43,10 @@ def test_train_prints_metrics_and_writes_the_run_directory(trained: tuple[Path, 
         "features/test.npz",
         "plots/umap_test.png",
         "plots/training_curves.png",
+        "plots/cmc.png",
+        "plots/rank_list.png",
+        "plots/confusion_matrix.png",
+        "plots/distance_histogram.png",
     ):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -72,3 +76,32 @@ def test_evaluate_newest_run_recomputes_the_same_reid(trained: tuple[Path, str],
     after = json.loads((run_dir / "metrics.json").read_text())
     assert after["reid"] == before["reid"]
     assert after["accuracy"] == before["accuracy"]  # kept from the earlier evaluation
+
+
+def _newest(runs: Path) -> Path:
+    return runs / (runs / "LATEST").read_text().strip()
+
+
+def test_explain_graph_and_align_through_tasks(trained: tuple[Path, str], invoke) -> None:
+    runs, _ = trained
+    run_dir = _newest(runs)
+    result = invoke("explain", "--runs", str(runs), "--samples", "4", "--algorithm", "saliency")
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = Path(result.stdout.strip().splitlines()[-1].split(": ", 1)[1])
+    assert written.is_file() and written.is_relative_to(run_dir)
+    assert grey_pixels(written).std() > 10
+
+    result = invoke("graph", "--run", str(run_dir), "--runs", str(runs))
+    assert result.returncode == 0, result.stderr[-3000:]
+    graph_dir = run_dir / "plots" / "graph"
+    assert (graph_dir / "model.gv").is_file() and (graph_dir / "layers.txt").is_file()
+    assert "backbone" in (graph_dir / "layers.txt").read_text()
+
+    checkpoints = sorted(str(p) for p in (run_dir / "checkpoints").glob("*.ckpt"))
+    assert len(checkpoints) >= 2
+    out = runs / "aligned"
+    args = [arg for ckpt in checkpoints for arg in ("-c", ckpt)]
+    result = invoke("align", *args, "--split", "test", "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    panels = sorted(out.glob("*.png"))
+    assert panels and grey_pixels(panels[0]).std() > 10

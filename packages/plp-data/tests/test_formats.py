@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import pickle
 import socket
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -19,22 +18,11 @@ from plp_data import (
     build_datamodule,
     parse_market1501_name,
 )
+from plp_data.testing import write_cifar_batches, write_idx_dataset, write_market1501
 
 
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` (uint8) in the idx format of MNIST, gzip-compressed like the originals."""
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as file:
-        file.write(header + array.astype(np.uint8).tobytes())
-
-
-def _write_mnist(root: Path, folder: str, num_train: int = 20, num_test: int = 10) -> None:
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", num_train), ("t10k", num_test)):
-        _write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
-        _write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+def _write_mnist(root: Path, folder: str) -> None:
+    write_idx_dataset(root, folder, num_train=20, num_test=10)
 
 
 @pytest.mark.parametrize(
@@ -67,25 +55,8 @@ def test_mnist_corrupt_file_names_the_file(tmp_path: Path) -> None:
         build_datamodule("mnist", root=str(tmp_path)).setup()
 
 
-def _write_cifar_batch(path: Path, n: int, label_key: str, num_classes: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    entry = {
-        "batch_label": "tiny batch",
-        label_key: [int(v) for v in rng.integers(0, num_classes, n)],
-        "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-        "filenames": [f"img_{i}.png" for i in range(n)],
-    }
-    path.write_bytes(pickle.dumps(entry, protocol=2))
-
-
-def _write_cifar10(root: Path, per_batch: int = 3) -> Path:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for i in range(1, 6):
-        _write_cifar_batch(folder / f"data_batch_{i}", per_batch, "labels", 10, seed=i)
-    _write_cifar_batch(folder / "test_batch", 4, "labels", 10, seed=9)
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list("abcdefghij")}))
-    return folder
+def _write_cifar10(root: Path) -> Path:
+    return write_cifar_batches(root, per_batch=3, num_test=4)
 
 
 def test_cifar10_reads_pickled_batches_in_order(tmp_path: Path) -> None:
@@ -107,10 +78,7 @@ def test_cifar10_reads_pickled_batches_in_order(tmp_path: Path) -> None:
 
 
 def test_cifar100_uses_fine_labels(tmp_path: Path) -> None:
-    folder = tmp_path / "cifar-100-python"
-    folder.mkdir()
-    _write_cifar_batch(folder / "train", 6, "fine_labels", 100, seed=1)
-    _write_cifar_batch(folder / "test", 3, "fine_labels", 100, seed=2)
+    folder = write_cifar_batches(tmp_path, per_batch=2, num_test=3, cifar100=True)
     dm = build_datamodule("cifar100", root=str(tmp_path), val_fraction=0.0)
     dm.setup()
     expected = pickle.loads((folder / "test").read_bytes())["fine_labels"]
@@ -203,28 +171,7 @@ def test_image_folder_missing_root_names_the_path(tmp_path: Path) -> None:
 
 
 def _write_market(root: Path) -> None:
-    names = {
-        "bounding_box_train": [
-            "0002_c1s1_000451_03.jpg",
-            "0002_c2s1_000551_01.jpg",
-            "0007_c3s3_077419_03.jpg",
-            "0007_c1s3_077419_03.jpg",
-            "0010_c6s1_001001_02.jpg",
-        ],
-        "query": ["0003_c1s1_001001_00.jpg", "0005_c2s1_001001_00.jpg"],
-        "bounding_box_test": [
-            "-1_c1s1_000401_03.jpg",  # junk: skipped
-            "0000_c1s1_000151_01.jpg",  # distractor: kept
-            "0003_c1s1_001051_01.jpg",
-            "0003_c4s1_001051_01.jpg",
-            "0005_c3s1_001051_01.jpg",
-        ],
-    }
-    for folder, files in names.items():
-        for i, name in enumerate(files):
-            path = root / folder / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (64, 128), (i * 30, 0, 0)).save(path, "JPEG")
+    write_market1501(root)
 
 
 def test_market1501_ids_cameras_junk_and_distractors(tmp_path: Path) -> None:

@@ -183,7 +183,10 @@ def apply_overrides(
     """Return a copy of ``raw`` with each ``a.b.c=value`` applied (value parsed as TOML).
 
     The key must exist in the schema (a section of the config or a known field); values that are
-    not valid TOML are taken as strings, so ``--set data.root=/tmp/x`` works unquoted.
+    not valid TOML are taken as strings, so ``--set data.args.root=/tmp/x`` works unquoted. In a
+    section with an ``args`` table, a key that is not one of the section's fields is an argument:
+    ``--set data.root=/tmp/x`` means ``data.args.root``, ``--set optimizer.lr=0.01`` means
+    ``optimizer.args.lr`` (the component's constructor then checks the name).
     """
     result = _deep_copy(raw)
     for override in overrides:
@@ -191,7 +194,7 @@ def apply_overrides(
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. trainer.epochs=3")
-        _check_key_exists(key, source)
+        key = _check_key_exists(key, source)
         try:
             value = tomllib.loads(f"value = {text}")["value"]
         except tomllib.TOMLDecodeError:
@@ -207,14 +210,17 @@ def apply_overrides(
     return result
 
 
-def _check_key_exists(key: str, source: str) -> None:
-    """Raise ConfigError unless ``key`` names a field of the schema (``args`` tables are free)."""
+def _check_key_exists(key: str, source: str) -> str:
+    """Return ``key`` (``args`` inserted where implied) or raise ConfigError if it is unknown."""
     model: type[BaseModel] | None = Config
     walked: list[str] = []
-    for part in key.split("."):
+    parts = key.split(".")
+    for index, part in enumerate(parts):
         if model is None:  # inside a free-form table such as ``args``
-            return
+            return ".".join([*walked, *parts[index:]])
         fields = model.model_fields
+        if part not in fields and "args" in fields and walked:
+            return ".".join([*walked, "args", *parts[index:]])
         if part not in fields:
             hint = difflib.get_close_matches(part, list(fields), n=1)
             prefix = ".".join(walked) or "top level"
@@ -230,6 +236,7 @@ def _check_key_exists(key: str, source: str) -> None:
             if isinstance(annotation, type) and issubclass(annotation, BaseModel)
             else None
         )
+    return key
 
 
 def _describe(error: ValidationError, source: str) -> str:
