@@ -1,4 +1,4 @@
-"""The headline CIFAR recipe on the real CIFAR loading code, with tiny batches in the real format."""
+"""The headline CIFAR recipe on the real CIFAR loading code, with tiny real-format batches."""
 
 from __future__ import annotations
 
