@@ -47,7 +47,7 @@ def write_idx_dataset(
 
 
 def write_cifar_batch(
-    path: str | Path, labels: Sequence[int], label_key: str = "labels", seed: int = 0
+    path: str | Path, labels: Sequence[int] | np.ndarray, label_key: str = "labels", seed: int = 0
 ) -> Path:
     """Write one CIFAR python batch (protocol-2 pickle of ``data`` (N, 3072) uint8 and labels)."""
     rng = np.random.default_rng(seed)

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-from torchmetrics.functional.classification import multiclass_accuracy, multiclass_confusion_matrix
 
 from plp_eval._arrays import as_labels
 from plp_eval._errors import PlpEvalError
@@ -47,6 +45,13 @@ def accuracy_metrics(
     ``logits_or_predictions`` is ``(N, C)`` scores or ``(N,)`` predicted classes (then only
     top-1 is defined). Top-k values with ``k >= num_classes`` are left out (always 1).
     """
+    # Imported here: torch and torchmetrics take seconds to import, the other metrics need neither.
+    import torch
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_confusion_matrix,
+    )
+
     scores = torch.as_tensor(np.asarray(logits_or_predictions))
     truth = torch.from_numpy(as_labels(labels, "labels", len(scores)))
     if len(truth) == 0:
