@@ -7,6 +7,7 @@ with one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,7 +53,9 @@ def _interactive() -> bool:
 
 
 def _say(*lines: str) -> None:
-    print(*lines, sep="\n", flush=True)
+    """Print for the user, from the main process only (DDP workers re-run this task)."""
+    if os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
+        print(*lines, sep="\n", flush=True)
 
 
 @task(
