@@ -21,7 +21,7 @@ __all__ = ["rank_block"]
 _CHUNK = 64  # scores tested at once before gathering the candidates among them
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _distance64(queries, qi, gallery, gi, cosine, q_norm, g_norm):
     """Exact-as-float64 distance: squared L2, or 1 - cosine similarity."""
     total = 0.0
@@ -37,7 +37,7 @@ def _distance64(queries, qi, gallery, gi, cosine, q_norm, g_norm):
     return total
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always")
 def _count(row, lo, hi):
     """Return (#items < lo, #items <= hi) of a row."""
     below = 0
@@ -49,7 +49,7 @@ def _count(row, lo, hi):
     return below, upto
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def rank_block(
     scores,
     q_start,
@@ -71,7 +71,6 @@ def rank_block(
     first_rank,
     average_precision,
     inverse_negative_penalty,
-    num_threads,
 ):
     """Fill the outputs (one entry per row of ``scores``; ``first_rank`` 0: no match).
 
@@ -96,43 +95,40 @@ def rank_block(
         first_rank: ``(B,)`` int64 output: rank of the first match (0: no match).
         average_precision: ``(B,)`` float64 output.
         inverse_negative_penalty: ``(B,)`` float64 output: R / rank of the last match.
-        num_threads: Rows are split in this many chunks, run in parallel.
     """
     num_rows, size = scores.shape
-    num_chunks = min(num_threads, num_rows)
-    for chunk in numba.prange(num_chunks):
-        # Per-thread buffer: the scores that can still be ahead of the last match.
-        candidates = np.empty(size, dtype=scores.dtype)
-        candidate_index = np.empty(size, dtype=np.int64)
-        for r in range(chunk * num_rows // num_chunks, (chunk + 1) * num_rows // num_chunks):
-            _rank_row(
-                r,
-                candidates,
-                candidate_index,
-                scores,
-                q_start,
-                queries,
-                gallery,
-                q_labels,
-                g_labels,
-                q_cameras,
-                g_cameras,
-                use_cameras,
-                label_order,
-                group_start,
-                group_stop,
-                offsets,
-                errors,
-                q_norms,
-                g_norms,
-                cosine,
-                first_rank,
-                average_precision,
-                inverse_negative_penalty,
-            )
+    # The scores that can still be ahead of a query's last match, and their gallery indices.
+    candidates = np.empty(size, dtype=scores.dtype)
+    candidate_index = np.empty(size, dtype=np.int64)
+    for r in range(num_rows):
+        _rank_row(
+            r,
+            candidates,
+            candidate_index,
+            scores,
+            q_start,
+            queries,
+            gallery,
+            q_labels,
+            g_labels,
+            q_cameras,
+            g_cameras,
+            use_cameras,
+            label_order,
+            group_start,
+            group_stop,
+            offsets,
+            errors,
+            q_norms,
+            g_norms,
+            cosine,
+            first_rank,
+            average_precision,
+            inverse_negative_penalty,
+        )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _rank_row(
     r,
     candidates,

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import queue
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import faiss
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from plp_eval._arrays import as_features, as_labels
 from plp_eval._errors import PlpEvalError
@@ -213,8 +218,6 @@ def _count_blocks(
 
     Extra memory: the gallery once in float32 plus one ``BLOCK x gallery`` score block.
     """
-    import numba
-
     from plp_eval._kernels import rank_block  # numba: compiled (and cached) on first use
 
     exact = np.float64 if np.float64 in (queries.dtype, gallery.dtype) else np.float32
@@ -244,17 +247,17 @@ def _count_blocks(
         matrix[:, dim] = g_squares
     label_order = np.argsort(g_labels, kind="stable")
     sorted_labels = g_labels[label_order]
-    use_cameras = q_cameras is not None and g_cameras is not None
     no_cameras = np.zeros(1, dtype=np.int64)
-    buffer = np.empty((min(BLOCK, len(queries)), len(gallery)), dtype=score_type)
-    first_rank = np.empty(BLOCK, dtype=np.int64)
-    ap = np.empty(BLOCK, dtype=np.float64)
-    inp = np.empty(BLOCK, dtype=np.float64)
-    cmc_counts = np.zeros(max_rank, dtype=np.int64)
-    ap_sum = inp_sum = 0.0
-    num_valid = 0
-    for start in range(0, len(queries), BLOCK):
-        stop = min(start + BLOCK, len(queries))
+    # One worker thread per core, each with its own block of scores: single-threaded BLAS and
+    # numba kernels side by side, never two thread pools competing for the same cores.
+    workers = _num_workers()
+    rows = max(BLOCK // workers, 32)
+    buffers: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
+    for _ in range(workers):
+        buffers.put(np.empty((min(rows, len(queries)), len(gallery)), dtype=score_type))
+
+    def evaluate_block(start: int) -> _Totals:
+        stop = min(start + rows, len(queries))
         block = queries[start:stop]
         q_squares = _row_squares(block)
         q_norms = np.sqrt(q_squares)
@@ -267,39 +270,71 @@ def _count_blocks(
             left[:, :dim] = block
             offsets = q_squares
             errors = 1.1 * (dim + 5) * unit * (q_squares + 2.0 * largest) + 1e-300
-        scores = buffer[: stop - start]
-        np.matmul(left, matrix.T, out=scores)
         labels = q_labels[start:stop]
-        rank_block(
-            scores,
-            start,
-            queries,
-            gallery,
-            q_labels,
-            g_labels,
-            q_cameras if q_cameras is not None else no_cameras,
-            g_cameras if g_cameras is not None else no_cameras,
-            use_cameras,
-            label_order,
-            np.searchsorted(sorted_labels, labels, side="left"),
-            np.searchsorted(sorted_labels, labels, side="right"),
-            offsets,
-            errors,
-            q_norms,
-            g_norms,
-            cosine,
-            first_rank,
-            ap,
-            inp,
-            numba.get_num_threads(),
-        )
-        valid = first_rank[: stop - start] > 0
-        num_valid += int(valid.sum())
-        ap_sum += float(ap[: stop - start][valid].sum())
-        inp_sum += float(inp[: stop - start][valid].sum())
-        hits = first_rank[: stop - start][valid]
-        np.add.at(cmc_counts, hits[hits <= max_rank] - 1, 1)
+        first_rank = np.empty(stop - start, dtype=np.int64)
+        ap = np.empty(stop - start, dtype=np.float64)
+        inp = np.empty(stop - start, dtype=np.float64)
+        buffer = buffers.get()
+        try:
+            scores = buffer[: stop - start]
+            np.matmul(left, matrix.T, out=scores)
+            rank_block(
+                scores,
+                start,
+                queries,
+                gallery,
+                q_labels,
+                g_labels,
+                q_cameras if q_cameras is not None else no_cameras,
+                g_cameras if g_cameras is not None else no_cameras,
+                q_cameras is not None and g_cameras is not None,
+                label_order,
+                np.searchsorted(sorted_labels, labels, side="left"),
+                np.searchsorted(sorted_labels, labels, side="right"),
+                offsets,
+                errors,
+                q_norms,
+                g_norms,
+                cosine,
+                first_rank,
+                ap,
+                inp,
+            )
+        finally:
+            buffers.put(buffer)
+        valid = first_rank > 0
+        hits = first_rank[valid]
+        counts = np.bincount(hits[hits <= max_rank] - 1, minlength=max_rank)
+        return counts, float(ap[valid].sum()), float(inp[valid].sum()), int(valid.sum())
+
+    cmc_counts = np.zeros(max_rank, dtype=np.int64)
+    ap_sum = inp_sum = 0.0
+    num_valid = 0
+    with (
+        _blas_controller().limit(limits=1, user_api="blas"),
+        ThreadPoolExecutor(max_workers=workers) as pool,
+    ):
+        # Summed in block order: the result does not depend on the threads' timing.
+        for counts, ap_part, inp_part, valid_part in pool.map(
+            evaluate_block, range(0, len(queries), rows)
+        ):
+            cmc_counts += counts
+            ap_sum += ap_part
+            inp_sum += inp_part
+            num_valid += valid_part
     return np.cumsum(cmc_counts), ap_sum, inp_sum, num_valid
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """The BLAS libraries loaded (looked up once: it takes milliseconds)."""
+    return ThreadpoolController()
+
+
+def _num_workers() -> int:
+    """Cores this process may use (at most 8: each worker holds a block of scores)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, 8))
 
 
 def _row_squares(features: np.ndarray, chunk: int = 8192) -> np.ndarray:

@@ -1,0 +1,183 @@
+"""plp-eval ``reid_metrics`` vs a torchreid-style baseline vs the float32 matmul floor.
+
+Each method runs in a fresh subprocess on the same random data (float32 features: one of
+3000 identity centres plus noise, so queries have matches and mAP is neither 0 nor 1), so its
+peak extra memory can be read from the kernel: ``VmHWM`` (peak resident set) after the run
+minus ``VmRSS`` before it, with the peak reset (``/proc/self/clear_refs``) after the data is
+made and the code warmed up. Methods:
+
+- ``plp``: ``plp_eval.reid_metrics`` (method ``count``: float32 matmul per query block, then
+  only each query's matches are ranked, by counting the non-matches ahead of them; exact).
+- ``plp-sort``: the slower exact candidate (float64 blocks, full stable argsort per row).
+- ``baseline``: what torchreid does, vectorised: the full float32 distance matrix, a full
+  ``argsort`` of every row, the full ``matches`` matrix, then CMC / AP / mINP.
+- ``floor``: only the float32 matmul of the same queries and gallery, block by block.
+
+    uv run python bench/reid.py --sizes small   # make bench (< 60 s)
+    uv run python bench/reid.py --sizes all     # the numbers in bench/README.md (minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+NUM_IDENTITIES = 3000
+NOISE = 1.5
+BLOCK = 256
+
+
+def make_data(
+    num_queries: int, num_gallery: int, dim: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((NUM_IDENTITIES, dim), dtype=np.float32)
+    q_labels = rng.integers(0, NUM_IDENTITIES, num_queries)
+    g_labels = rng.integers(0, NUM_IDENTITIES, num_gallery)
+    queries = centres[q_labels]
+    queries += NOISE * rng.standard_normal(queries.shape, dtype=np.float32)
+    gallery = centres[g_labels]
+    gallery += NOISE * rng.standard_normal(gallery.shape, dtype=np.float32)
+    return queries, q_labels, gallery, g_labels
+
+
+def baseline(
+    queries: np.ndarray,
+    q_labels: np.ndarray,
+    gallery: np.ndarray,
+    g_labels: np.ndarray,
+    max_rank: int = 50,
+) -> dict[str, float]:
+    """torchreid's ``eval_market1501`` vectorised over queries (no cameras)."""
+    distmat = (queries**2).sum(1, keepdims=True) + (gallery**2).sum(1)[None, :]
+    distmat -= 2.0 * (queries @ gallery.T)
+    indices = np.argsort(distmat, axis=1)
+    del distmat
+    matches = (g_labels[indices] == q_labels[:, None]).astype(np.int32)
+    del indices
+    cmc_sum = np.zeros(max_rank)
+    ap_sum = inp_sum = 0.0
+    valid = 0
+    positions = np.arange(1, matches.shape[1] + 1)
+    for start in range(0, len(matches), 1000):  # rows in chunks: float64 temporaries stay small
+        raw = matches[start : start + 1000]
+        keep = raw.any(1)
+        raw = raw[keep]
+        valid += int(keep.sum())
+        cumulative = raw.cumsum(1)
+        cmc_sum += (cumulative[:, :max_rank] > 0).sum(0)
+        precision_at_hits = (cumulative / positions) * raw
+        ap_sum += float((precision_at_hits.sum(1) / raw.sum(1)).sum())
+        last = matches.shape[1] - np.argmax(raw[:, ::-1], axis=1)
+        inp_sum += float((raw.sum(1) / last).sum())
+    return {"mAP": ap_sum / valid, "rank-1": cmc_sum[0] / valid, "mINP": inp_sum / valid}
+
+
+def floor(queries: np.ndarray, gallery: np.ndarray) -> None:
+    """The float32 matmul alone, one block of queries at a time."""
+    out = np.empty((min(BLOCK, len(queries)), len(gallery)), dtype=np.float32)
+    for start in range(0, len(queries), BLOCK):
+        stop = min(start + BLOCK, len(queries))
+        np.matmul(queries[start:stop], gallery.T, out=out[: stop - start])
+
+
+def _status(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def worker(method: str, num_queries: int, num_gallery: int, dim: int, repeats: int) -> None:
+    """Run one method in this process and print time, peak extra memory and metrics as JSON."""
+    from plp_eval import _ranking
+
+    data = make_data(num_queries, num_gallery, dim)
+    queries, _, gallery, _ = data
+
+    def run() -> dict[str, float]:
+        if method == "baseline":
+            return baseline(*data)
+        if method == "floor":
+            floor(queries, gallery)
+            return {}
+        result = _ranking._evaluate(*data, method="count" if method == "plp" else "sort")
+        return {"mAP": result.mean_average_precision, "rank-1": float(result.cmc[0])}
+
+    if method.startswith("plp"):  # compile / load the numba kernel outside the timing
+        small = make_data(64, 512, dim, seed=1)
+        _ranking._evaluate(*small, method="count" if method == "plp" else "sort")
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    before = _status("VmRSS")
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        metrics = run()
+        times.append(time.perf_counter() - start)
+    peak = _status("VmHWM") - before
+    print(json.dumps({"time": min(times), "peak": peak, **metrics}))
+
+
+SIZES = {
+    "small": [(2000, 10000, 128, ("plp", "plp-sort", "baseline", "floor"))],
+    "all": [
+        (2000, 10000, 128, ("plp", "plp-sort", "baseline", "floor")),
+        (10000, 50000, 256, ("plp", "baseline", "floor")),
+        (20000, 100000, 512, ("plp", "floor")),
+    ],
+}
+
+
+def main() -> None:
+    """Print a Markdown table: time, ratios, peak extra memory and mAP of every method."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", choices=["small", "all"], default="small")
+    parser.add_argument("--repeats", type=int, default=None, help="default: 3 small, 1 all")
+    parser.add_argument("--worker", nargs=4, metavar=("METHOD", "Q", "G", "D"), help="internal")
+    args = parser.parse_args()
+    repeats = args.repeats or (3 if args.sizes == "small" else 1)
+    if args.worker:
+        method, *shape = args.worker
+        worker(method, *map(int, shape), repeats)
+        return
+    print(
+        "| queries x gallery x dim | method | time s | baseline / method | method / floor "
+        "| peak extra MiB | mAP | rank-1 |\n|---|---|---|---|---|---|---|---|"
+    )
+    for num_queries, num_gallery, dim, methods in SIZES[args.sizes]:
+        results = {}
+        for method in methods:
+            command = [sys.executable, __file__, "--repeats", str(repeats), "--worker", method]
+            command += [str(num_queries), str(num_gallery), str(dim)]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                print(f"<!-- {method} failed: {done.stderr.strip()[-300:]} -->")
+                continue
+            results[method] = json.loads(done.stdout.strip().splitlines()[-1])
+        for method, result in results.items():
+            speedup = results["baseline"]["time"] / result["time"] if "baseline" in results else 0
+            to_floor = result["time"] / results["floor"]["time"] if "floor" in results else 0
+            cells = [
+                f"{num_queries // 1000}k x {num_gallery // 1000}k x {dim}",
+                method,
+                f"{result['time']:.2f}",
+                f"{speedup:.1f}" if speedup else "-",
+                f"{to_floor:.2f}" if to_floor else "-",
+                f"{result['peak'] / 2**20:.0f}",
+                f"{result['mAP']:.6f}" if "mAP" in result else "-",
+                f"{result['rank-1']:.4f}" if "rank-1" in result else "-",
+            ]
+            print("| " + " | ".join(cells) + " |", flush=True)
+        if "baseline" in results and "plp" in results:
+            gap = abs(results["baseline"]["mAP"] - results["plp"]["mAP"])
+            print(f"<!-- |mAP(plp) - mAP(baseline)| = {gap:.2e} -->", flush=True)
+
+
+if __name__ == "__main__":
+    main()
