@@ -1,0 +1,89 @@
+"""plp-eval ``kmeans`` (faiss, k-means++ seeding) vs scikit-learn ``KMeans`` on gaussian blobs.
+
+Both cluster the same float32 blobs (``make_blobs``: K centres in a 128-d box, one gaussian
+per centre) into the true number of classes; the table gives the median time of
+``--repeats`` runs (seeds 0, 1, ...), the mean NMI against the true classes, and the ratio
+scikit-learn time / plp time (> 1: plp is faster). scikit-learn runs with its defaults
+(``init="k-means++"``, ``n_init="auto"``, i.e. one run, Lloyd until ``tol=1e-4``).
+``plp clustering_metrics`` is the whole public call (KMeans plus the seven scores).
+
+    uv run python bench/clustering.py --sizes small   # make bench
+    uv run python bench/clustering.py --sizes all     # the numbers in bench/README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+from sklearn.metrics import normalized_mutual_info_score
+
+from plp_eval import clustering_metrics, kmeans
+
+SIZES = {"small": [(10000, 64, 20)], "all": [(10000, 64, 20), (50000, 128, 100)]}
+SPREAD = 4.0  # per-dimension std of each blob; centres are uniform in [-10, 10]^dim
+
+
+def _measure(
+    fn: Callable[[np.ndarray, int, int], np.ndarray],
+    data: np.ndarray,
+    labels: np.ndarray,
+    k: int,
+    repeats: int,
+) -> tuple[float, float]:
+    times, scores = [], []
+    for seed in range(repeats):
+        start = time.perf_counter()
+        assignment = fn(data, k, seed)
+        times.append(time.perf_counter() - start)
+        scores.append(normalized_mutual_info_score(labels, assignment))
+    return statistics.median(times), float(np.mean(scores))
+
+
+def _sklearn(data: np.ndarray, k: int, seed: int) -> np.ndarray:
+    return KMeans(n_clusters=k, random_state=seed).fit_predict(data)
+
+
+def _plp(data: np.ndarray, k: int, seed: int) -> np.ndarray:
+    return kmeans(data, k, seed=seed)
+
+
+def main() -> None:
+    """Print a Markdown table of plp and scikit-learn times, NMI and the ratio."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", choices=["small", "all"], default="small")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(
+        "| N x dim, K | method | time s | NMI | sklearn / method |\n|---|---|---|---|---|",
+        flush=True,
+    )
+    for n, dim, k in SIZES[args.sizes]:
+        data, labels = make_blobs(
+            n_samples=n, n_features=dim, centers=k, cluster_std=SPREAD, random_state=0
+        )
+        data = data.astype(np.float32)
+        _plp(data[:1000], 4, 0)  # warm-up (imports, thread pools)
+        results = {
+            "scikit-learn KMeans": _measure(_sklearn, data, labels, k, args.repeats),
+            "plp kmeans": _measure(_plp, data, labels, k, args.repeats),
+        }
+        start = time.perf_counter()
+        nmi = clustering_metrics(data, labels).nmi
+        results["plp clustering_metrics"] = (time.perf_counter() - start, nmi)
+        reference = results["scikit-learn KMeans"][0]
+        for method, (seconds, score) in results.items():
+            print(
+                f"| {n // 1000}k x {dim}, K={k} | {method} | {seconds:.2f} | {score:.4f} "
+                f"| {reference / seconds:.1f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
