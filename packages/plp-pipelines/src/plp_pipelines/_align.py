@@ -5,29 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import torch
 
 import plp_viz
 from plp_pipelines._build import build_datamodule
+from plp_pipelines._checkpoints import architecture_of, check_architecture, load_model
 from plp_pipelines._config import load_config
-from plp_pipelines._errors import ConfigError, RunError
-from plp_pipelines._evaluate import load_model
+from plp_pipelines._errors import ConfigError
 from plp_pipelines._features import extract_features
 from plp_pipelines._runs import atomic_write_text
 
-__all__ = ["ARCHITECTURE_KEYS", "align"]
-
-# Hyper-parameters that must agree for two checkpoints to be "the same architecture".
-ARCHITECTURE_KEYS = (
-    "backbone",
-    "head",
-    "embedding_size",
-    "num_classes",
-    "in_channels",
-    "image_size",
-)
+__all__ = ["align"]
 
 
 def align(
@@ -52,17 +39,9 @@ def align(
     paths = [Path(p) for p in checkpoints]
     if len(paths) < 2:
         raise ConfigError(f"align needs at least two checkpoints, got {len(paths)}")
-    for path in paths:
-        if not path.is_file():
-            raise RunError(f"checkpoint {path} does not exist")
-    architectures = [_architecture(path) for path in paths]
+    architectures = [architecture_of(path) for path in paths]
     for path, architecture in zip(paths[1:], architectures[1:], strict=True):
-        for key in ARCHITECTURE_KEYS:
-            if architecture.get(key) != architectures[0].get(key):
-                raise ConfigError(
-                    f"align: {path} is another architecture than {paths[0]}: {key} is "
-                    f"{architecture.get(key)!r}, not {architectures[0].get(key)!r}"
-                )
+        check_architecture(architecture, architectures[0], path, str(paths[0]))
     config_path = paths[0].resolve().parent.parent / "config.toml"
     config = load_config(config_path)
     split = split or config.align.split
@@ -90,17 +69,6 @@ def align(
     )
     atomic_write_text(out / "checkpoints.txt", "\n".join(str(p) for p in paths) + "\n")
     return png
-
-
-def _architecture(path: Path) -> dict[str, Any]:
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a bad file
-        raise RunError(f"cannot read checkpoint {path}: {str(error).splitlines()[0]}") from None
-    hyper_parameters = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(hyper_parameters, dict):
-        raise RunError(f"{path} has no hyper-parameters: not a plp checkpoint")
-    return hyper_parameters
 
 
 def _new_dir(parent: Path) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,14 @@ import torch
 import plp_eval
 import plp_viz
 from plp_pipelines._build import build_datamodule
+from plp_pipelines._checkpoints import load_model
 from plp_pipelines._config import METHODS, Config, load_config
 from plp_pipelines._errors import ConfigError, RunError
 from plp_pipelines._features import SplitFeatures, extract_features, save_features
 from plp_pipelines._report import write_report
 from plp_pipelines._runs import RunPaths, atomic_write_json, resolve_run
 
-__all__ = ["evaluate", "load_model", "resolve_checkpoint"]
+__all__ = ["evaluate", "resolve_checkpoint"]
 
 
 def evaluate(
@@ -69,7 +69,7 @@ def evaluate(
             f"--method {unknown[0]!r} is not a method; expected one of {', '.join(METHODS)}"
         )
     checkpoint_path = resolve_checkpoint(paths, checkpoint)
-    model = load_model(checkpoint_path, model)
+    model = load_model(checkpoint_path, model, config, f"the config of run {paths.root}")
     datamodule = datamodule or build_datamodule(config, str(paths.config))
     datamodule.setup("test")
 
@@ -147,34 +147,6 @@ def resolve_checkpoint(paths: RunPaths, checkpoint: str | Path | None) -> Path:
     if not path.is_file():
         raise RunError(f"checkpoint {path} does not exist")
     return path
-
-
-def load_model(checkpoint: Path, model: torch.nn.Module | None = None) -> Any:
-    """Return ``model`` with the weights of ``checkpoint``, or a PlpModel rebuilt from it.
-
-    Loading uses ``weights_only=True``: a checkpoint cannot run code.
-    """
-    import plp_models
-
-    try:
-        if model is None:
-            return plp_models.PlpModel.load_from_checkpoint(
-                checkpoint, map_location="cpu", weights_only=True
-            )
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["state_dict"])
-        return model
-    except (
-        RuntimeError,
-        KeyError,
-        EOFError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        pickle.UnpicklingError,
-    ) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-        raise RunError(f"cannot load checkpoint {checkpoint}: {first_line}") from None
 
 
 def _check_finite(split: SplitFeatures, name: str) -> None:

@@ -10,8 +10,9 @@ import torch
 
 import plp_viz
 from plp_pipelines._build import build_datamodule
+from plp_pipelines._checkpoints import load_model
 from plp_pipelines._config import load_config
-from plp_pipelines._evaluate import load_model, resolve_checkpoint
+from plp_pipelines._evaluate import resolve_checkpoint
 from plp_pipelines._runs import RunPaths, resolve_run
 
 __all__ = ["explain"]
@@ -51,7 +52,9 @@ def explain(
     algorithm = algorithm or config.explain.algorithm
     samples = samples or config.explain.samples
     layer = layer if layer is not None else config.explain.layer
-    model = load_model(resolve_checkpoint(paths, checkpoint), model).eval()
+    model = load_model(
+        resolve_checkpoint(paths, checkpoint), model, config, f"the config of run {paths.root}"
+    ).eval()
     if datamodule is None:
         datamodule = build_datamodule(config, str(paths.config))
     datamodule.setup("test")

@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+import plp_data
 from plp_pipelines._build import build_datamodule, build_model
 from plp_pipelines._callbacks import AtomicCheckpointIO, StopOnNonFiniteLoss
 from plp_pipelines._config import Config, config_to_toml
@@ -46,6 +47,18 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
+def check_data(datamodule: pl.LightningDataModule) -> None:
+    """Load a plp datamodule's splits and build its sampler now, before any run directory exists.
+
+    Missing files, empty splits and impossible P x K settings then fail before training starts
+    (with plp-data's message) instead of inside Lightning's fit loop.
+    """
+    if isinstance(datamodule, plp_data.PlpDataModule):
+        datamodule.setup("fit")
+        if datamodule.uses_custom_sampler:
+            datamodule.train_dataloader()
+
+
 def train(
     config: Config | None = None,
     *,
@@ -74,6 +87,7 @@ def train(
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = datamodule or build_datamodule(config)
     model = model or build_model(config, datamodule)  # type: ignore[arg-type]
+    check_data(datamodule)
 
     def new_run() -> RunPaths:
         paths = RunPaths(create_run_dir(runs_root, config.name))
@@ -121,6 +135,7 @@ def resume(
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = build_datamodule(config, str(paths.config))
     model = build_model(config, datamodule, str(paths.config))
+    check_data(datamodule)
     return _in_shared_run(
         lambda: paths,
         lambda shared: _fit_and_test(

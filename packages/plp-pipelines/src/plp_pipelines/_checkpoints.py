@@ -1,0 +1,150 @@
+"""Reading checkpoints safely: ``weights_only=True`` always, one clear error for any bad file.
+
+A checkpoint may come from someone else. torch's ``weights_only`` unpickler only rebuilds
+tensors, containers and plain values, so a checkpoint whose pickle would run code is refused
+before anything runs; plp stores nothing else (hyper-parameters are plain dicts).
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from plp_pipelines._config import Config
+from plp_pipelines._errors import RunError
+
+__all__ = [
+    "ARCHITECTURE_KEYS",
+    "architecture_of",
+    "check_architecture",
+    "config_architecture",
+    "load_model",
+    "read_checkpoint",
+]
+
+# Hyper-parameters that must agree for two checkpoints to be "the same architecture".
+ARCHITECTURE_KEYS = (
+    "backbone",
+    "head",
+    "embedding_size",
+    "num_classes",
+    "in_channels",
+    "image_size",
+)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Return the checkpoint dict at ``path``, loaded with ``weights_only=True`` on the CPU.
+
+    Raises:
+        RunError: The file does not exist, is truncated or corrupt, is not a checkpoint, or
+            holds objects other than weights (a pickle that would run code is refused, unrun).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise RunError(
+            f"refused checkpoint {path}: it holds objects other than weights, which could run "
+            f"code ({_first_line(error)[:160]}); plp loads checkpoints with weights_only=True"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        raise RunError(
+            f"cannot load checkpoint {path}: truncated or corrupt ({_first_line(error)[:160]})"
+        ) from None
+    if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict):
+        raise RunError(f"cannot load checkpoint {path}: no state_dict, not a Lightning checkpoint")
+    return state
+
+
+def _hyper_parameters(state: dict[str, Any], path: Path) -> dict[str, Any]:
+    hyper_parameters = state.get("hyper_parameters")
+    if not isinstance(hyper_parameters, dict):
+        raise RunError(f"checkpoint {path} has no hyper-parameters: not a plp checkpoint")
+    return hyper_parameters
+
+
+def config_architecture(config: Config) -> dict[str, Any]:
+    """Return the architecture keys that ``config`` fixes (those it states)."""
+    return {
+        "backbone": config.model.backbone.model_dump(),
+        "head": config.model.head.model_dump(),
+        "embedding_size": config.model.embedding_size,
+    }
+
+
+def check_architecture(
+    hyper_parameters: dict[str, Any], expected: dict[str, Any], path: Path, against: str
+) -> None:
+    """Raise RunError naming the first architecture key on which the two disagree."""
+    for key in ARCHITECTURE_KEYS:
+        if key in expected and _normal(hyper_parameters.get(key)) != _normal(expected[key]):
+            raise RunError(
+                f"checkpoint {path} is another architecture than {against}: {key} is "
+                f"{hyper_parameters.get(key)!r}, not {expected[key]!r}"
+            )
+
+
+def _normal(value: Any) -> Any:
+    """Compare tuples and lists alike (TOML gives lists, hyper-parameters may hold tuples)."""
+    if isinstance(value, (list, tuple)):
+        return [_normal(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _normal(v) for k, v in value.items()}
+    return value
+
+
+def load_model(
+    checkpoint: str | Path,
+    model: torch.nn.Module | None = None,
+    config: Config | None = None,
+    against: str = "the run's config",
+) -> Any:
+    """Return ``model`` with the checkpoint's weights, or the PlpModel the checkpoint describes.
+
+    Args:
+        checkpoint: The checkpoint file.
+        model: A model object to load the weights into (for runs trained from objects).
+        config: When given, the checkpoint must have the architecture this config states.
+        against: How to name ``config`` in the error.
+
+    Raises:
+        RunError: Unreadable or unsafe checkpoint, another architecture, or weights that do not
+            fit the model.
+    """
+    import plp_models
+
+    path = Path(checkpoint)
+    state = read_checkpoint(path)
+    if model is None:
+        hyper_parameters = _hyper_parameters(state, path)
+        if config is not None:
+            check_architecture(hyper_parameters, config_architecture(config), path, against)
+        try:
+            model = plp_models.PlpModel(**hyper_parameters)
+        except (TypeError, ValueError) as error:
+            raise RunError(f"cannot rebuild the model of {path}: {_first_line(error)}") from None
+    try:
+        model.load_state_dict(state["state_dict"])
+    except RuntimeError as error:
+        raise RunError(
+            f"cannot load checkpoint {path}: its weights do not fit the model "
+            f"({_first_line(error)[:160]}); is it another architecture?"
+        ) from None
+    return model
+
+
+def architecture_of(path: str | Path) -> dict[str, Any]:
+    """Return the hyper-parameters of the checkpoint at ``path``."""
+    return _hyper_parameters(read_checkpoint(path), Path(path))

@@ -1,0 +1,275 @@
+"""Bad input as a user meets it: ``invoke`` in a subprocess, exit code 2, one line naming the cause.
+
+Every case checks: exit code 2; stderr is one line starting ``plp: error:`` that contains the
+expected fragment (the file / key / value / path / class and what was expected); no traceback;
+and no run recorded as the newest. The table of these messages is in the README ("Errors you may
+see"); ``test_readme_error_table_matches_the_suite`` keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: the README's wording, how to build it, what the message must contain."""
+
+    what: str
+    args: Callable[[Path, Path], list[str]]  # (tmp dir, trained run dir) -> invoke arguments
+    expected: Callable[[Path, Path], str]  # a regular expression the stderr line must match
+
+
+def _config(tmp: Path, text: str, name: str = "bad.toml") -> str:
+    path = tmp / name
+    path.write_text(text)
+    return str(path)
+
+
+DIGITS = (ROOT / "configs" / "digits.toml").read_text()
+
+
+def _train(*sets: str, config: str = "configs/digits.toml") -> Callable[[Path, Path], list[str]]:
+    def args(tmp: Path, run: Path) -> list[str]:
+        extra = [item for s in sets for item in ("--set", s.format(tmp=tmp))]
+        return ["train", "--config", config, "--runs", str(tmp / "runs"), *extra]
+
+    return args
+
+
+def _image_folder(tmp: Path, per_class: dict[str, int], test: dict[str, int]) -> Path:
+    for split, counts in (("train", per_class), ("test", test)):
+        (tmp / "images" / split).mkdir(parents=True, exist_ok=True)
+        for name, count in counts.items():
+            for i in range(count):
+                path = tmp / "images" / split / name / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", (8, 8), (i, i, i)).save(path)
+    return tmp / "images"
+
+
+def _checkpoint(run: Path) -> Path:
+    return run / "checkpoints" / "last.ckpt"
+
+
+def _edited_checkpoint(tmp: Path, run: Path, edit: Callable[[dict], None]) -> str:
+    state = torch.load(_checkpoint(run), map_location="cpu", weights_only=True)
+    edit(state)
+    path = tmp / "edited.ckpt"
+    torch.save(state, path)
+    return str(path)
+
+
+def _other_architecture(state: dict) -> None:
+    state["hyper_parameters"]["backbone"]["args"]["width"] = 16
+
+
+def _nan_weights(state: dict) -> None:
+    for tensor in state["state_dict"].values():
+        if tensor.is_floating_point():
+            tensor.fill_(float("nan"))
+
+
+def _truncated(tmp: Path, run: Path) -> str:
+    data = _checkpoint(run).read_bytes()
+    path = tmp / "truncated.ckpt"
+    path.write_bytes(data[: len(data) // 2])
+    return str(path)
+
+
+CASES = [
+    Case(
+        "missing config file",
+        lambda t, r: ["train", "--config", str(t / "nope.toml"), "--runs", str(t / "runs")],
+        lambda t, r: re.escape(f"{t / 'nope.toml'}: config file not found"),
+    ),
+    Case(
+        "TOML syntax error",
+        lambda t, r: ["train", "--config", _config(t, 'name = "x"\n[data\n'), "--runs", str(t)],
+        lambda t, r: re.escape(str(t / "bad.toml")) + r": TOML syntax error: .*line 2",
+    ),
+    Case(
+        "unknown key",
+        lambda t, r: ["train", "--config", _config(t, DIGITS.replace("seed = 0", "sed = 0"))],
+        lambda t, r: r"bad\.toml: unknown key 'trainer\.sed'; allowed here: .*seed",
+    ),
+    Case(
+        "wrong type",
+        _train("trainer.epochs=many"),
+        lambda t, r: r"trainer\.epochs: .*integer.*\(given: 'many'\)",
+    ),
+    Case(
+        "unknown dataset",
+        _train("data.name=cifar11"),
+        lambda t, r: r"unknown datamodule 'cifar11'; available: cifar10, cifar100, digits",
+    ),
+    Case(
+        "unknown backbone",
+        _train("model.backbone.name=resnet19"),
+        lambda t, r: r"unknown backbone 'resnet19'.*available: .*resnet18",
+    ),
+    Case(
+        "unknown loss",
+        _train("loss.name=tripplet"),
+        lambda t, r: r"unknown loss 'tripplet'.*available: .*triplet_margin",
+    ),
+    Case(
+        "unknown sampler",
+        _train("data.sampler={{name = 'pq'}}"),
+        lambda t, r: r"unknown sampler 'pq'; available: class_balanced, pk",
+    ),
+    Case(
+        "missing data directory",
+        _train("data.root={tmp}/nowhere", config="configs/mnist.toml"),
+        lambda t, r: re.escape(str(t / "nowhere" / "MNIST" / "raw")) + r".*download = true",
+    ),
+    Case(
+        "`download = true` without network",
+        _train("data.root={tmp}/empty", "data.download=true", config="configs/mnist.toml"),
+        lambda t, r: r"could not download MNIST.*put .*\.gz in " + re.escape(str(t / "empty")),
+    ),
+    Case(
+        "empty split",
+        lambda t, r: _train(
+            "data.name=image_folder", f"data.root={_image_folder(t, {'a': 3, 'b': 3}, {})}"
+        )(t, r),
+        lambda t, r: r"ImageFolderDataModule: the test split is empty",
+    ),
+    Case(
+        "a class with one sample under the P x K sampler",
+        lambda t, r: _train(
+            "data.name=image_folder",
+            f"data.root={_image_folder(t, {'a': 4, 'b': 1, 'c': 4}, {'a': 1, 'b': 1, 'c': 1})}",
+            "data.image_size=[8, 8]",
+            "data.val_fraction=0.0",
+            "data.sampler={{name = 'pk', args = {{classes_per_batch = 2, samples_per_class = 2}}}}",
+        )(t, r),
+        lambda t, r: r"single sample.*\[1\].*drop_singletons",
+    ),
+    Case(
+        "P larger than the number of classes",
+        _train(
+            "data.sampler={{name = 'pk', args = {{classes_per_batch = 12, samples_per_class = 4}}}}"
+        ),
+        lambda t, r: (
+            r"classes_per_batch \(P\) = 12 is larger than the number of usable classes, 10"
+        ),
+    ),
+    Case(
+        "`--method` not one of the three",
+        lambda t, r: ["evaluate", "--run", str(r), "--method", "map"],
+        lambda t, r: r"--method 'map' is not a method; expected one of accuracy, reid, clustering",
+    ),
+    Case(
+        "`evaluate` with no run yet",
+        lambda t, r: ["evaluate", "--runs", str(t / "no_runs")],
+        lambda t, r: r"no run recorded in " + re.escape(str(t / "no_runs")),
+    ),
+    Case(
+        "a checkpoint path that does not exist",
+        lambda t, r: ["evaluate", "--checkpoint", str(t / "missing.ckpt")],
+        lambda t, r: re.escape(f"checkpoint {t / 'missing.ckpt'} does not exist"),
+    ),
+    Case(
+        "a checkpoint of another architecture",
+        lambda t, r: [
+            "evaluate",
+            "--run",
+            str(r),
+            "--checkpoint",
+            _edited_checkpoint(t, r, _other_architecture),
+        ],
+        lambda t, r: (
+            r"edited\.ckpt is another architecture than the config of run .*backbone.*'width': 16"
+        ),
+    ),
+    Case(
+        "a truncated / corrupt checkpoint file",
+        lambda t, r: ["evaluate", "--run", str(r), "--checkpoint", _truncated(t, r)],
+        lambda t, r: r"cannot load checkpoint .*truncated\.ckpt",
+    ),
+    Case(
+        "features with NaN (training diverged)",
+        lambda t, r: [
+            "evaluate",
+            "--run",
+            str(r),
+            "--checkpoint",
+            _edited_checkpoint(t, r, _nan_weights),
+        ],
+        lambda t, r: r"features of split 'trainval' have \d+ rows with NaN or inf",
+    ),
+    Case(
+        "unwritable run directory",
+        lambda t, r: ["train", "--runs", _config(t, "a file, not a folder", "runs_file")],
+        lambda t, r: r"cannot create run directory under " + re.escape(str(t / "runs_file")),
+    ),
+    Case(
+        "`align` with one checkpoint",
+        lambda t, r: ["align", "-c", str(_checkpoint(r))],
+        lambda t, r: r"align needs at least two checkpoints, got 1",
+    ),
+    Case(
+        "`explain` with an unknown layer name",
+        lambda t, r: [
+            *("explain", "--run", str(r), "--algorithm", "layer_gradcam", "--layer", "bakbone")
+        ],
+        lambda t, r: r"no layer named 'bakbone' in PlpModel; close names: backbone",
+    ),
+    Case(
+        "`--set` of a key that does not exist",
+        _train("trainer.epoch=3"),
+        lambda t, r: r"--set trainer\.epoch: no key 'epoch' in trainer \(did you mean 'epochs'\?\)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, invoke) -> Path:
+    runs = tmp_path_factory.mktemp("trained")
+    result = invoke(
+        "train",
+        "--runs",
+        str(runs),
+        "--set",
+        "trainer.epochs=1",
+        "--set",
+        "evaluate.after_training=false",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return runs / (runs / "LATEST").read_text().strip()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.what for case in CASES])
+def test_bad_input_is_one_line_with_exit_code_2(
+    case: Case, tmp_path: Path, trained_run: Path, invoke
+) -> None:
+    latest = trained_run.parent.parent / "LATEST"
+    newest_before = latest.read_text()
+    result = invoke(*case.args(tmp_path, trained_run))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert lines[0].startswith("plp: error: ")
+    assert re.search(case.expected(tmp_path, trained_run), lines[0]), lines[0]
+    assert latest.read_text() == newest_before
+    assert not (tmp_path / "runs" / "LATEST").exists()
+
+
+def test_readme_error_table_matches_the_suite() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Errors you may see", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")]
+    assert rows[1:] == [case.what for case in CASES]  # rows[0] is the header
