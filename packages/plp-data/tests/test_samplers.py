@@ -261,3 +261,21 @@ def test_default_epoch_shows_about_every_image_and_every_class_evenly() -> None:
 def test_bad_batches_per_epoch(value: object) -> None:
     with pytest.raises(SamplerError, match="batches_per_epoch"):
         PKBatchSampler(_labels(), 4, 2, batches_per_epoch=value)  # type: ignore[arg-type]
+
+
+def test_shuffle_sampler_depends_on_seed_and_epoch_only_and_splits_ranks() -> None:
+    from plp_data import ShuffleSampler
+
+    sampler = ShuffleSampler(11, seed=3, num_replicas=1, rank=0)
+    first = list(sampler)
+    assert sorted(first) == list(range(11)) and len(sampler) == 11
+    sampler.set_epoch(1)
+    second = list(sampler)
+    fresh = ShuffleSampler(11, seed=3, num_replicas=1, rank=0)
+    fresh.set_epoch(1)  # a resumed run: a new sampler at epoch 1 repeats the same order
+    assert list(fresh) == second != first
+    ranks = [ShuffleSampler(11, seed=3, num_replicas=2, rank=r) for r in (0, 1)]
+    shares = [list(r) for r in ranks]
+    assert [len(s) for s in shares] == [len(r) for r in ranks] == [6, 6]
+    assert set(shares[0]) | set(shares[1]) == set(range(11))
+    assert len(set(shares[0]) & set(shares[1])) == 1  # one index repeated to pad 11 to 12

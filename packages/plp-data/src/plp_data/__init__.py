@@ -8,7 +8,7 @@ from plp_data._errors import DataNotFoundError, PlpDataError
 from plp_data._folders import ImageFolderDataModule, Market1501DataModule, parse_market1501_name
 from plp_data._image import ImageDataModule
 from plp_data._sampler_registry import available_samplers, build_sampler
-from plp_data._samplers import ClassBalancedSampler, PKBatchSampler, SamplerError
+from plp_data._samplers import ClassBalancedSampler, PKBatchSampler, SamplerError, ShuffleSampler
 from plp_data._torchvision_sets import (
     Cifar10DataModule,
     Cifar100DataModule,
@@ -45,6 +45,7 @@ __all__ = [
     # samplers
     "ClassBalancedSampler",
     "PKBatchSampler",
+    "ShuffleSampler",
     "available_samplers",
     "build_sampler",
     # errors

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from plp_data._errors import PlpDataError
 from plp_data._sampler_registry import build_sampler, check_sampler_spec
+from plp_data._samplers import ShuffleSampler
 
 __all__ = ["PlpDataModule", "Splits"]
 
@@ -141,8 +141,12 @@ class PlpDataModule(pl.LightningDataModule):
 
     @property
     def uses_custom_sampler(self) -> bool:
-        """True when a configured sampler (not Lightning's) splits the batches between ranks."""
-        return self.sampler is not None
+        """True: plp's samplers split the training batches between ranks themselves.
+
+        A Trainer must then be built with ``use_distributed_sampler=False`` (plp's train
+        pipeline does), so that Lightning does not shard them a second time.
+        """
+        return True
 
     def _replicas(self) -> tuple[int | None, int | None]:
         trainer = getattr(self, "trainer", None)
@@ -151,7 +155,11 @@ class PlpDataModule(pl.LightningDataModule):
         return int(trainer.world_size), int(trainer.global_rank)
 
     def train_dataloader(self) -> DataLoader[Any]:
-        """Return the training loader: seeded shuffle, or the configured sampler."""
+        """Return the training loader: the configured sampler, else a :class:`ShuffleSampler`.
+
+        Either way the batches of an epoch depend on ``seed`` and the epoch alone, so a resumed
+        run trains on exactly the batches an uninterrupted one does.
+        """
         if self.sampler is not None:
             num_replicas, rank = self._replicas()
             built = build_sampler(
@@ -176,14 +184,20 @@ class PlpDataModule(pl.LightningDataModule):
                 num_workers=self.num_workers,
                 persistent_workers=self.num_workers > 0,
             )
-        generator = torch.Generator().manual_seed(self.seed)
+        num_replicas, rank = self._replicas()
+        dataset = self.train_dataset()
+        shuffle = ShuffleSampler(
+            len(dataset),  # type: ignore[arg-type]
+            seed=self.seed,
+            num_replicas=num_replicas,
+            rank=rank,
+        )
         return DataLoader(
-            self.train_dataset(),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=shuffle,
             drop_last=False,
             num_workers=self.num_workers,
-            generator=generator,
             persistent_workers=self.num_workers > 0,
         )
 

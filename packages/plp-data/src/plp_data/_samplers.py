@@ -40,7 +40,7 @@ from torch.utils.data import Sampler
 
 from plp_data._errors import PlpDataError
 
-__all__ = ["ClassBalancedSampler", "PKBatchSampler", "SamplerError"]
+__all__ = ["ClassBalancedSampler", "PKBatchSampler", "SamplerError", "ShuffleSampler"]
 
 # Distinguishes the two samplers' random streams, so the same seed does not make them correlated.
 _PK_STREAM = 0x504B
@@ -445,3 +445,63 @@ class ClassBalancedSampler(Sampler[int]):
             f"{type(self).__name__}(num_samples={self._num_samples}, "
             f"classes={self._num_classes}, seed={self._seed}, epoch={self._epoch})"
         )
+
+
+_SHUFFLE_STREAM = 0x5348
+
+
+class ShuffleSampler(Sampler[int]):
+    """A plain shuffle whose order is fixed by ``seed`` and the epoch alone, split between ranks.
+
+    The default training sampler of plp's datamodules. Because each epoch's permutation depends
+    only on ``(seed, epoch)`` (not on a generator that advanced through earlier epochs), a run
+    resumed from a checkpoint at epoch ``e`` sees exactly the batches an uninterrupted run sees.
+    With ``R`` replicas the permutation is padded by wrapping around to a multiple of ``R`` and
+    rank ``r`` takes positions ``r, r + R, ...`` (as torch's ``DistributedSampler`` does), so every
+    rank yields ``ceil(num_samples / R)`` indices.
+
+    Args:
+        num_samples: Size of the dataset.
+        seed: Seed of the shuffle (a non-negative integer); combined with the epoch.
+        num_replicas: Processes sharing an epoch (``None``: from :mod:`torch.distributed`).
+        rank: This process's index among them (``None``: from :mod:`torch.distributed`).
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        *,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
+        super().__init__()
+        if num_samples < 1:
+            raise SamplerError(f"num_samples must be at least 1, got {num_samples}")
+        _check_replicas_now(num_replicas, rank)
+        self._num_samples = int(num_samples)
+        self._seed = _check_seed(seed)
+        self._num_replicas = num_replicas
+        self._rank = rank
+        self._epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch, which together with ``seed`` fixes the next permutation."""
+        if epoch < 0:
+            raise SamplerError(f"epoch must be non-negative, got {epoch}")
+        self._epoch = int(epoch)
+
+    def __len__(self) -> int:
+        """Number of indices this rank yields per epoch, ``ceil(num_samples / num_replicas)``."""
+        replicas, _ = _resolve_replicas(self._num_replicas, self._rank)
+        return math.ceil(self._num_samples / replicas)
+
+    def __iter__(self) -> Iterator[int]:
+        """Yield this rank's share of the epoch's permutation."""
+        replicas, rank = _resolve_replicas(self._num_replicas, self._rank)
+        order = np.random.default_rng([self._seed, self._epoch, _SHUFFLE_STREAM]).permutation(
+            self._num_samples
+        )
+        total = math.ceil(self._num_samples / replicas) * replicas
+        order = np.resize(order, total)  # wraps around to pad
+        yield from (int(i) for i in order[rank:total:replicas])
