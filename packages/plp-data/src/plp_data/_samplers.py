@@ -123,7 +123,31 @@ def _check_replicas_now(num_replicas: int | None, rank: int | None) -> None:
         raise SamplerError(f"rank must be in [0, {num_replicas}), got {rank}")
 
 
-class PKBatchSampler(Sampler[list[int]]):
+class _EpochMixin:
+    """``set_epoch`` / ``epoch``: the epoch that, with the seed, fixes a sampler's next pass."""
+
+    _epoch: int = 0
+
+    @property
+    def epoch(self) -> int:
+        """The epoch last set with :meth:`set_epoch` (0 initially)."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch, which together with ``seed`` fixes the next pass (Lightning calls it).
+
+        Args:
+            epoch: A non-negative integer, usually the trainer's current epoch.
+
+        Raises:
+            SamplerError: If ``epoch`` is negative.
+        """
+        if epoch < 0:
+            raise SamplerError(f"epoch must be non-negative, got {epoch}")
+        self._epoch = int(epoch)
+
+
+class PKBatchSampler(_EpochMixin, Sampler[list[int]]):
     """Yields batches of ``P`` distinct classes times ``K`` samples each (a "PxK" batch sampler).
 
     **An epoch.** The usable classes are shuffled (seeded by ``seed`` and the epoch) and cut into
@@ -266,30 +290,12 @@ class PKBatchSampler(Sampler[list[int]]):
         return self._dropped
 
     @property
-    def epoch(self) -> int:
-        """The epoch last set with :meth:`set_epoch` (0 initially)."""
-        return self._epoch
-
-    @property
     def sampler(self) -> PKBatchSampler:
         """This sampler itself, so that Lightning's per-epoch ``set_epoch`` reaches it.
 
         Lightning calls ``batch_sampler.sampler.set_epoch``, never ``batch_sampler.set_epoch``.
         """
         return self
-
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch, which together with ``seed`` fixes the batches of the next iteration.
-
-        Args:
-            epoch: A non-negative integer, usually the trainer's current epoch.
-
-        Raises:
-            SamplerError: If ``epoch`` is negative.
-        """
-        if epoch < 0:
-            raise SamplerError(f"epoch must be non-negative, got {epoch}")
-        self._epoch = int(epoch)
 
     def total_batches(self) -> int:
         """Number of batches in an epoch over all replicas (a multiple of ``num_replicas``)."""
@@ -350,7 +356,7 @@ class PKBatchSampler(Sampler[list[int]]):
         )
 
 
-class ClassBalancedSampler(Sampler[int]):
+class ClassBalancedSampler(_EpochMixin, Sampler[int]):
     """Draws dataset indices with replacement so that every class is drawn equally often.
 
     Each index is drawn with probability proportional to ``1 / count(label)``, so each of the
@@ -409,24 +415,6 @@ class ClassBalancedSampler(Sampler[int]):
         """The number of distinct classes in the labels."""
         return self._num_classes
 
-    @property
-    def epoch(self) -> int:
-        """The epoch last set with :meth:`set_epoch` (0 initially)."""
-        return self._epoch
-
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch, which together with ``seed`` and the rank fixes the next draws.
-
-        Args:
-            epoch: A non-negative integer, usually the trainer's current epoch.
-
-        Raises:
-            SamplerError: If ``epoch`` is negative.
-        """
-        if epoch < 0:
-            raise SamplerError(f"epoch must be non-negative, got {epoch}")
-        self._epoch = int(epoch)
-
     def __len__(self) -> int:
         """Number of indices this rank yields per epoch, ``ceil(num_samples / num_replicas)``."""
         replicas, _ = _resolve_replicas(self._num_replicas, self._rank)
@@ -450,7 +438,7 @@ class ClassBalancedSampler(Sampler[int]):
 _SHUFFLE_STREAM = 0x5348
 
 
-class ShuffleSampler(Sampler[int]):
+class ShuffleSampler(_EpochMixin, Sampler[int]):
     """A plain shuffle whose order is fixed by ``seed`` and the epoch alone, split between ranks.
 
     The default training sampler of plp's datamodules. Because each epoch's permutation depends
@@ -484,12 +472,6 @@ class ShuffleSampler(Sampler[int]):
         self._num_replicas = num_replicas
         self._rank = rank
         self._epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch, which together with ``seed`` fixes the next permutation."""
-        if epoch < 0:
-            raise SamplerError(f"epoch must be non-negative, got {epoch}")
-        self._epoch = int(epoch)
 
     def __len__(self) -> int:
         """Number of indices this rank yields per epoch, ``ceil(num_samples / num_replicas)``."""

@@ -52,7 +52,26 @@ def _gunzip(source: Path, target: Path) -> None:
     os.replace(partial, target)
 
 
-class _MnistFamily(ImageDataModule):
+class _ArraySplits(ImageDataModule):
+    """Datasets whose official train and test sets load into uint8 arrays."""
+
+    def array_splits(
+        self,
+        train_images: np.ndarray,
+        train_labels: np.ndarray,
+        test_images: np.ndarray,
+        test_labels: np.ndarray,
+    ) -> Splits:
+        """Return trainval (the training arrays) and test, with this datamodule's transforms."""
+        return Splits(
+            train=ArrayImageDataset(train_images, train_labels, transform=self.train_transform),
+            trainval=ArrayImageDataset(train_images, train_labels, transform=self.eval_transform),
+            test=ArrayImageDataset(test_images, test_labels, transform=self.eval_transform),
+            trainval_labels=train_labels,
+        )
+
+
+class _MnistFamily(_ArraySplits):
     """The 28x28 grey-level idx datasets; the trainval split is the official 60k training set.
 
     Files: ``<root>/<Folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (the ``.gz``
@@ -115,12 +134,7 @@ class _MnistFamily(ImageDataModule):
         self._ensure_files()
         train_images, train_labels = self._read("train")
         test_images, test_labels = self._read("t10k")
-        return Splits(
-            train=ArrayImageDataset(train_images, train_labels, transform=self.train_transform),
-            trainval=ArrayImageDataset(train_images, train_labels, transform=self.eval_transform),
-            test=ArrayImageDataset(test_images, test_labels, transform=self.eval_transform),
-            trainval_labels=train_labels,
-        )
+        return self.array_splits(train_images, train_labels, test_images, test_labels)
 
 
 class MnistDataModule(_MnistFamily):
@@ -173,7 +187,7 @@ def _load_batch(path: Path) -> dict[str, Any]:
     return entry
 
 
-class _CifarFamily(ImageDataModule):
+class _CifarFamily(_ArraySplits):
     """The CIFAR python batches: 32x32 RGB; trainval is the official 50k training set.
 
     Files: ``<root>/<base_folder>/`` as extracted from the official ``.tar.gz`` (the archive itself
@@ -242,12 +256,7 @@ class _CifarFamily(ImageDataModule):
                     f"{self.folder}: {what} labels outside 0..{self.num_classes - 1}: "
                     f"is this really {self.base_folder}?"
                 )
-        return Splits(
-            train=ArrayImageDataset(train_images, train_labels, transform=self.train_transform),
-            trainval=ArrayImageDataset(train_images, train_labels, transform=self.eval_transform),
-            test=ArrayImageDataset(test_images, test_labels, transform=self.eval_transform),
-            trainval_labels=train_labels,
-        )
+        return self.array_splits(train_images, train_labels, test_images, test_labels)
 
 
 class Cifar10DataModule(_CifarFamily):
