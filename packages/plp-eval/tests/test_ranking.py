@@ -189,3 +189,25 @@ def test_methods_agree_on_a_larger_case(method):
 def test_public_api_is_exactly_all():
     public = {name for name in dir(plp_eval) if not name.startswith("_")}
     assert public == set(plp_eval.__all__)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("integer", [False, True], ids=["random", "ties"])
+def test_many_matches_per_query_agree_with_the_sort_method(metric, integer):
+    # ~500 matches per query: the kernel sorts its candidates instead of counting per match.
+    rng = np.random.default_rng(4)
+    if integer and metric == "cosine":  # signed one-hot rows: exact cosine ties
+        qf, gf = np.zeros((50, 6)), np.zeros((3000, 6))
+        qf[np.arange(50), rng.integers(0, 6, 50)] = rng.choice([-1.0, 1.0], 50)
+        gf[np.arange(3000), rng.integers(0, 6, 3000)] = rng.choice([-1.0, 1.0], 3000)
+    elif integer:
+        qf, gf = rng.integers(-2, 3, (50, 6)) + 0.0, rng.integers(-2, 3, (3000, 6)) + 0.0
+    else:
+        qf, gf = rng.normal(size=(50, 6)), rng.normal(size=(3000, 6))
+    ql, gl = rng.integers(0, 6, 50), rng.integers(0, 6, 3000)
+    qc, gc = rng.integers(0, 3, 50), rng.integers(0, 3, 3000)
+    fast = _ranking._evaluate(qf, ql, gf, gl, qc, gc, metric=metric, method="count")
+    slow = _ranking._evaluate(qf, ql, gf, gl, qc, gc, metric=metric, method="sort")
+    np.testing.assert_array_equal(fast.cmc, slow.cmc)
+    assert fast.mean_average_precision == pytest.approx(slow.mean_average_precision, abs=1e-12)
+    assert fast.mean_inp == pytest.approx(slow.mean_inp, abs=1e-12)

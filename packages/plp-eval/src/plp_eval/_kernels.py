@@ -8,7 +8,8 @@ index) the rank is ``1 + matches before m + non-matches before m``; a non-match 
 below ``t_m - error`` is certainly before ``m``, above ``t_m + error`` certainly after, and
 the few in between are compared exactly in float64 with the tie rule (equal distances: lower
 gallery index first). The result is therefore the exact float64 ranking, computed with one
-vectorised counting pass per match over a row of the score block.
+vectorised counting pass per match over the candidates: the scores of the row up to the last
+match's bound, gathered in one pass (with many matches, the candidates are sorted instead).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 __all__ = ["rank_block"]
 
 _CHUNK = 64  # scores tested at once before gathering the candidates among them
+_MANY_MATCHES = 32  # above this many matches, sort the candidates instead of counting
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -209,6 +211,11 @@ def _rank_row(
             candidate_index[num_candidates] = g
             num_candidates += x <= top
     pool = candidates[:num_candidates]
+    # Many matches: sort the candidates once and binary-search each match's bounds, instead of
+    # one counting pass per match (O(K log K + R log K) instead of O(R K)).
+    many = num_matches > _MANY_MATCHES
+    if many:
+        pool = np.sort(pool)
     ap = 0.0
     rank = 0
     for j in range(num_matches):
@@ -224,7 +231,11 @@ def _rank_row(
         bounds[1] = high
         lo = bounds[0]
         hi = bounds[1]
-        below, upto = _count(pool, lo, hi)
+        if many:
+            below = np.searchsorted(pool, lo, side="left")
+            upto = np.searchsorted(pool, hi, side="right")
+        else:
+            below, upto = _count(pool, lo, hi)
         for k in range(n_items):  # label items are never non-matches
             x = item_scores[k]
             if x < lo:
@@ -234,8 +245,8 @@ def _rank_row(
                 upto -= 1
         ahead = below
         if upto > below:  # non-matches too close to call in low precision
-            for c in range(num_candidates):
-                x = pool[c]
+            for c in range(num_candidates):  # (candidates, unlike pool, is never sorted)
+                x = candidates[c]
                 g = candidate_index[c]
                 if x >= lo and x <= hi and g_labels[g] != label:
                     d = _distance64(queries, qi, gallery, g, cosine, q_norms[r], g_norms)
