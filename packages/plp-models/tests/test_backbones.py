@@ -22,28 +22,56 @@ def test_every_backbone_has_a_size_here() -> None:
     assert set(SIZES) == set(plp_models.available_backbones())
 
 
+# (head, args, num_classes, embedding width given in_features, has logits): every head entry.
+HEADS = {
+    "plain": ("embedding_classifier", {}, 7),
+    "bnneck": ("embedding_classifier", {"bnneck": True, "normalize": True}, 7),
+    "embedding": ("embedding", {"bnneck": True}, 0),
+    "classifier": ("classifier", {"normalize": True}, 7),
+}
+
+
+def test_every_head_is_parametrised_here() -> None:
+    assert {spec[0] for spec in HEADS.values()} == set(plp_models.available_heads())
+
+
 @pytest.mark.parametrize("name", sorted(SIZES))
-@pytest.mark.parametrize(
-    "head_args", [{}, {"bnneck": True, "normalize": True}], ids=["plain", "bnneck"]
-)
-def test_backbone_and_head_forward_backward(name: str, head_args: dict) -> None:
+@pytest.mark.parametrize("head_id", sorted(HEADS))
+def test_backbone_and_head_forward_backward(name: str, head_id: str) -> None:
     torch.manual_seed(0)
+    head_name, head_args, num_classes = HEADS[head_id]
     backbone = build_backbone(name, in_channels=3, image_size=SIZES[name])
     head = build_head(
-        "embedding_classifier",
+        head_name,
         in_features=backbone.out_features,
         embedding_size=32,
-        num_classes=7,
+        num_classes=num_classes,
         **head_args,
     )
     images = torch.randn(2, 3, *SIZES[name])
     features = backbone(images)
     assert features.shape == (2, backbone.out_features)
     embedding, logits = head(features)
-    assert embedding.shape == (2, 32) and logits.shape == (2, 7)
-    (embedding.sum() + logits.sum()).backward()
+    width = backbone.out_features if head_name == "classifier" else 32
+    assert embedding.shape == (2, width)
+    assert head.eval().embed(features).shape == (2, width)
+    head.train()
+    loss = embedding.sum()
+    if num_classes:
+        assert logits is not None and logits.shape == (2, num_classes)
+        loss = loss + logits.sum()
+    else:
+        assert logits is None
+    loss.backward()
     grads = [p.grad for p in backbone.parameters() if p.requires_grad]
     assert grads and all(g is not None for g in grads)
+
+
+def test_heads_refuse_a_missing_or_unwanted_classifier() -> None:
+    with pytest.raises(PlpModelsError, match="no classifier"):
+        build_head("embedding", in_features=8, embedding_size=4, num_classes=3)
+    with pytest.raises(PlpModelsError, match="needs a loss that takes logits"):
+        build_head("classifier", in_features=8, embedding_size=4, num_classes=0)
 
 
 def test_single_channel_inputs_replace_the_stem() -> None:

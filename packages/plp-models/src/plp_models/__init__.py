@@ -3,7 +3,14 @@
 from plp_models._backbones import Backbone, SmallConvNet, available_backbones, build_backbone
 from plp_models._defaults import DEFAULT_SETTINGS, default_settings
 from plp_models._errors import PlpModelsError
-from plp_models._heads import EmbeddingClassifierHead, Head, available_heads, build_head
+from plp_models._heads import (
+    ClassifierHead,
+    EmbeddingClassifierHead,
+    EmbeddingHead,
+    Head,
+    available_heads,
+    build_head,
+)
 from plp_models._module import PlpModel
 from plp_models._optim import build_optimizer, build_scheduler
 
@@ -16,7 +23,9 @@ __all__ = [
     "available_backbones",
     "build_backbone",
     # heads
+    "ClassifierHead",
     "EmbeddingClassifierHead",
+    "EmbeddingHead",
     "Head",
     "available_heads",
     "build_head",
