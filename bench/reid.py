@@ -1,10 +1,11 @@
 """plp-eval ``reid_metrics`` vs a torchreid-style baseline vs the float32 matmul floor.
 
-Each method runs in a fresh subprocess on the same random data (float32 features: one of
-3000 identity centres plus noise, so queries have matches and mAP is neither 0 nor 1), so its
-peak extra memory can be read from the kernel: ``VmHWM`` (peak resident set) after the run
-minus ``VmRSS`` before it, with the peak reset (``/proc/self/clear_refs``) after the data is
-made and the code warmed up. Methods:
+All methods see the same random data (float32 features: one of 3000 identity centres plus
+noise, so queries have matches and mAP is neither 0 nor 1). plp, the floor (and plp-sort)
+take turns in one subprocess, best time of ``--repeats`` runs, so that they see the same load
+on this shared machine; the baseline runs in its own subprocess (once at the large size).
+Peak extra memory is read from the kernel: ``VmHWM`` (peak resident set) after a run minus
+``VmRSS`` before it, with the peak reset (``/proc/self/clear_refs``) before each run. Methods:
 
 - ``plp``: ``plp_eval.reid_metrics`` (method ``count``: float32 matmul per query block, then
   only each query's matches are ranked, by counting the non-matches ahead of them; exact).
@@ -119,14 +120,19 @@ def _status(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def worker(method: str, num_queries: int, num_gallery: int, dim: int, repeats: int) -> None:
-    """Run one method in this process and print time, peak extra memory and metrics as JSON."""
+def worker(methods: list[str], num_queries: int, num_gallery: int, dim: int, repeats: int) -> None:
+    """Run the methods in turn in this process; print each one's best time and peak as JSON.
+
+    Taking turns, the methods see the same machine load (this machine is shared). Before each
+    run the peak RSS is reset to the current RSS; the method's peak extra memory is the
+    largest rise over its runs.
+    """
     from plp_eval import _ranking
 
     data = make_data(num_queries, num_gallery, dim)
     queries, _, gallery, _ = data
 
-    def run() -> dict[str, float]:
+    def run(method: str) -> dict[str, float]:
         if method == "baseline":
             return baseline(*data)
         if method == "floor":  # the faster of the two layouts
@@ -140,26 +146,29 @@ def worker(method: str, num_queries: int, num_gallery: int, dim: int, repeats: i
         result = _ranking._evaluate(*data, method="count" if method == "plp" else "sort")
         return {"mAP": result.mean_average_precision, "rank-1": float(result.cmc[0])}
 
-    if method.startswith("plp"):  # compile / load the numba kernel outside the timing
-        small = make_data(64, 512, dim, seed=1)
-        _ranking._evaluate(*small, method="count" if method == "plp" else "sort")
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    before = _status("VmRSS")
-    times = []
+    small = make_data(64, 512, dim, seed=1)  # compile / load the numba kernel outside the timing
+    _ranking._evaluate(*small)
+    results: dict[str, dict[str, float]] = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        metrics = run()
-        times.append(metrics.pop("floor_time", time.perf_counter() - start))
-    peak = _status("VmHWM") - before
-    print(json.dumps({"time": min(times), "peak": peak, **metrics}))
+        for method in methods:
+            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+            before = _status("VmRSS")
+            start = time.perf_counter()
+            metrics = run(method)
+            seconds = metrics.pop("floor_time", time.perf_counter() - start)
+            peak = _status("VmHWM") - before
+            best = results.setdefault(method, {"time": seconds, "peak": peak, **metrics})
+            best["time"], best["peak"] = min(best["time"], seconds), max(best["peak"], peak)
+    print(json.dumps(results))
 
 
+# Per size: groups of methods, each group run in turns in one subprocess.
 SIZES = {
-    "small": [(2000, 10000, 128, ("plp", "plp-sort", "baseline", "floor"))],
+    "small": [(2000, 10000, 128, (("plp", "floor", "plp-sort"), ("baseline",)))],
     "all": [
-        (2000, 10000, 128, ("plp", "plp-sort", "baseline", "floor")),
-        (10000, 50000, 256, ("plp", "baseline", "floor")),
-        (20000, 100000, 512, ("plp", "floor")),
+        (2000, 10000, 128, (("plp", "floor", "plp-sort"), ("baseline",))),
+        (10000, 50000, 256, (("plp", "floor"), ("baseline",))),
+        (20000, 100000, 512, (("plp", "floor"),)),
     ],
 }
 
@@ -168,28 +177,31 @@ def main() -> None:
     """Print a Markdown table: time, ratios, peak extra memory and mAP of every method."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", choices=["small", "all"], default="small")
-    parser.add_argument("--repeats", type=int, default=None, help="default: 3 small, 1 all")
-    parser.add_argument("--worker", nargs=4, metavar=("METHOD", "Q", "G", "D"), help="internal")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per method: 3 small, 2 all")
+    parser.add_argument("--worker", nargs=4, metavar=("METHODS", "Q", "G", "D"), help="internal")
     args = parser.parse_args()
-    repeats = args.repeats or (3 if args.sizes == "small" else 1)
+    repeats = args.repeats or (3 if args.sizes == "small" else 2)
     if args.worker:
-        method, *shape = args.worker
-        worker(method, *map(int, shape), repeats)
+        methods, *shape = args.worker
+        worker(methods.split(","), *map(int, shape), repeats)
         return
     print(
         "| queries x gallery x dim | method | time s | baseline / method | method / floor "
         "| peak extra MiB | mAP | rank-1 |\n|---|---|---|---|---|---|---|---|"
     )
-    for num_queries, num_gallery, dim, methods in SIZES[args.sizes]:
+    for num_queries, num_gallery, dim, groups in SIZES[args.sizes]:
         results = {}
-        for method in methods:
-            command = [sys.executable, __file__, "--repeats", str(repeats), "--worker", method]
-            command += [str(num_queries), str(num_gallery), str(dim)]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
+        for group in groups:
+            runs = 1 if "baseline" in group and num_queries > 2000 else repeats
+            command = [sys.executable, __file__, "--repeats", str(runs), "--worker"]
+            command += [",".join(group), str(num_queries), str(num_gallery), str(dim)]
+            # Large blocks always mmap-ed, so that freed memory leaves the RSS (peaks per run).
+            env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+            done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
             if done.returncode != 0:
-                print(f"<!-- {method} failed: {done.stderr.strip()[-300:]} -->")
+                print(f"<!-- {group} failed: {done.stderr.strip()[-300:]} -->")
                 continue
-            results[method] = json.loads(done.stdout.strip().splitlines()[-1])
+            results.update(json.loads(done.stdout.strip().splitlines()[-1]))
         for method, result in results.items():
             speedup = results["baseline"]["time"] / result["time"] if "baseline" in results else 0
             to_floor = result["time"] / results["floor"]["time"] if "floor" in results else 0

@@ -20,7 +20,8 @@ from plp_eval._errors import PlpEvalError
 __all__ = ["METRICS", "ReidMetrics", "rank_lists", "reid_metrics"]
 
 METRICS = ("euclidean", "cosine")
-# Query rows per block: extra memory is about BLOCK x gallery x 8 bytes.
+# Query rows in flight (all workers together): extra memory is about BLOCK x gallery x 4 bytes
+# (x 8 for the float64 ``sort`` method, one block at a time).
 BLOCK = 256
 
 
@@ -83,6 +84,14 @@ def reid_metrics(
       about; if no query is valid, PlpEvalError is raised.
     - AP is over the whole ranking: the mean over the query's R matches of precision at each
       match's rank (torchreid / fast-reid). INP = R / rank of the last match.
+
+    Computation: the gallery is never sorted and the full query x gallery matrix never built.
+    Blocks of queries are scored against the gallery with a float32 matmul (one worker thread
+    per core, at most ``BLOCK`` query rows in flight: extra memory is the gallery in float32
+    plus ``BLOCK x gallery`` float32 scores); then only each query's matches are ranked, by
+    counting the non-matches ahead of them. Non-matches within the float32 matmul's proven
+    error bound of a match are compared in float64, so the result is the exact float64
+    ranking with the tie rule above.
 
     Example:
         >>> import numpy as np
