@@ -23,6 +23,8 @@ def test_ddp_training_and_extraction_equal_a_single_process(tmp_path: Path, invo
         "trainer.strategy=ddp",
         "--set",
         "trainer.epochs=2",
+        "--set",
+        "evaluate.umap=false",
         "--runs",
         str(runs),
     )

@@ -21,7 +21,16 @@ ALLOWED: dict[str, set[str]] = {
     "plp_losses": {"torch"},
     "plp_data": {"torch", "torchvision", "pytorch_lightning", "sklearn", "numpy", "PIL"},
     "plp_models": {"torch", "torchvision", "pytorch_lightning", "torchmetrics", "plp_losses"},
-    "plp_eval": {"numpy", "numba", "faiss", "torch", "torchmetrics", "sklearn", "scipy"},
+    "plp_eval": {
+        "numpy",
+        "numba",
+        "faiss",
+        "threadpoolctl",
+        "torch",
+        "torchmetrics",
+        "sklearn",
+        "scipy",
+    },
     "plp_viz": {
         "numpy",
         "numba",
