@@ -24,7 +24,15 @@ _MANY_MATCHES = 32  # above this many matches, sort the candidates instead of co
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _distance64(queries, qi, gallery, gi, cosine, q_norm, g_norm):
+def _distance64(
+    queries: np.ndarray,
+    qi: int,
+    gallery: np.ndarray,
+    gi: int,
+    cosine: bool,
+    q_norm: float,
+    g_norm: np.ndarray,
+) -> float:
     """Exact-as-float64 distance: squared L2, or 1 - cosine similarity."""
     total = 0.0
     if cosine:  # as 1 - (q / |q|) . (g / |g|), normalising first
@@ -40,7 +48,7 @@ def _distance64(queries, qi, gallery, gi, cosine, q_norm, g_norm):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _count(row, lo, hi):
+def _count(row: np.ndarray, lo: float, hi: float) -> tuple[int, int]:
     """Return (#items < lo, #items <= hi) of a row."""
     below = 0
     upto = 0
@@ -53,27 +61,27 @@ def _count(row, lo, hi):
 
 @numba.njit(cache=True, nogil=True)
 def rank_block(
-    scores,
-    q_start,
-    queries,
-    gallery,
-    q_labels,
-    g_labels,
-    q_cameras,
-    g_cameras,
-    use_cameras,
-    label_order,
-    group_start,
-    group_stop,
-    offsets,
-    errors,
-    q_norms,
-    g_norms,
-    cosine,
-    first_rank,
-    average_precision,
-    inverse_negative_penalty,
-):
+    scores: np.ndarray,
+    q_start: int,
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    q_labels: np.ndarray,
+    g_labels: np.ndarray,
+    q_cameras: np.ndarray,
+    g_cameras: np.ndarray,
+    use_cameras: bool,
+    label_order: np.ndarray,
+    group_start: np.ndarray,
+    group_stop: np.ndarray,
+    offsets: np.ndarray,
+    errors: np.ndarray,
+    q_norms: np.ndarray,
+    g_norms: np.ndarray,
+    cosine: bool,
+    first_rank: np.ndarray,
+    average_precision: np.ndarray,
+    inverse_negative_penalty: np.ndarray,
+) -> None:
     """Fill the outputs (one entry per row of ``scores``; ``first_rank`` 0: no match).
 
     Args:
@@ -132,30 +140,30 @@ def rank_block(
 
 @numba.njit(cache=True, nogil=True)
 def _rank_row(
-    r,
-    candidates,
-    candidate_index,
-    scores,
-    q_start,
-    queries,
-    gallery,
-    q_labels,
-    g_labels,
-    q_cameras,
-    g_cameras,
-    use_cameras,
-    label_order,
-    group_start,
-    group_stop,
-    offsets,
-    errors,
-    q_norms,
-    g_norms,
-    cosine,
-    first_rank,
-    average_precision,
-    inverse_negative_penalty,
-):
+    r: int,
+    candidates: np.ndarray,
+    candidate_index: np.ndarray,
+    scores: np.ndarray,
+    q_start: int,
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    q_labels: np.ndarray,
+    g_labels: np.ndarray,
+    q_cameras: np.ndarray,
+    g_cameras: np.ndarray,
+    use_cameras: bool,
+    label_order: np.ndarray,
+    group_start: np.ndarray,
+    group_stop: np.ndarray,
+    offsets: np.ndarray,
+    errors: np.ndarray,
+    q_norms: np.ndarray,
+    g_norms: np.ndarray,
+    cosine: bool,
+    first_rank: np.ndarray,
+    average_precision: np.ndarray,
+    inverse_negative_penalty: np.ndarray,
+) -> None:
     """Rank the matches of row ``r`` of the block (see :func:`rank_block`)."""
     qi = q_start + r
     first_rank[r] = 0
