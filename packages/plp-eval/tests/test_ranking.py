@@ -211,3 +211,34 @@ def test_many_matches_per_query_agree_with_the_sort_method(metric, integer):
     np.testing.assert_array_equal(fast.cmc, slow.cmc)
     assert fast.mean_average_precision == pytest.approx(slow.mean_average_precision, abs=1e-12)
     assert fast.mean_inp == pytest.approx(slow.mean_inp, abs=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_near_ties_below_float32_resolution_follow_float64(metric):
+    # Distances differ by ~1e-10 relative: equal in float32, ordered in float64 (not by index).
+    rng = np.random.default_rng(5)
+    angles = 1.0 + rng.uniform(0, 1e-9, 400)
+    gallery = (
+        np.stack([np.cos(angles), np.sin(angles)], 1) * (1.0 + rng.uniform(0, 1e-9, 400))[:, None]
+    )
+    g_labels = rng.integers(0, 3, 400)
+    queries = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.5]])
+    q_labels = np.array([0, 1, 2])
+    result = reid_metrics(queries, q_labels, gallery, g_labels, metric=metric, max_rank=400)
+    cmc, mean_ap, mean_inp, _ = reference(
+        queries, q_labels, gallery, g_labels, None, None, metric, 400
+    )
+    np.testing.assert_allclose(result.cmc, cmc, atol=1e-9)
+    assert result.mean_average_precision == pytest.approx(mean_ap, abs=1e-9)
+    assert result.mean_inp == pytest.approx(mean_inp, abs=1e-9)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-20])
+def test_huge_and_tiny_features_use_the_float64_scores(scale):
+    rng = np.random.default_rng(6)
+    qf, gf = rng.normal(size=(30, 5)) * scale, rng.normal(size=(500, 5)) * scale
+    ql, gl = rng.integers(0, 5, 30), rng.integers(0, 5, 500)
+    fast = _ranking._evaluate(qf, ql, gf, gl, method="count")
+    cmc, mean_ap, _, _ = reference(qf, ql, gf, gl)
+    np.testing.assert_allclose(fast.cmc, cmc, atol=1e-9)
+    assert fast.mean_average_precision == pytest.approx(mean_ap, abs=1e-9)
