@@ -99,6 +99,8 @@ class PlpModel(pl.LightningModule):
             **head.get("args", {}),
         )
         self.has_classifier = needs_logits
+        self._train_loss_sum = torch.zeros(())
+        self._train_count = 0
         if needs_logits:
             self.train_accuracy = MulticlassAccuracy(num_classes, average="micro")
             self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
@@ -132,23 +134,36 @@ class PlpModel(pl.LightningModule):
             inputs = logits if getattr(loss, "takes", "embeddings") == "logits" else embedding
             total = total + weight * loss(inputs, labels)
         batch_size = len(labels)
+        if stage == "train":
+            # Summed here and logged once per epoch: Lightning's per-step ``self.log`` was the
+            # largest overhead against a plain loop on small models (bench/models.py).
+            self._train_loss_sum += total.detach() * batch_size
+            self._train_count += batch_size
+            if logits is not None:
+                self.train_accuracy.update(logits.detach(), labels)
+            return total
         # Validation numbers are averaged over DDP ranks so every rank picks the same best epoch.
-        self.log(
-            f"{stage}_loss",
-            total,
-            on_epoch=True,
-            on_step=False,
-            batch_size=batch_size,
-            sync_dist=stage == "val",
-        )
+        self.log(f"{stage}_loss", total, batch_size=batch_size, sync_dist=True)
         if logits is not None:
-            metric = self.train_accuracy if stage == "train" else self.val_accuracy
-            metric(logits.detach(), labels)
-            self.log(f"{stage}_acc", metric, on_epoch=True, on_step=False, batch_size=batch_size)
+            self.val_accuracy(logits.detach(), labels)
+            self.log(f"{stage}_acc", self.val_accuracy, batch_size=batch_size)
         return total
 
+    def on_train_epoch_start(self) -> None:
+        """Reset the running sums of the training loss."""
+        self._train_loss_sum = torch.zeros((), device=self.device)
+        self._train_count = 0
+
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch's mean training loss (and accuracy, with a classifier)."""
+        if self._train_count:
+            self.log("train_loss", self._train_loss_sum / self._train_count)
+        if self.has_classifier and self._train_count:
+            self.log("train_acc", self.train_accuracy.compute())
+            self.train_accuracy.reset()
+
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Return the weighted loss of a training batch and log it."""
+        """Return the weighted loss of a training batch (summed for the epoch's log)."""
         return self._step(batch, "train")
 
     def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
