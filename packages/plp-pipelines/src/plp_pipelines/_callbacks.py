@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from plp_pipelines._errors import TrainingDivergedError
+from plp_pipelines._runs import atomic_write
 
 __all__ = ["AtomicCheckpointIO", "StopOnNonFiniteLoss"]
 
@@ -30,18 +29,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         """Save ``checkpoint`` to ``path`` through a temporary file and ``os.replace``."""
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO does not take storage_options")
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda file: torch.save(checkpoint, file))
 
 
 class StopOnNonFiniteLoss(pl.Callback):

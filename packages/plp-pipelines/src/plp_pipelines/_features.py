@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from plp_pipelines._errors import RunError
+from plp_pipelines._runs import atomic_write
 
 __all__ = ["SplitFeatures", "extract_features", "load_features", "save_features"]
 
@@ -111,16 +112,12 @@ def _extract(model: nn.Module, loader: DataLoader[Any], with_logits: bool) -> Sp
 
 def save_features(path: str | Path, split: SplitFeatures) -> None:
     """Write ``split`` to ``path`` (``.npz``) through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"features": split.features, "labels": split.labels, "sample_ids": split.sample_ids}
     if split.cameras is not None:
         arrays["cameras"] = split.cameras
     if split.logits is not None:
         arrays["logits"] = split.logits
-    temporary = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(temporary, **arrays)  # type: ignore[arg-type]
-    temporary.replace(path)
+    atomic_write(path, lambda file: np.savez(file, **arrays))  # type: ignore[arg-type]
 
 
 def load_features(path: str | Path) -> SplitFeatures:
