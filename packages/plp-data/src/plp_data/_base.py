@@ -14,9 +14,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from plp_data._errors import PlpDataError
 from plp_data._sampler_registry import build_sampler, check_sampler_spec
-from plp_data._samplers import ShuffleSampler
+from plp_data._samplers import PKBatchSampler, ShuffleSampler
 
-__all__ = ["PlpDataModule", "Splits"]
+__all__ = ["PlpDataModule", "Splits", "split_indices"]
 
 
 @dataclass
@@ -115,13 +115,9 @@ class PlpDataModule(pl.LightningDataModule):
                 raise PlpDataError(f"{type(self).__name__}: the {name} split is empty")
         indices = np.arange(len(splits.trainval_labels))
         if self.val_fraction > 0:
-            train_indices, val_indices = train_test_split(
-                indices,
-                test_size=self.val_fraction,
-                random_state=self.seed,
-                stratify=_stratify_or_none(splits.trainval_labels, self.val_fraction),
+            self._train_indices, self._val_indices = split_indices(
+                splits.trainval_labels, self.val_fraction, self.seed
             )
-            self._train_indices, self._val_indices = np.sort(train_indices), np.sort(val_indices)
         else:
             self._train_indices, self._val_indices = indices, indices[:0]
         self._splits = splits
@@ -160,46 +156,31 @@ class PlpDataModule(pl.LightningDataModule):
         Either way the batches of an epoch depend on ``seed`` and the epoch alone, so a resumed
         run trains on exactly the batches an uninterrupted one does.
         """
-        if self.sampler is not None:
-            num_replicas, rank = self._replicas()
-            built = build_sampler(
-                self.sampler["name"],
-                self.train_labels,
+        num_replicas, rank = self._replicas()
+        dataset = self.train_dataset()
+        common: dict[str, Any] = {
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+        }
+        if self.sampler is None:
+            shuffle = ShuffleSampler(
+                len(dataset),  # type: ignore[arg-type]
                 seed=self.seed,
                 num_replicas=num_replicas,
                 rank=rank,
-                **self.sampler.get("args", {}),
             )
-            if self.sampler["name"] == "pk":
-                return DataLoader(
-                    self.train_dataset(),
-                    batch_sampler=built,
-                    num_workers=self.num_workers,
-                    persistent_workers=self.num_workers > 0,
-                )
-            return DataLoader(
-                self.train_dataset(),
-                batch_size=self.batch_size,
-                sampler=built,
-                num_workers=self.num_workers,
-                persistent_workers=self.num_workers > 0,
-            )
-        num_replicas, rank = self._replicas()
-        dataset = self.train_dataset()
-        shuffle = ShuffleSampler(
-            len(dataset),  # type: ignore[arg-type]
+            return DataLoader(dataset, batch_size=self.batch_size, sampler=shuffle, **common)
+        built = build_sampler(
+            self.sampler["name"],
+            self.train_labels,
             seed=self.seed,
             num_replicas=num_replicas,
             rank=rank,
+            **self.sampler.get("args", {}),
         )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=shuffle,
-            drop_last=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        if isinstance(built, PKBatchSampler):  # yields whole batches
+            return DataLoader(dataset, batch_sampler=built, **common)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=built, **common)
 
     def val_dataloader(self) -> DataLoader[Any] | list[Any]:
         """Return the validation loader (an empty list when ``val_fraction`` is 0)."""
@@ -230,6 +211,21 @@ class PlpDataModule(pl.LightningDataModule):
         return DataLoader(
             dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers
         )
+
+
+def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``range(len(labels))`` into sorted ``(kept, held_out)`` with ``fraction`` held out.
+
+    Stratified by label when every class can appear on both sides, a plain seeded split
+    otherwise; the same labels, fraction and seed always give the same split.
+    """
+    kept, held_out = train_test_split(
+        np.arange(len(labels)),
+        test_size=fraction,
+        random_state=seed,
+        stratify=_stratify_or_none(labels, fraction),
+    )
+    return np.sort(kept), np.sort(held_out)
 
 
 def _stratify_or_none(labels: np.ndarray, fraction: float) -> np.ndarray | None:

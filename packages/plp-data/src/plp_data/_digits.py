@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
-from plp_data._base import PlpDataModule, Splits
+from plp_data._base import PlpDataModule, Splits, split_indices
 from plp_data._datasets import TensorImageDataset
 
 __all__ = ["DigitsDataModule"]
@@ -46,13 +45,7 @@ class DigitsDataModule(PlpDataModule):
         digits = load_digits()
         images = (digits.images.astype(np.float32) / 16.0 - DIGITS_MEAN) / DIGITS_STD
         labels = digits.target.astype(np.int64)
-        trainval_idx, test_idx = train_test_split(
-            np.arange(len(labels)),
-            test_size=self.test_fraction,
-            random_state=self.split_seed,
-            stratify=labels,
-        )
-        trainval_idx, test_idx = np.sort(trainval_idx), np.sort(test_idx)
+        trainval_idx, test_idx = split_indices(labels, self.test_fraction, self.split_seed)
         tensor = torch.from_numpy(images).unsqueeze(1)
         label_tensor = torch.from_numpy(labels)
         trainval = TensorImageDataset(tensor[trainval_idx], label_tensor[trainval_idx])

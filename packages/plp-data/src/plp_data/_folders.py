@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
-from plp_data._base import Splits
+from plp_data._base import Splits, split_indices
 from plp_data._datasets import FileImageDataset
 from plp_data._errors import DataNotFoundError, PlpDataError
 from plp_data._image import ImageDataModule
@@ -46,13 +45,17 @@ class ImageFolderDataModule(ImageDataModule):
         **kwargs: Passed to :class:`~plp_data.ImageDataModule`.
     """
 
+    transform_defaults = IMAGENET_DEFAULTS
+
     def __init__(self, test_fraction: float = 0.2, split_seed: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not 0.0 < test_fraction < 1.0:
             raise PlpDataError(f"test_fraction must be in (0, 1), got {test_fraction}")
         self.test_fraction = test_fraction
         self.split_seed = split_seed
-        self.classes = self._scan()[0]
+        # Scanned once, here: the class count sizes the model before any split is loaded.
+        self._scanned = self._scan()
+        self.classes = self._scanned[0]
         self.num_classes = len(self.classes)
 
     def _scan(self) -> tuple[list[str], list[Path], np.ndarray, list[Path], np.ndarray]:
@@ -84,15 +87,7 @@ class ImageFolderDataModule(ImageDataModule):
         classes = sorted(found)
         paths = np.array([str(p) for c in classes for p in found[c]])
         labels = np.array([i for i, c in enumerate(classes) for _ in found[c]], dtype=np.int64)
-        counts = np.bincount(labels)
-        stratify = labels if counts.min() >= 2 else None
-        train_idx, test_idx = train_test_split(
-            np.arange(len(labels)),
-            test_size=self.test_fraction,
-            random_state=self.split_seed,
-            stratify=stratify,
-        )
-        train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+        train_idx, test_idx = split_indices(labels, self.test_fraction, self.split_seed)
         return (
             classes,
             [Path(p) for p in paths[train_idx]],
@@ -103,7 +98,7 @@ class ImageFolderDataModule(ImageDataModule):
 
     def load_splits(self) -> Splits:
         """Return the trainval and test splits of the folder."""
-        _, train_paths, train_labels, test_paths, test_labels = self._scan()
+        _, train_paths, train_labels, test_paths, test_labels = self._scanned
         return Splits(
             train=FileImageDataset(train_paths, train_labels, transform=self.train_transform),
             trainval=FileImageDataset(train_paths, train_labels, transform=self.eval_transform),
@@ -111,8 +106,6 @@ class ImageFolderDataModule(ImageDataModule):
             trainval_labels=train_labels,
         )
 
-
-ImageFolderDataModule.transform_defaults = IMAGENET_DEFAULTS
 
 MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_(\d+)\.jpg$")
 
@@ -177,14 +170,15 @@ class Market1501DataModule(ImageDataModule):
                 "bounding_box_train/, query/ and bounding_box_test/ "
                 "(unzip Market-1501-v15.09.15.zip; it cannot be downloaded automatically)"
             )
-        self._train_ids = np.unique(_read_market_folder(train)[1])
-        self.num_classes = len(self._train_ids)
+        # Read once, here: the identity count sizes the classifier before the splits load.
+        self._train = _read_market_folder(train)
+        self.num_classes = len(np.unique(self._train[1]))
 
     def load_splits(self) -> Splits:
         """Return trainval (relabelled training ids), test = query, and query / gallery."""
         root = Path(self.root)
-        train_paths, train_ids, train_cameras = _read_market_folder(root / "bounding_box_train")
-        labels = np.searchsorted(self._train_ids, train_ids)
+        train_paths, train_ids, train_cameras = self._train
+        labels = np.unique(train_ids, return_inverse=True)[1]  # ids in sorted order -> 0..N-1
         query = _read_market_folder(root / "query")
         gallery = _read_market_folder(root / "bounding_box_test")
         query_set = FileImageDataset(*query, transform=self.eval_transform)

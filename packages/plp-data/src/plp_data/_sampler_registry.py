@@ -10,17 +10,15 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from plp_data._errors import PlpDataError
+from plp_data._samplers import ClassBalancedSampler, PKBatchSampler
 
 __all__ = ["SAMPLERS", "available_samplers", "build_sampler", "check_sampler_spec"]
 
 
-def _classes() -> dict[str, type[Sampler[Any]]]:
-    from plp_data._samplers import ClassBalancedSampler, PKBatchSampler
-
-    return {"pk": PKBatchSampler, "class_balanced": ClassBalancedSampler}
-
-
-SAMPLERS = ("class_balanced", "pk")
+SAMPLERS: dict[str, type[Sampler[Any]]] = {
+    "class_balanced": ClassBalancedSampler,
+    "pk": PKBatchSampler,
+}
 # Arguments the datamodule fills in itself.
 _FILLED = {"labels", "seed", "num_replicas", "rank"}
 
@@ -45,7 +43,7 @@ def check_sampler_spec(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
         raise PlpDataError(
             f"sampler: unknown sampler {name!r}; available: {', '.join(available_samplers())}"
         )
-    accepted = set(inspect.signature(_classes()[name]).parameters) - _FILLED
+    accepted = set(inspect.signature(SAMPLERS[name]).parameters) - _FILLED
     unknown = sorted(set(args) - accepted)
     if unknown:
         raise PlpDataError(
@@ -61,5 +59,5 @@ def build_sampler(name: str, labels: np.ndarray, **kwargs: Any) -> Sampler[Any]:
         raise PlpDataError(
             f"unknown sampler {name!r}; available: {', '.join(available_samplers())}"
         )
-    factory: Any = _classes()[name]
+    factory: Any = SAMPLERS[name]
     return factory(labels, **kwargs)
