@@ -194,7 +194,7 @@ def apply_overrides(
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. trainer.epochs=3")
-        key = _check_key_exists(key, source)
+        key = _resolve_key(key, source)
         try:
             value = tomllib.loads(f"value = {text}")["value"]
         except tomllib.TOMLDecodeError:
@@ -210,7 +210,7 @@ def apply_overrides(
     return result
 
 
-def _check_key_exists(key: str, source: str) -> str:
+def _resolve_key(key: str, source: str) -> str:
     """Return ``key`` (``args`` inserted where implied) or raise ConfigError if it is unknown."""
     model: type[BaseModel] | None = Config
     walked: list[str] = []

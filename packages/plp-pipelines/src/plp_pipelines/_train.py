@@ -55,8 +55,7 @@ def check_data(datamodule: pl.LightningDataModule) -> None:
     """
     if isinstance(datamodule, plp_data.PlpDataModule):
         datamodule.setup("fit")
-        if datamodule.uses_custom_sampler:
-            datamodule.train_dataloader()
+        datamodule.train_dataloader()  # builds (so checks) the configured sampler
 
 
 def train(
