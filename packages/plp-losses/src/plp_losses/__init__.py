@@ -10,7 +10,22 @@ from plp_losses._distances import pairwise_distance
 from plp_losses._errors import PlpLossesError
 from plp_losses._pairs import ContrastiveLoss, MultiSimilarityLoss, NTXentLoss
 from plp_losses._population import PopulationBasedTripletLoss
-from plp_losses._registry import available, build, is_experimental, register, registered
+from plp_losses._registry import (
+    LOSSES,
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    Parameter,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    Registry,
+    available,
+    build,
+    is_experimental,
+    register,
+    registered,
+)
 from plp_losses._triplet import TripletMarginLoss
 
 __all__ = [
@@ -20,6 +35,16 @@ __all__ = [
     "is_experimental",
     "register",
     "registered",
+    "LOSSES",
+    # the registry every plp package uses, and typed argument bounds
+    "Registry",
+    "Parameter",
+    "Range",
+    "Fraction",
+    "NonNegativeFloat",
+    "NonNegativeInt",
+    "PositiveFloat",
+    "PositiveInt",
     # losses
     "ArcFaceLoss",
     "CenterLoss",

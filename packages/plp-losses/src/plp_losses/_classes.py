@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plp_losses._distances import DISTANCES, rowwise_distance
+from plp_losses._distances import DISTANCES, Distance, rowwise_distance
 from plp_losses._errors import PlpLossesError
 from plp_losses._inputs import check_inputs
-from plp_losses._registry import register
+from plp_losses._registry import PositiveFloat, PositiveInt, register
 
 __all__ = ["ArcFaceLoss", "CenterLoss"]
 
@@ -50,7 +50,10 @@ class CenterLoss(nn.Module):
     takes: ClassVar[str] = "embeddings"
 
     def __init__(
-        self, num_classes: int, embedding_size: int, distance: str = "squared_euclidean"
+        self,
+        num_classes: PositiveInt,
+        embedding_size: PositiveInt,
+        distance: Distance = "squared_euclidean",
     ) -> None:
         super().__init__()
         _check_sizes(num_classes, embedding_size)
@@ -88,7 +91,11 @@ class ArcFaceLoss(nn.Module):
     takes: ClassVar[str] = "embeddings"
 
     def __init__(
-        self, num_classes: int, embedding_size: int, margin: float = 28.6, scale: float = 64.0
+        self,
+        num_classes: PositiveInt,
+        embedding_size: PositiveInt,
+        margin: float = 28.6,
+        scale: PositiveFloat = 64.0,
     ) -> None:
         super().__init__()
         _check_sizes(num_classes, embedding_size)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from plp_losses._errors import PlpLossesError
-from plp_losses._registry import register
+from plp_losses._registry import Range, register
 
 __all__ = ["CrossEntropyLoss"]
 
@@ -28,7 +28,7 @@ class CrossEntropyLoss(nn.Module):
 
     takes: ClassVar[str] = "logits"
 
-    def __init__(self, label_smoothing: float = 0.0) -> None:
+    def __init__(self, label_smoothing: Annotated[float, Range(ge=0, lt=1)] = 0.0) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
             raise PlpLossesError(f"label_smoothing must be in [0, 1), got {label_smoothing}")

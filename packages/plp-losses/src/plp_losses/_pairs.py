@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plp_losses._distances import DISTANCES, pairwise_distance
+from plp_losses._distances import DISTANCES, Distance, pairwise_distance
 from plp_losses._errors import PlpLossesError
 from plp_losses._inputs import check_inputs, same_label_masks
-from plp_losses._registry import register
+from plp_losses._registry import NonNegativeFloat, PositiveFloat, register
 from plp_losses._triplet import zero_loss
 
 __all__ = ["ContrastiveLoss", "MultiSimilarityLoss", "NTXentLoss"]
@@ -47,7 +47,10 @@ class ContrastiveLoss(nn.Module):
     takes: ClassVar[str] = "embeddings"
 
     def __init__(
-        self, pos_margin: float = 0.0, neg_margin: float = 1.0, distance: str = "euclidean"
+        self,
+        pos_margin: NonNegativeFloat = 0.0,
+        neg_margin: NonNegativeFloat = 1.0,
+        distance: Distance = "euclidean",
     ) -> None:
         super().__init__()
         _check_distance(distance)
@@ -94,7 +97,11 @@ class MultiSimilarityLoss(nn.Module):
     takes: ClassVar[str] = "embeddings"
 
     def __init__(
-        self, alpha: float = 2.0, beta: float = 50.0, base: float = 0.5, distance: str = "cosine"
+        self,
+        alpha: PositiveFloat = 2.0,
+        beta: PositiveFloat = 50.0,
+        base: float = 0.5,
+        distance: Distance = "cosine",
     ) -> None:
         super().__init__()
         _check_distance(distance)
@@ -131,7 +138,7 @@ class NTXentLoss(nn.Module):
 
     takes: ClassVar[str] = "embeddings"
 
-    def __init__(self, temperature: float = 0.07, distance: str = "cosine") -> None:
+    def __init__(self, temperature: PositiveFloat = 0.07, distance: Distance = "cosine") -> None:
         super().__init__()
         _check_distance(distance)
         if not temperature > 0 or math.isinf(temperature):

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plp_losses._distances import DISTANCES, pairwise_distance, rowwise_distance
+from plp_losses._distances import DISTANCES, Distance, pairwise_distance, rowwise_distance
 from plp_losses._errors import PlpLossesError
 from plp_losses._inputs import check_inputs
-from plp_losses._registry import register
+from plp_losses._registry import NonNegativeFloat, register
 from plp_losses._triplet import zero_loss
 
 __all__ = ["PopulationBasedTripletLoss"]
@@ -46,7 +46,10 @@ class PopulationBasedTripletLoss(nn.Module):
     experimental: ClassVar[bool] = True
 
     def __init__(
-        self, margin: float = 0.2, distance: str = "euclidean", negatives: str = "nearest"
+        self,
+        margin: NonNegativeFloat = 0.2,
+        distance: Distance = "euclidean",
+        negatives: str = "nearest",
     ) -> None:
         super().__init__()
         if distance not in DISTANCES:

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plp_losses._distances import DISTANCES, pairwise_distance
+from plp_losses._distances import DISTANCES, Distance, pairwise_distance
 from plp_losses._errors import PlpLossesError
 from plp_losses._inputs import check_inputs, same_label_masks
-from plp_losses._registry import register
+from plp_losses._registry import NonNegativeFloat, register
 
 __all__ = ["MINING", "TripletMarginLoss", "zero_loss"]
 
@@ -53,9 +53,9 @@ class TripletMarginLoss(nn.Module):
 
     def __init__(
         self,
-        margin: float = 0.2,
+        margin: NonNegativeFloat = 0.2,
         mining: str = "batch_all",
-        distance: str = "euclidean",
+        distance: Distance = "euclidean",
         soft_margin: bool = False,
     ) -> None:
         super().__init__()
