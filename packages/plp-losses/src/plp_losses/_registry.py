@@ -204,7 +204,7 @@ class Registry(Generic[T]):
         arguments and ``*args`` are left out.
         """
         factory = self.get(name)
-        function = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+        function = factory.__init__ if inspect.isclass(factory) else factory
         signature = inspect.signature(factory)
         try:
             hints = typing.get_type_hints(function, include_extras=True)
