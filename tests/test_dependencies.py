@@ -19,7 +19,15 @@ SIBLINGS = {"plp_losses", "plp_data", "plp_models", "plp_eval", "plp_viz", "plp_
 # What each package's runtime code may import, besides the standard library and itself.
 ALLOWED: dict[str, set[str]] = {
     "plp_losses": {"torch"},
-    "plp_data": {"torch", "torchvision", "pytorch_lightning", "sklearn", "numpy", "PIL"},
+    "plp_data": {
+        "torch",
+        "torchvision",
+        "pytorch_lightning",
+        "sklearn",
+        "numpy",
+        "PIL",
+        "plp_losses",  # the one registry
+    },
     "plp_models": {"torch", "torchvision", "pytorch_lightning", "torchmetrics", "plp_losses"},
     "plp_eval": {
         "numpy",
@@ -43,6 +51,7 @@ ALLOWED: dict[str, set[str]] = {
         "tqdm",
         "sklearn",
         "PIL",
+        "plp_losses",  # the one registry
     },
     "plp_pipelines": {
         *(SIBLINGS - {"plp_pipelines"}),

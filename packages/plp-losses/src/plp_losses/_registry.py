@@ -84,10 +84,16 @@ class Range:
         return value
 
     def __get_pydantic_core_schema__(self, source: Any, handler: Callable[[Any], Any]) -> Any:
-        """Return the schema of ``source`` followed by this range check (pydantic's protocol)."""
-        from pydantic_core import core_schema  # only reached when pydantic validates
+        """Return the schema of ``source`` followed by this range check (pydantic's protocol).
 
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
+        The schema is pydantic-core's plain-dict form of ``no_info_after_validator_function``,
+        written out so that plp-losses imports nothing of pydantic's.
+        """
+        return {
+            "type": "function-after",
+            "function": {"type": "no-info", "function": self.check},
+            "schema": handler(source),
+        }
 
 
 PositiveInt = Annotated[int, Range(gt=0)]
