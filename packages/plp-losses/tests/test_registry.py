@@ -54,7 +54,7 @@ def test_build_available_and_duplicates():
         ({"lr": math.nan}, r"lr = nan: must be > 0 and finite"),
         ({"lr": math.inf}, r"lr = inf: must be > 0 and finite"),
         ({"fraction": 1.0}, r"fraction = 1.0: must be > 0 and < 1 and finite"),
-        ({"count": 0}, r"count = 0: must be > 0 and finite"),
+        ({"count": 0}, r"count = 0: must be > 0$"),
         ({"lrr": 1.0}, r"takes no argument 'lrr' \(did you mean 'lr'\?\); it takes: lr, fraction"),
     ],
 )
@@ -67,7 +67,7 @@ def test_ranges_allow_none_and_the_bounds_themselves():
     registry = _registry()
     assert registry.build("box", size=1, count=None).count is None
     assert Range(ge=0).check(0) == 0
-    with pytest.raises(ValueError, match=">= 0 and finite"):
+    with pytest.raises(ValueError, match="must be >= 0$"):
         Range(ge=0).check(-1)
 
 

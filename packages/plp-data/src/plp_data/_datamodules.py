@@ -7,7 +7,7 @@ from typing import Any
 from plp_data._base import PlpDataModule
 from plp_data._digits import DigitsDataModule
 from plp_data._folders import ImageFolderDataModule, Market1501DataModule
-from plp_data._registry import Registry
+from plp_data._registry import DATAMODULES
 from plp_data._torchvision_sets import (
     Cifar10DataModule,
     Cifar100DataModule,
@@ -16,9 +16,8 @@ from plp_data._torchvision_sets import (
     MnistDataModule,
 )
 
-__all__ = ["available_datamodules", "build_datamodule", "register_datamodule"]
+__all__ = ["DATAMODULES", "available_datamodules", "build_datamodule", "register_datamodule"]
 
-DATAMODULES: Registry[PlpDataModule] = Registry("datamodule")
 for _name, _cls in {
     "digits": DigitsDataModule,
     "mnist": MnistDataModule,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,21 +10,21 @@ from torch.utils.data import Sampler
 
 from plp_data._errors import PlpDataError
 from plp_data._samplers import ClassBalancedSampler, PKBatchSampler
+from plp_losses import Registry
 
 __all__ = ["SAMPLERS", "available_samplers", "build_sampler", "check_sampler_spec"]
 
-
-SAMPLERS: dict[str, type[Sampler[Any]]] = {
-    "class_balanced": ClassBalancedSampler,
-    "pk": PKBatchSampler,
-}
-# Arguments the datamodule fills in itself.
-_FILLED = {"labels", "seed", "num_replicas", "rank"}
+# The datamodule fills in the labels, the seed and the DDP replicas itself.
+SAMPLERS: Registry[Sampler[Any]] = Registry(
+    "sampler", error=PlpDataError, filled=("labels", "seed", "num_replicas", "rank")
+)
+SAMPLERS.register("class_balanced")(ClassBalancedSampler)
+SAMPLERS.register("pk")(PKBatchSampler)
 
 
 def available_samplers() -> list[str]:
     """Return the sampler names accepted by ``sampler = {name = ...}``."""
-    return sorted(SAMPLERS)
+    return SAMPLERS.available()
 
 
 def check_sampler_spec(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -39,25 +38,13 @@ def check_sampler_spec(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not isinstance(spec, Mapping) or "name" not in spec or set(spec) - {"name", "args"}:
         raise PlpDataError(f"sampler must be {{name = ..., args = {{...}}}}, got {spec!r}")
     name, args = spec["name"], dict(spec.get("args", {}))
-    if name not in SAMPLERS:
-        raise PlpDataError(
-            f"sampler: unknown sampler {name!r}; available: {', '.join(available_samplers())}"
-        )
-    accepted = set(inspect.signature(SAMPLERS[name]).parameters) - _FILLED
-    unknown = sorted(set(args) - accepted)
-    if unknown:
-        raise PlpDataError(
-            f"sampler.args: {name!r} takes no argument {', '.join(map(repr, unknown))}; "
-            f"it takes: {', '.join(sorted(accepted))}"
-        )
+    try:
+        SAMPLERS.check(name, args)
+    except PlpDataError as error:
+        raise PlpDataError(f"sampler: {error}") from None
     return {"name": name, "args": args}
 
 
 def build_sampler(name: str, labels: np.ndarray, **kwargs: Any) -> Sampler[Any]:
     """Return the sampler ``name`` over ``labels`` built with ``kwargs``."""
-    if name not in SAMPLERS:
-        raise PlpDataError(
-            f"unknown sampler {name!r}; available: {', '.join(available_samplers())}"
-        )
-    factory: Any = SAMPLERS[name]
-    return factory(labels, **kwargs)
+    return SAMPLERS.build(name, labels=labels, **kwargs)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 from plp_data._errors import PlpDataError
+from plp_losses import PositiveInt
 
 __all__ = ["ClassBalancedSampler", "PKBatchSampler", "SamplerError", "ShuffleSampler"]
 
@@ -198,14 +200,14 @@ class PKBatchSampler(_EpochMixin, Sampler[list[int]]):
     def __init__(
         self,
         labels: Sequence[int] | np.ndarray | torch.Tensor,
-        classes_per_batch: int,
-        samples_per_class: int,
+        classes_per_batch: PositiveInt,
+        samples_per_class: PositiveInt,
         *,
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
         drop_singletons: bool = False,
-        batches_per_epoch: int | str = "samples",
+        batches_per_epoch: PositiveInt | Literal["samples", "classes"] = "samples",
     ) -> None:
         super().__init__()
         if classes_per_batch < 1:
@@ -382,7 +384,7 @@ class ClassBalancedSampler(_EpochMixin, Sampler[int]):
     def __init__(
         self,
         labels: Sequence[int] | np.ndarray | torch.Tensor,
-        num_samples: int | None = None,
+        num_samples: PositiveInt | None = None,
         *,
         seed: int = 0,
         num_replicas: int | None = None,

@@ -61,14 +61,14 @@ class Range:
     le: float | None = None
     finite: bool = True
 
-    def describe(self) -> str:
-        """Return the allowed values in words, e.g. ``'> 0 and finite'``."""
+    def describe(self, integer: bool = False) -> str:
+        """Return the allowed values in words, e.g. ``'> 0 and finite'`` (``'> 0'`` for ints)."""
         parts = [
             f"{symbol} {bound:g}"
             for symbol, bound in ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le))
             if bound is not None
         ]
-        if self.finite:
+        if self.finite and not integer:
             parts.append("finite")
         return " and ".join(parts) or "any number"
 
@@ -80,7 +80,7 @@ class Range:
         ok = ok and (self.gt is None or value > self.gt) and (self.ge is None or value >= self.ge)
         ok = ok and (self.lt is None or value < self.lt) and (self.le is None or value <= self.le)
         if not ok:
-            raise ValueError(f"must be {self.describe()}")
+            raise ValueError(f"must be {self.describe(integer=isinstance(value, int))}")
         return value
 
     def __get_pydantic_core_schema__(self, source: Any, handler: Callable[[Any], Any]) -> Any:
