@@ -6,10 +6,7 @@ import functools
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import faiss
 import numpy as np
-from sklearn import metrics
-from threadpoolctl import ThreadpoolController
 
 from plp_eval._arrays import as_features, as_labels
 from plp_eval._errors import PlpEvalError
@@ -64,6 +61,8 @@ def _kmeans(features: np.ndarray, num_clusters: int, seed: int, iterations: int)
     sample_size = max(SEED_SAMPLE, 100 * num_clusters)
     sample = data if len(data) <= sample_size else data[rng.choice(len(data), sample_size, False)]
     centroids = _kmeans_plusplus(sample, num_clusters, rng)
+    import faiss  # imported here: `import plp_eval` stays quick
+
     model = faiss.Kmeans(
         data.shape[1],
         num_clusters,
@@ -78,8 +77,10 @@ def _kmeans(features: np.ndarray, num_clusters: int, seed: int, iterations: int)
 
 
 @functools.cache
-def _thread_limiter() -> ThreadpoolController:
+def _thread_limiter() -> Any:
     """The OpenMP and BLAS libraries loaded (looked up once: it takes milliseconds)."""
+    from threadpoolctl import ThreadpoolController
+
     return ThreadpoolController()
 
 
@@ -120,6 +121,8 @@ def clustering_metrics(
     if not 1 <= k <= len(data):
         raise PlpEvalError(f"num_clusters must be between 1 and {len(data)}, got {k}")
     predicted = kmeans(data, k, seed=seed)
+    from sklearn import metrics  # scikit-learn and scipy: imported when needed
+
     contingency = metrics.cluster.contingency_matrix(truth, predicted)
     return ClusteringMetrics(
         nmi=metrics.normalized_mutual_info_score(truth, predicted),

@@ -1,26 +1,158 @@
 """Numba kernels of the exact re-ID ranking (imported lazily: numba compiles on first use).
 
-The kernel ranks each query's matches without sorting the gallery. ``scores[r, g]`` is a
+The kernels rank each query's matches without sorting the gallery. ``scores[r, g]`` is a
 float32 (or float64) approximation of the query's distance to gallery item ``g`` up to a
-per-query constant (``||g||^2 - 2 q.g`` for L2, ``-q.g`` for cosine), with a proven error
-bound ``errors[r]``. For each match ``m`` (sorted by exact float64 distance, then gallery
-index) the rank is ``1 + matches before m + non-matches before m``; a non-match whose score is
-below ``t_m - error`` is certainly before ``m``, above ``t_m + error`` certainly after, and
-the few in between are compared exactly in float64 with the tie rule (equal distances: lower
-gallery index first). The result is therefore the exact float64 ranking, computed with one
-vectorised counting pass per match over the candidates: the scores of the row up to the last
-match's bound, gathered in one pass (with many matches, the candidates are sorted instead).
+per-query constant (``||g||^2 - 2 q.g`` for L2, ``-q.g / (|q| |g|)`` for cosine), with a proven
+error bound ``errors[r]``. For each match ``m`` (in exact order) the rank is
+``1 + matches before m + non-matches before m``; a non-match whose score is below
+``t_m - error`` is certainly before ``m`` (``t_m``: the match's float64 distance minus the
+offset), above ``t_m + error`` certainly after, and the few in between are compared exactly.
+
+Exact comparison (:func:`_precedes`), for real-arithmetic ties: a float64 distance with a
+proven error bound decides when two distances are farther apart than their bounds; otherwise
+the sign of their difference is computed exactly, from products that are exact in float64
+(float32 inputs: 24 x 24 bits; float64 inputs: Dekker's two-product) summed without rounding
+(Shewchuk's non-overlapping expansions, as in ``math.fsum``). L2 compares ``|q-a|^2 - |q-b|^2``
+as the exact sum of ``a.a - b.b - 2 q.a + 2 q.b``; cosine compares ``sign(q.g) (q.g)^2 / |g|^2``
+by cross-multiplication, each vector first scaled by a power of two (exact; cosine does not
+change). Equal real distances are then ordered by gallery index. This holds for float32 inputs
+and for float64 inputs whose products neither overflow nor underflow.
+
+With ``mode == GIVEN`` the scores are the distances themselves (offset 0, error 0) and the
+exact comparison is that of the given numbers.
 """
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
-__all__ = ["rank_block"]
+__all__ = ["COSINE", "GIVEN", "L2", "rank_block", "rank_compact"]
 
+L2, COSINE, GIVEN = 0, 1, 2
 _CHUNK = 64  # scores tested at once before gathering the candidates among them
 _MANY_MATCHES = 32  # above this many matches, sort the candidates instead of counting
+_PARTIALS = 96  # room for a non-overlapping expansion of any sum of doubles (~40 needed)
+_SPLITTER = 134217729.0  # 2**27 + 1 (Dekker)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _two_product(a: float, b: float) -> tuple[float, float]:
+    """Return (p, e) with p + e == a * b exactly (Dekker; no overflow for |a|, |b| < 2**996)."""
+    p = a * b
+    t = _SPLITTER * a
+    a_hi = t - (t - a)
+    a_lo = a - a_hi
+    t = _SPLITTER * b
+    b_hi = t - (t - b)
+    b_lo = b - b_hi
+    e = ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+    return p, e
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _grow(partials: np.ndarray, size: int, x: float) -> int:
+    """Add ``x`` exactly to the expansion ``partials[:size]``; return its new size (msum)."""
+    if x == 0.0:
+        return size
+    kept = 0
+    for k in range(size):
+        y = partials[k]
+        if abs(x) < abs(y):
+            x, y = y, x
+        high = x + y
+        low = y - (high - x)
+        if low != 0.0:
+            partials[kept] = low
+            kept += 1
+        x = high
+    partials[kept] = x
+    return kept + 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sign(partials: np.ndarray, size: int) -> int:
+    """Sign of the exact sum of a non-overlapping expansion: that of its largest part."""
+    for k in range(size - 1, -1, -1):
+        if partials[k] > 0.0:
+            return 1
+        if partials[k] < 0.0:
+            return -1
+    return 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact_dot(
+    x: np.ndarray, x_scale: float, y: np.ndarray, y_scale: float, out: np.ndarray
+) -> int:
+    """Write sum((x * x_scale) * (y * y_scale)) exactly into ``out``; return its size."""
+    size = 0
+    for k in range(x.shape[0]):
+        p, e = _two_product(np.float64(x[k]) * x_scale, np.float64(y[k]) * y_scale)
+        size = _grow(out, size, p)
+        size = _grow(out, size, e)
+    return size
+
+
+@numba.njit(cache=True, nogil=True)
+def _power_of_two_scale(x: np.ndarray) -> float:
+    """A power of two that brings the largest |x| into [1, 2) (1.0 for a zero vector)."""
+    largest = 0.0
+    for k in range(x.shape[0]):
+        largest = max(largest, abs(np.float64(x[k])))
+    if largest == 0.0:
+        return 1.0
+    _, exponent = math.frexp(largest)
+    return math.ldexp(1.0, 1 - exponent)
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact_sign(query: np.ndarray, a: np.ndarray, b: np.ndarray, cosine: bool) -> int:
+    """Exact sign of distance(query, a) - distance(query, b) in real arithmetic."""
+    partials = np.empty(_PARTIALS, dtype=np.float64)
+    size = 0
+    if not cosine:  # |q-a|^2 - |q-b|^2 = sum(a*a - b*b - 2 q*a + 2 q*b)
+        for k in range(query.shape[0]):
+            q, x, y = np.float64(query[k]), np.float64(a[k]), np.float64(b[k])
+            for u, v, w in ((x, x, 1.0), (y, y, -1.0), (q, x, -2.0), (q, y, 2.0)):
+                p, e = _two_product(u, v)
+                size = _grow(partials, size, w * p)
+                size = _grow(partials, size, w * e)
+        return _sign(partials, size)
+    # Cosine distance a < b  <=>  sign(q.a) (q.a)^2 / |a|^2 > sign(q.b) (q.b)^2 / |b|^2.
+    q_scale = _power_of_two_scale(query)
+    a_scale = _power_of_two_scale(a)
+    b_scale = _power_of_two_scale(b)
+    dot_a = np.empty(_PARTIALS, dtype=np.float64)
+    dot_b = np.empty(_PARTIALS, dtype=np.float64)
+    norm_a = np.empty(_PARTIALS, dtype=np.float64)
+    norm_b = np.empty(_PARTIALS, dtype=np.float64)
+    n_dot_a = _exact_dot(query, q_scale, a, a_scale, dot_a)
+    n_dot_b = _exact_dot(query, q_scale, b, b_scale, dot_b)
+    n_norm_a = _exact_dot(a, a_scale, a, a_scale, norm_a)
+    n_norm_b = _exact_dot(b, b_scale, b, b_scale, norm_b)
+    sign_a = _sign(dot_a, n_dot_a) if n_norm_a > 0 else 0  # a zero vector: similarity 0
+    sign_b = _sign(dot_b, n_dot_b) if n_norm_b > 0 else 0
+    if sign_a != sign_b:
+        return -1 if sign_a > sign_b else 1
+    if sign_a == 0:
+        return 0
+    # Same sign s: compare s * (q.a)^2 |b|^2 with s * (q.b)^2 |a|^2.
+    for dot, n_dot, norm, n_norm, weight in (
+        (dot_a, n_dot_a, norm_b, n_norm_b, 1.0),
+        (dot_b, n_dot_b, norm_a, n_norm_a, -1.0),
+    ):
+        for i in range(n_dot):
+            for j in range(n_dot):
+                p, e = _two_product(dot[i], dot[j])
+                for k in range(n_norm):
+                    for part in (p, e):
+                        high, low = _two_product(part, norm[k])
+                        size = _grow(partials, size, weight * high)
+                        size = _grow(partials, size, weight * low)
+    return -sign_a * _sign(partials, size)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -33,11 +165,11 @@ def _distance64(
     q_norm: float,
     g_norm: np.ndarray,
 ) -> float:
-    """Exact-as-float64 distance: squared L2, or 1 - cosine similarity."""
+    """Float64 distance (squared L2, or 1 - cosine), within :func:`_error64` of the real one."""
     total = 0.0
-    if cosine:  # as 1 - (q / |q|) . (g / |g|), normalising first
-        q_scale = max(q_norm, 1e-12)
-        g_scale = max(g_norm[gi], 1e-12)
+    if cosine:  # as 1 - (q / |q|) . (g / |g|), normalising first (zero vectors: similarity 0)
+        q_scale = q_norm if q_norm > 0.0 else 1.0
+        g_scale = g_norm[gi] if g_norm[gi] > 0.0 else 1.0
         for k in range(queries.shape[1]):
             total += (np.float64(queries[qi, k]) / q_scale) * (np.float64(gallery[gi, k]) / g_scale)
         return 1.0 - total
@@ -48,15 +180,42 @@ def _distance64(
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _count(row: np.ndarray, lo: float, hi: float) -> tuple[int, int]:
-    """Return (#items < lo, #items <= hi) of a row."""
-    below = 0
-    upto = 0
-    for g in range(row.shape[0]):
-        x = row[g]
-        below += x < lo
-        upto += x <= hi
-    return below, upto
+def _error64(distance: float, dim: int, mode: int) -> float:
+    """Bound on |_distance64 - real distance| (twice the worst case of the float64 steps).
+
+    L2: d non-negative terms, each a rounded difference squared, summed: relative error at
+    most (d + 2) u. Cosine: norms (d + 2) u relative, each of the d products 3 u, the sum
+    d u of a total <= 1 (Cauchy-Schwarz): below (2 d + 10) u absolute. ``u = 2**-53``.
+    """
+    if mode == 2:
+        return 0.0
+    if mode == 1:
+        return 2.0 * (2 * dim + 10) * 1.1102230246251565e-16
+    return 2.0 * (dim + 3) * 1.1102230246251565e-16 * distance + (dim + 1) * 1e-320
+
+
+@numba.njit(cache=True, nogil=True)
+def _precedes(
+    queries: np.ndarray,
+    qi: int,
+    gallery: np.ndarray,
+    a: int,
+    key_a: float,
+    b: int,
+    key_b: float,
+    mode: int,
+) -> bool:
+    """Whether gallery item ``a`` ranks before ``b`` (exact distance, then gallery index)."""
+    if mode == 2:
+        return key_a < key_b or (key_a == key_b and a < b)
+    dim = queries.shape[1]
+    error = _error64(key_a, dim, mode) + _error64(key_b, dim, mode)
+    if key_a + error < key_b:
+        return True
+    if key_a > key_b + error:
+        return False
+    sign = _exact_sign(queries[qi], gallery[a], gallery[b], mode == 1)
+    return sign < 0 or (sign == 0 and a < b)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -70,6 +229,7 @@ def rank_block(
     q_cameras: np.ndarray,
     g_cameras: np.ndarray,
     use_cameras: bool,
+    leave_self_out: bool,
     label_order: np.ndarray,
     group_start: np.ndarray,
     group_stop: np.ndarray,
@@ -77,12 +237,12 @@ def rank_block(
     errors: np.ndarray,
     q_norms: np.ndarray,
     g_norms: np.ndarray,
-    cosine: bool,
-    first_rank: np.ndarray,
-    average_precision: np.ndarray,
-    inverse_negative_penalty: np.ndarray,
+    mode: int,
+    out_start: np.ndarray,
+    match_ranks: np.ndarray,
+    num_matches: np.ndarray,
 ) -> None:
-    """Fill the outputs (one entry per row of ``scores``; ``first_rank`` 0: no match).
+    """Rank the matches of every row of a dense score block.
 
     Args:
         scores: ``(B, G)`` approximate distances minus ``offsets`` (float32 or float64).
@@ -94,6 +254,7 @@ def rank_block(
         q_cameras: ``(Q,)`` query cameras (unused unless ``use_cameras``).
         g_cameras: ``(G,)`` gallery cameras.
         use_cameras: Remove same-label, same-camera gallery items.
+        leave_self_out: Gallery item ``i`` is query ``i``: remove it from query ``i``'s ranking.
         label_order: Gallery indices sorted by label, then index.
         group_start: ``(B,)`` start in ``label_order`` of each query's label group.
         group_stop: ``(B,)`` its end (== start: label absent from the gallery).
@@ -101,49 +262,63 @@ def rank_block(
         errors: ``(B,)`` float64 bound on |score + offset - exact distance|.
         q_norms: ``(B,)`` float64 L2 norms of the block's queries (cosine only).
         g_norms: ``(G,)`` float64 L2 norms of the gallery items (cosine only).
-        cosine: Distances are 1 - cosine similarity (else squared L2).
-        first_rank: ``(B,)`` int64 output: rank of the first match (0: no match).
-        average_precision: ``(B,)`` float64 output.
-        inverse_negative_penalty: ``(B,)`` float64 output: R / rank of the last match.
+        mode: ``L2``, ``COSINE`` or ``GIVEN`` (the scores are the distances).
+        out_start: ``(B,)`` where row ``r``'s match ranks start in ``match_ranks`` (room for
+            its whole label group).
+        match_ranks: int64 output: the 1-based ranks of each row's matches, ascending.
+        num_matches: ``(B,)`` int64 output: matches of each row (0: no match).
     """
     num_rows, size = scores.shape
     # The scores that can still be ahead of a query's last match, and their gallery indices.
     candidates = np.empty(size, dtype=scores.dtype)
     candidate_index = np.empty(size, dtype=np.int64)
+    top_bound = np.empty(1, dtype=scores.dtype)
     for r in range(num_rows):
-        _rank_row(
-            r,
-            candidates,
-            candidate_index,
-            scores,
-            q_start,
-            queries,
-            gallery,
-            q_labels,
-            g_labels,
-            q_cameras,
-            g_cameras,
-            use_cameras,
-            label_order,
-            group_start,
-            group_stop,
-            offsets,
-            errors,
-            q_norms,
-            g_norms,
-            cosine,
-            first_rank,
-            average_precision,
-            inverse_negative_penalty,
-        )
+        row = scores[r]
+        start = group_start[r]
+        n_items = group_stop[r] - start
+        item_scores = np.empty(n_items, dtype=np.float64)
+        for k in range(n_items):
+            item_scores[k] = row[label_order[start + k]]
+        # Only scores up to the last match's bound can be ahead of a match (a match's score
+        # is within the error of its exact distance: score + 2 error bounds it).
+        last = -np.inf
+        for k in range(n_items):
+            if _is_match(q_start + r, label_order[start + k], q_cameras, g_cameras,
+                         use_cameras, leave_self_out):  # fmt: skip
+                last = max(last, item_scores[k] + 2.0 * errors[r])
+        top_bound[0] = last + abs(last) * 2.4e-7 + 1e-37  # outwards, then to float32
+        top = top_bound[0]
+        num_candidates = 0
+        whole = size - size % _CHUNK
+        for begin in range(0, size, _CHUNK):
+            if begin < whole:  # vectorised test (fixed trip count), usually no candidate
+                chunk = row[begin : begin + _CHUNK]
+                hits = 0
+                for g in range(_CHUNK):
+                    hits += chunk[g] <= top
+                if hits == 0:
+                    continue
+            end = min(begin + _CHUNK, size)
+            for g in range(begin, end):
+                x = row[g]
+                candidates[num_candidates] = x
+                candidate_index[num_candidates] = g
+                num_candidates += x <= top
+        num_matches[r] = _rank_matches(
+            r, q_start, queries, gallery, q_labels, g_labels, q_cameras, g_cameras,
+            use_cameras, leave_self_out, label_order, start, n_items, item_scores,
+            offsets, errors, q_norms, g_norms, mode, candidates[:num_candidates],
+            candidate_index[:num_candidates], match_ranks[out_start[r] : out_start[r] + n_items],
+        )  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True)
-def _rank_row(
-    r: int,
-    candidates: np.ndarray,
+def rank_compact(
+    candidate_start: np.ndarray,
+    candidate_scores: np.ndarray,
     candidate_index: np.ndarray,
-    scores: np.ndarray,
+    item_scores: np.ndarray,
     q_start: int,
     queries: np.ndarray,
     gallery: np.ndarray,
@@ -152,6 +327,7 @@ def _rank_row(
     q_cameras: np.ndarray,
     g_cameras: np.ndarray,
     use_cameras: bool,
+    leave_self_out: bool,
     label_order: np.ndarray,
     group_start: np.ndarray,
     group_stop: np.ndarray,
@@ -159,91 +335,136 @@ def _rank_row(
     errors: np.ndarray,
     q_norms: np.ndarray,
     g_norms: np.ndarray,
-    cosine: bool,
-    first_rank: np.ndarray,
-    average_precision: np.ndarray,
-    inverse_negative_penalty: np.ndarray,
+    mode: int,
+    out_start: np.ndarray,
+    match_ranks: np.ndarray,
+    num_matches: np.ndarray,
 ) -> None:
-    """Rank the matches of row ``r`` of the block (see :func:`rank_block`)."""
+    """:func:`rank_block` on candidates chosen elsewhere (the torch backend's device).
+
+    Row ``r``'s candidates are ``candidate_scores[candidate_start[r]:candidate_start[r+1]]``
+    (gallery indices in ``candidate_index``, ascending): every gallery item whose score may be
+    ahead of one of the row's matches, and maybe more. ``item_scores[out_start[r]:...]`` are
+    the scores of the row's label group, in ``label_order``. Other arguments as there.
+    """
+    for r in range(group_start.shape[0]):
+        start = group_start[r]
+        n_items = group_stop[r] - start
+        items = item_scores[out_start[r] : out_start[r] + n_items]
+        num_matches[r] = _rank_matches(
+            r, q_start, queries, gallery, q_labels, g_labels, q_cameras, g_cameras,
+            use_cameras, leave_self_out, label_order, start, n_items, items,
+            offsets, errors, q_norms, g_norms, mode,
+            candidate_scores[candidate_start[r] : candidate_start[r + 1]],
+            candidate_index[candidate_start[r] : candidate_start[r + 1]],
+            match_ranks[out_start[r] : out_start[r] + n_items],
+        )  # fmt: skip
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _is_match(
+    qi: int,
+    g: int,
+    q_cameras: np.ndarray,
+    g_cameras: np.ndarray,
+    use_cameras: bool,
+    leave_self_out: bool,
+) -> bool:
+    """Whether label-group item ``g`` is a match of query ``qi`` (not removed)."""
+    if leave_self_out and g == qi:
+        return False
+    return not (use_cameras and g_cameras[g] == q_cameras[qi])
+
+
+@numba.njit(cache=True, nogil=True)
+def _rank_matches(
+    r: int,
+    q_start: int,
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    q_labels: np.ndarray,
+    g_labels: np.ndarray,
+    q_cameras: np.ndarray,
+    g_cameras: np.ndarray,
+    use_cameras: bool,
+    leave_self_out: bool,
+    label_order: np.ndarray,
+    start: int,
+    n_items: int,
+    item_scores: np.ndarray,
+    offsets: np.ndarray,
+    errors: np.ndarray,
+    q_norms: np.ndarray,
+    g_norms: np.ndarray,
+    mode: int,
+    pool: np.ndarray,
+    pool_index: np.ndarray,
+    ranks: np.ndarray,
+) -> int:
+    """Write the ascending ranks of row ``r``'s matches into ``ranks``; return how many.
+
+    ``pool`` holds (at least) every gallery score that may be ahead of one of the matches,
+    ``pool_index`` their gallery indices in ascending order.
+    """
     qi = q_start + r
-    first_rank[r] = 0
-    average_precision[r] = 0.0
-    inverse_negative_penalty[r] = 0.0
-    start = group_start[r]
-    n_items = group_stop[r] - start
-    if n_items == 0:
-        return
     label = q_labels[qi]
-    row = scores[r]
-    item_scores = np.empty(n_items, dtype=np.float64)
+    cosine = mode == 1
     match_index = np.empty(n_items, dtype=np.int64)
-    match_distance = np.empty(n_items, dtype=np.float64)
+    match_key = np.empty(n_items, dtype=np.float64)
     num_matches = 0
     for k in range(n_items):
         g = label_order[start + k]
-        item_scores[k] = row[g]
-        if use_cameras and g_cameras[g] == q_cameras[qi]:
+        if not _is_match(qi, g, q_cameras, g_cameras, use_cameras, leave_self_out):
             continue
         match_index[num_matches] = g
-        match_distance[num_matches] = _distance64(
-            queries, qi, gallery, g, cosine, q_norms[r], g_norms
-        )
+        if mode == 2:
+            match_key[num_matches] = item_scores[k]
+        else:
+            match_key[num_matches] = _distance64(
+                queries, qi, gallery, g, cosine, q_norms[r], g_norms
+            )
         num_matches += 1
     if num_matches == 0:
-        return
-    # label_order is ascending in gallery index within a label: a stable sort by distance
-    # orders equal distances by gallery index.
-    order = np.argsort(match_distance[:num_matches], kind="mergesort")
+        return 0
+    # Sort by float64 key (label_order is ascending in gallery index: stable sort keeps equal
+    # keys in index order), then settle neighbours closer than their error bounds exactly.
+    order = np.argsort(match_key[:num_matches], kind="mergesort")
+    for i in range(1, num_matches):
+        j = i
+        while j > 0 and _precedes(
+            queries, qi, gallery, match_index[order[j]], match_key[order[j]],
+            match_index[order[j - 1]], match_key[order[j - 1]], mode,
+        ):  # fmt: skip
+            order[j], order[j - 1] = order[j - 1], order[j]
+            j -= 1
     offset = offsets[r]
     error = errors[r]
-    bounds = np.empty(2, dtype=row.dtype)
-    # Only scores up to the last match's upper bound can be ahead of a match: gather them.
-    last = match_distance[order[num_matches - 1]] - offset + error
-    bounds[1] = last + abs(last) * 2.4e-7 + 1e-37
-    top = bounds[1]
-    num_candidates = 0
-    size = row.shape[0]
-    whole = size - size % _CHUNK
-    for begin in range(0, size, _CHUNK):
-        if begin < whole:  # vectorised test (fixed trip count), usually no candidate
-            chunk = row[begin : begin + _CHUNK]
-            hits = 0
-            for g in range(_CHUNK):
-                hits += chunk[g] <= top
-            if hits == 0:
-                continue
-        end = min(begin + _CHUNK, size)
-        for g in range(begin, end):
-            x = row[g]
-            candidates[num_candidates] = x
-            candidate_index[num_candidates] = g
-            num_candidates += x <= top
-    pool = candidates[:num_candidates]
+    bounds = np.empty(2, dtype=pool.dtype)
+    many = num_matches > _MANY_MATCHES
     # Many matches: sort the candidates once and binary-search each match's bounds, instead of
     # one counting pass per match (O(K log K + R log K) instead of O(R K)).
-    many = num_matches > _MANY_MATCHES
-    if many:
-        pool = np.sort(pool)
-    ap = 0.0
-    rank = 0
+    sorted_pool = np.sort(pool) if many else pool
     for j in range(num_matches):
         m = order[j]
-        threshold = match_distance[m]
+        threshold = match_key[m]
         gi = match_index[m]
         low = threshold - offset - error
         high = threshold - offset + error
         # Round outwards to the scores' precision (float32 rounding error < 2.4e-7 rel).
-        low = low - abs(low) * 2.4e-7 - 1e-37
-        high = high + abs(high) * 2.4e-7 + 1e-37
-        bounds[0] = low
-        bounds[1] = high
+        bounds[0] = low - abs(low) * 2.4e-7 - 1e-37
+        bounds[1] = high + abs(high) * 2.4e-7 + 1e-37
         lo = bounds[0]
         hi = bounds[1]
         if many:
-            below = np.searchsorted(pool, lo, side="left")
-            upto = np.searchsorted(pool, hi, side="right")
+            below = np.searchsorted(sorted_pool, lo, side="left")
+            upto = np.searchsorted(sorted_pool, hi, side="right")
         else:
-            below, upto = _count(pool, lo, hi)
+            below = 0
+            upto = 0
+            for c in range(pool.shape[0]):
+                x = pool[c]
+                below += x < lo
+                upto += x <= hi
         for k in range(n_items):  # label items are never non-matches
             x = item_scores[k]
             if x < lo:
@@ -253,16 +474,15 @@ def _rank_row(
                 upto -= 1
         ahead = below
         if upto > below:  # non-matches too close to call in low precision
-            for c in range(num_candidates):  # (candidates, unlike pool, is never sorted)
-                x = candidates[c]
-                g = candidate_index[c]
+            for c in range(pool.shape[0]):
+                x = pool[c]
+                g = pool_index[c]
                 if x >= lo and x <= hi and g_labels[g] != label:
-                    d = _distance64(queries, qi, gallery, g, cosine, q_norms[r], g_norms)
-                    if d < threshold or (d == threshold and g < gi):
+                    if mode == 2:
+                        key = float(x)
+                    else:
+                        key = _distance64(queries, qi, gallery, g, cosine, q_norms[r], g_norms)
+                    if _precedes(queries, qi, gallery, g, key, gi, threshold, mode):
                         ahead += 1
-        rank = 1 + j + ahead
-        if j == 0:
-            first_rank[r] = rank
-        ap += (j + 1) / rank
-    average_precision[r] = ap / num_matches
-    inverse_negative_penalty[r] = num_matches / rank
+        ranks[j] = 1 + j + ahead
+    return num_matches

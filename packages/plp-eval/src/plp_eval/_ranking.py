@@ -1,64 +1,35 @@
-"""Re-ID ranking metrics (CMC, mAP, mINP) computed exactly, query block by query block."""
+"""Re-ID ranking metrics (CMC, mAP, mINP, precision@1, R-precision, MAP@R), exact, by blocks."""
 
 from __future__ import annotations
 
 import functools
 import os
 import queue
-import warnings
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-import faiss
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
-from plp_eval._arrays import as_features, as_labels
+from plp_eval._arrays import as_labels
+from plp_eval._distributed import gather_values, share
 from plp_eval._errors import PlpEvalError
+from plp_eval._match_ranks import VALUES, ReidMetrics, query_values, summarize
+from plp_eval._problem import METRICS, Problem, check_max_rank, check_same_rows, prepare
 
-__all__ = ["METRICS", "ReidMetrics", "rank_lists", "reid_metrics"]
+__all__ = [
+    "BACKENDS",
+    "METRICS",
+    "ReidMetrics",
+    "rank_lists",
+    "reid_metrics",
+    "reid_metrics_from_distances",
+]
 
-METRICS = ("euclidean", "cosine")
+BACKENDS = ("auto", "numba", "torch")
 # Query rows in flight (all workers together): extra memory is about BLOCK x gallery x 4 bytes
 # (x 8 for the float64 ``sort`` method, one block at a time).
 BLOCK = 256
-
-
-@dataclass(frozen=True)
-class ReidMetrics:
-    """Re-ID ranking metrics over the valid queries.
-
-    Attributes:
-        cmc: ``(max_rank,)`` float64; ``cmc[k-1]`` is the share of valid queries whose first
-            match is at rank <= k.
-        mean_average_precision: Mean over valid queries of AP over the whole ranking.
-        mean_inp: Mean over valid queries of INP = R / rank of the last match.
-        num_queries: Queries given.
-        num_valid_queries: Queries with at least one match left in the gallery.
-    """
-
-    cmc: np.ndarray
-    mean_average_precision: float
-    mean_inp: float
-    num_queries: int
-    num_valid_queries: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the metrics as a flat JSON-serialisable dict."""
-        result: dict[str, Any] = {
-            f"rank-{k}": float(self.cmc[k - 1]) for k in (1, 5, 10) if k <= len(self.cmc)
-        }
-        result.update(
-            {
-                "mAP": float(self.mean_average_precision),
-                "mINP": float(self.mean_inp),
-                "num_queries": int(self.num_queries),
-                "num_valid_queries": int(self.num_valid_queries),
-                "cmc": [float(v) for v in self.cmc],
-            }
-        )
-        return result
 
 
 def reid_metrics(
@@ -70,28 +41,61 @@ def reid_metrics(
     gallery_cameras: Any = None,
     metric: str = "euclidean",
     max_rank: int = 50,
+    *,
+    query_in_gallery: bool = False,
+    backend: str = "auto",
+    device: Any = None,
+    distributed: bool = False,
 ) -> ReidMetrics:
-    """Return CMC, mAP and mINP of ranking the gallery for every query.
+    """Return CMC, mAP, mINP, precision@1, R-precision and MAP@R of ranking the gallery.
 
     Definitions:
 
-    - ``euclidean`` is the L2 distance; ``cosine`` is 1 - cosine similarity.
-    - A query's ranking sorts the gallery by distance; equal distances are ordered by gallery
-      index.
+    - ``euclidean`` is the L2 distance; ``cosine`` is 1 - cosine similarity (a zero vector has
+      similarity 0 with everything).
+    - A query's ranking sorts the gallery by distance **in real arithmetic** (the real
+      distance between the given float values); equal distances are ordered by gallery index.
     - With both camera arrays, gallery items with the query's label **and** camera are removed
       from that query's ranking (Market-1501 protocol); without cameras nothing is removed.
-    - A query with no match left is not valid: left out of every mean, counted, and warned
-      about; if no query is valid, PlpEvalError is raised.
-    - AP is over the whole ranking: the mean over the query's R matches of precision at each
-      match's rank (torchreid / fast-reid). INP = R / rank of the last match.
+      With ``query_in_gallery=True`` (leave-one-out: the query and gallery arrays are the
+      same rows) query ``i`` is gallery item ``i`` and is removed from its own ranking.
+    - The matches of a query are the gallery items left in its ranking with its label; R is
+      their number. A query with R = 0 is not valid: left out of every mean, counted, and
+      warned about; if no query is valid, PlpEvalError is raised.
+    - AP is over the whole ranking: the mean over the R matches of precision at each match's
+      rank (torchreid / fast-reid). INP = R / rank of the last match.
+    - precision@1, R-precision and MAP@R are pytorch-metric-learning's (AccuracyCalculator,
+      means over the valid queries, i.e. its "not lone" queries), but exact: every match is
+      ranked, no k-nearest cap. precision@1: the first ranked item is a match. R-precision:
+      matches among the first R ranked, over R. MAP@R: (1/R) times the sum, over the matches
+      ranked within the first R, of precision at their rank. Removed items (same camera,
+      the query itself) are not in the ranking and not counted in R.
 
-    Computation: the gallery is never sorted and the full query x gallery matrix never built.
-    Blocks of queries are scored against the gallery with a float32 matmul (one worker thread
-    per core, at most ``BLOCK`` query rows in flight: extra memory is the gallery in float32
-    plus ``BLOCK x gallery`` float32 scores); then only each query's matches are ranked, by
-    counting the non-matches ahead of them. Non-matches within the float32 matmul's proven
-    error bound of a match are compared in float64, so the result is the exact float64
-    ranking with the tie rule above.
+    Exactness: blocks of queries are scored against the gallery with a float32 matmul with a
+    proven error bound; only each query's matches are ranked, by counting the non-matches
+    certainly ahead of them; the few within the bound are compared exactly (float64 with a
+    bound, then exact sums of exact products: see :mod:`plp_eval._kernels`). Ties in real
+    arithmetic (integer, permuted, scaled features) are therefore ties, broken by gallery
+    index, for both metrics and both backends (float32 inputs, and float64 inputs whose
+    products neither overflow nor underflow).
+
+    Backends (same results, bit for bit):
+
+    - ``numba`` (CPU): one worker thread per core, each with single-threaded BLAS and its own
+      block; at most ``BLOCK`` query rows in flight. Extra memory: the gallery in float32
+      plus ``BLOCK x gallery`` float32 scores.
+    - ``torch``: the matmul and the choice of candidates (items that may rank ahead of a
+      match) run on ``device``; the matches are ranked on the CPU from the candidates only.
+      Extra device memory: the gallery in float32 plus ``rows x gallery x 17`` bytes (scores,
+      mask, candidate indices), ``rows`` chosen so that this stays under 1 GiB (at least one
+      row). TF32 is switched off for the matmul.
+    - ``auto``: ``torch`` when the features are CUDA tensors or ``device`` is a CUDA device,
+      else ``numba``.
+
+    With ``distributed=True`` (inside an initialised ``torch.distributed`` group, every rank
+    passing the same arrays) each rank ranks a contiguous share of the queries and the
+    per-query values are all-reduced: every rank returns the full result, equal bit for bit
+    to one process's.
 
     Example:
         >>> import numpy as np
@@ -103,7 +107,10 @@ def reid_metrics(
         0.5
         >>> result.mean_inp  # 2 matches, last at rank 4
         0.5
+        >>> result.r_precision, result.map_at_r  # R = 2: one match in the first 2, at rank 2
+        (0.5, 0.25)
     """
+    torch_device = _torch_device(backend, device, query_features, gallery_features)
     return _evaluate(
         query_features,
         query_labels,
@@ -113,7 +120,28 @@ def reid_metrics(
         gallery_cameras,
         metric,
         max_rank,
+        query_in_gallery=query_in_gallery,
+        device=torch_device,
+        distributed=distributed,
     )
+
+
+def _torch_device(backend: str, device: Any, *features: Any) -> Any:
+    """The torch device to rank on, or None for the numba backend."""
+    if backend not in BACKENDS:
+        raise PlpEvalError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend == "numba":
+        return None
+    import torch
+
+    on_cuda = any(isinstance(f, torch.Tensor) and f.is_cuda for f in features)
+    if device is not None:
+        device = torch.device(device)
+    elif on_cuda:
+        device = next(f.device for f in features if isinstance(f, torch.Tensor) and f.is_cuda)
+    if backend == "auto" and not (on_cuda or (device is not None and device.type == "cuda")):
+        return None
+    return device if device is not None else torch.device("cpu")
 
 
 def _evaluate(
@@ -126,217 +154,229 @@ def _evaluate(
     metric: str = "euclidean",
     max_rank: int = 50,
     method: str = "count",
+    query_in_gallery: bool = False,
+    device: Any = None,
+    distributed: bool = False,
 ) -> ReidMetrics:
-    """:func:`reid_metrics` with a choice of exact method (the bench compares them).
+    """:func:`reid_metrics` with a choice of method (the bench and tests compare them).
 
-    Methods (same results; ``count`` measured fastest, see bench/reid.py):
-
-    - ``count``: float32 matmul per query block, then a numba kernel that ranks only each
-      query's matches by counting the non-matches ahead of them, with near ties settled in
-      float64 (see :mod:`plp_eval._kernels`).
-    - ``sort``: float64 distances per query block, full stable argsort of every row.
+    Methods: ``count`` (the numba backend, or the torch one when ``device`` is given) and
+    ``sort`` (float64 distances per query block, full stable argsort of every row: the float64
+    ranking, which equals the exact one when the float64 distances are exact).
     """
-    if metric not in METRICS:
-        raise PlpEvalError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
-    if max_rank < 1:
-        raise PlpEvalError(f"max_rank must be >= 1, got {max_rank}")
     if method not in ("count", "sort"):
         raise PlpEvalError(f"unknown method {method!r}")
-    queries = as_features(query_features, "query_features")
-    gallery = as_features(gallery_features, "gallery_features")
-    if queries.shape[1] != gallery.shape[1]:
-        raise PlpEvalError(
-            f"query_features have dimension {queries.shape[1]}, gallery_features {gallery.shape[1]}"
-        )
-    q_labels = as_labels(query_labels, "query_labels", len(queries))
-    g_labels = as_labels(gallery_labels, "gallery_labels", len(gallery))
-    use_cameras = query_cameras is not None and gallery_cameras is not None
-    q_cameras = as_labels(query_cameras, "query_cameras", len(queries)) if use_cameras else None
-    g_cameras = as_labels(gallery_cameras, "gallery_cameras", len(gallery)) if use_cameras else None
-
-    run = _count_blocks if method == "count" else _sort_blocks
-    cmc_counts, ap_sum, inp_sum, num_valid = run(
-        queries, q_labels, gallery, g_labels, q_cameras, g_cameras, metric, max_rank
+    problem = prepare(
+        query_features,
+        query_labels,
+        gallery_features,
+        gallery_labels,
+        query_cameras,
+        gallery_cameras,
+        metric,
+        max_rank,
+        query_in_gallery,
     )
-    if num_valid == 0:
-        raise PlpEvalError("no query has a match in the gallery: nothing to evaluate")
-    if num_valid < len(queries):
-        warnings.warn(
-            f"{len(queries) - num_valid} of {len(queries)} queries have no match in the gallery "
-            "and are left out",
-            stacklevel=3,
-        )
-    return ReidMetrics(
-        cmc=cmc_counts / num_valid,
-        mean_average_precision=float(ap_sum / num_valid),
-        mean_inp=float(inp_sum / num_valid),
-        num_queries=len(queries),
-        num_valid_queries=num_valid,
-    )
+    rows = share(len(problem.queries)) if distributed else range(len(problem.queries))
+    if method == "sort":
+        values = _sort_values(problem, rows)
+    elif device is not None:
+        from plp_eval._torch_ranking import torch_values
+
+        values = torch_values(problem, rows, device)
+    else:
+        values = _numba_values(problem, rows)
+    if distributed:
+        values = gather_values(values, rows, len(problem.queries))
+    return summarize(values, max_rank)
 
 
-_Totals = tuple[np.ndarray, float, float, int]
+def _numba_values(problem: Problem, rows: range) -> np.ndarray:
+    """Per-query values of query ``rows``: float32 matmul per block, then the numba kernel."""
+    from plp_eval._kernels import COSINE, L2, rank_block  # numba: compiled (and cached) once
 
-
-def _sort_blocks(
-    queries: np.ndarray,
-    q_labels: np.ndarray,
-    gallery: np.ndarray,
-    g_labels: np.ndarray,
-    q_cameras: np.ndarray | None,
-    g_cameras: np.ndarray | None,
-    metric: str,
-    max_rank: int,
-) -> _Totals:
-    """CMC counts, AP and INP sums, valid queries: float64, full stable sort of every row."""
-    cmc_counts = np.zeros(max_rank, dtype=np.int64)
-    ap_sum = inp_sum = 0.0
-    num_valid = 0
-    for start in range(0, len(queries), BLOCK):
-        stop = min(start + BLOCK, len(queries))
-        distances = _distances(queries[start:stop], gallery, metric)
-        order = np.argsort(distances, axis=1, kind="stable")  # ties: lower gallery index first
-        for row in range(stop - start):
-            ranked = order[row]
-            matches = g_labels[ranked] == q_labels[start + row]
-            if q_cameras is not None and g_cameras is not None:
-                keep = ~(matches & (g_cameras[ranked] == q_cameras[start + row]))
-                matches = matches[keep]
-            hit_ranks = np.flatnonzero(matches) + 1  # 1-based ranks of the matches
-            if len(hit_ranks) == 0:
-                continue
-            num_valid += 1
-            if hit_ranks[0] <= max_rank:
-                cmc_counts[hit_ranks[0] - 1 :] += 1
-            ap_sum += float(np.mean(np.arange(1, len(hit_ranks) + 1) / hit_ranks))
-            inp_sum += len(hit_ranks) / hit_ranks[-1]
-    return cmc_counts, ap_sum, inp_sum, num_valid
-
-
-def _count_blocks(
-    queries: np.ndarray,
-    q_labels: np.ndarray,
-    gallery: np.ndarray,
-    g_labels: np.ndarray,
-    q_cameras: np.ndarray | None,
-    g_cameras: np.ndarray | None,
-    metric: str,
-    max_rank: int,
-) -> _Totals:
-    """CMC counts, AP and INP sums, valid queries: low-precision matmul, exact match ranks.
-
-    Extra memory: the gallery once in float32 plus one ``BLOCK x gallery`` score block.
-    """
-    from plp_eval._kernels import rank_block  # numba: compiled (and cached) on first use
-
-    exact = np.float64 if np.float64 in (queries.dtype, gallery.dtype) else np.float32
-    queries = np.ascontiguousarray(queries, dtype=exact)
-    gallery = np.ascontiguousarray(gallery, dtype=exact)
-    cosine = metric == "cosine"
-    dim = gallery.shape[1]
-    g_squares = _row_squares(gallery)
-    g_norms = np.sqrt(g_squares)
-    largest = float(g_squares.max())
-    # float32 scores unless the values risk overflow/underflow there; the bound below is the
-    # worst case of a (dim + 1)-term float32 dot product plus the rounding of the inputs.
-    low_precision = cosine or 1e-30 < largest < 1e30
-    score_type = np.float32 if low_precision else np.float64
-    unit = 2.0**-24 if low_precision else 2.0**-53
-    # Scores: -q.g / (|q| |g|) (cosine) or |g|^2 - 2 q.g (L2, as [q, 1] . [-2 g, |g|^2]).
-    matrix = np.empty((len(gallery), dim + (0 if cosine else 1)), dtype=score_type)
-    for begin in range(0, len(gallery), 8192):
-        part = gallery[begin : begin + 8192]
-        if cosine:
-            scale = -1.0 / np.maximum(g_norms[begin : begin + 8192], 1e-12)
-            matrix[begin : begin + 8192] = part * scale[:, None]
-        else:
-            matrix[begin : begin + 8192, :dim] = part
-            matrix[begin : begin + 8192, :dim] *= -2.0
-    if not cosine:
-        matrix[:, dim] = g_squares
-    label_order = np.argsort(g_labels, kind="stable")
-    sorted_labels = g_labels[label_order]
-    no_cameras = np.zeros(1, dtype=np.int64)
+    mode = COSINE if problem.cosine else L2
     # One worker thread per core, each with its own block of scores: single-threaded BLAS and
     # numba kernels side by side, never two thread pools competing for the same cores.
     workers = _num_workers()
-    rows = max(BLOCK // workers, 32)
+    block_rows = max(BLOCK // workers, 32)
     buffers: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
     for _ in range(workers):
-        buffers.put(np.empty((min(rows, len(queries)), len(gallery)), dtype=score_type))
+        shape = (min(block_rows, len(rows)), len(problem.gallery))
+        buffers.put(np.empty(shape, dtype=problem.matrix.dtype))
 
-    def evaluate_block(start: int) -> _Totals:
-        stop = min(start + rows, len(queries))
-        block = queries[start:stop]
-        q_squares = _row_squares(block)
-        q_norms = np.sqrt(q_squares)
-        if cosine:
-            left = (block / np.maximum(q_norms, 1e-12)[:, None]).astype(score_type)
-            offsets = np.ones(stop - start)
-            errors = 1.1 * (dim + 5) * unit * 3.0 + np.zeros(stop - start)
-        else:
-            left = np.ones((stop - start, dim + 1), dtype=score_type)
-            left[:, :dim] = block
-            offsets = q_squares
-            errors = 1.1 * (dim + 5) * unit * (q_squares + 2.0 * largest) + 1e-300
-        labels = q_labels[start:stop]
-        first_rank = np.empty(stop - start, dtype=np.int64)
-        ap = np.empty(stop - start, dtype=np.float64)
-        inp = np.empty(stop - start, dtype=np.float64)
+    def evaluate_block(start: int) -> np.ndarray:
+        block = problem.block(start, min(start + block_rows, rows.stop))
+        match_ranks = np.empty(block.out_size, dtype=np.int64)
+        num_matches = np.empty(block.stop - block.start, dtype=np.int64)
         buffer = buffers.get()
         try:
-            scores = buffer[: stop - start]
-            np.matmul(left, matrix.T, out=scores)
+            scores = buffer[: block.stop - block.start]
+            np.matmul(block.left, problem.matrix.T, out=scores)
             rank_block(
                 scores,
-                start,
-                queries,
-                gallery,
-                q_labels,
-                g_labels,
-                q_cameras if q_cameras is not None else no_cameras,
-                g_cameras if g_cameras is not None else no_cameras,
-                q_cameras is not None and g_cameras is not None,
-                label_order,
-                np.searchsorted(sorted_labels, labels, side="left"),
-                np.searchsorted(sorted_labels, labels, side="right"),
-                offsets,
-                errors,
-                q_norms,
-                g_norms,
-                cosine,
-                first_rank,
-                ap,
-                inp,
+                block.start,
+                problem.queries,
+                problem.gallery,
+                problem.q_labels,
+                problem.g_labels,
+                problem.q_cameras,
+                problem.g_cameras,
+                problem.use_cameras,
+                problem.leave_self_out,
+                problem.label_order,
+                block.group_start,
+                block.group_stop,
+                block.offsets,
+                block.errors,
+                block.q_norms,
+                problem.g_norms,
+                mode,
+                block.out_start,
+                match_ranks,
+                num_matches,
             )
         finally:
             buffers.put(buffer)
-        valid = first_rank > 0
-        hits = first_rank[valid]
-        counts = np.bincount(hits[hits <= max_rank] - 1, minlength=max_rank)
-        return counts, float(ap[valid].sum()), float(inp[valid].sum()), int(valid.sum())
+        return query_values(match_ranks, num_matches, block.out_start)
 
-    cmc_counts = np.zeros(max_rank, dtype=np.int64)
-    ap_sum = inp_sum = 0.0
-    num_valid = 0
+    starts = range(rows.start, rows.stop, block_rows)
+    if len(starts) == 0:
+        return np.zeros((0, VALUES))
     with (
         _blas_controller().limit(limits=1, user_api="blas"),
         ThreadPoolExecutor(max_workers=workers) as pool,
     ):
-        # Summed in block order: the result does not depend on the threads' timing.
-        for counts, ap_part, inp_part, valid_part in pool.map(
-            evaluate_block, range(0, len(queries), rows)
-        ):
-            cmc_counts += counts
-            ap_sum += ap_part
-            inp_sum += inp_part
-            num_valid += valid_part
-    return np.cumsum(cmc_counts), ap_sum, inp_sum, num_valid
+        return np.concatenate(list(pool.map(evaluate_block, starts)))
+
+
+def _sort_values(problem: Problem, rows: range) -> np.ndarray:
+    """Per-query values of query ``rows``: float64 distances, full stable sort of every row."""
+    values = []
+    for start in range(rows.start, rows.stop, BLOCK):
+        stop = min(start + BLOCK, rows.stop)
+        distances = _distances(problem.queries[start:stop], problem.gallery, problem.cosine)
+        order = np.argsort(distances, axis=1, kind="stable")  # ties: lower gallery index first
+        ranks: list[np.ndarray] = []
+        for row in range(stop - start):
+            ranked = order[row]
+            query = start + row
+            matches = problem.g_labels[ranked] == problem.q_labels[query]
+            removed = np.zeros(len(ranked), dtype=bool)
+            if problem.use_cameras:
+                removed |= matches & (problem.g_cameras[ranked] == problem.q_cameras[query])
+            if problem.leave_self_out:
+                removed |= ranked == query
+            ranks.append(np.flatnonzero(matches[~removed]) + 1)
+        counts = np.array([len(r) for r in ranks], dtype=np.int64)
+        flat = np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
+        values.append(query_values(flat, counts, np.cumsum(counts) - counts))
+    return np.concatenate(values) if values else np.zeros((0, VALUES))
+
+
+def reid_metrics_from_distances(
+    distances: Any,
+    query_labels: Any,
+    gallery_labels: Any,
+    query_cameras: Any = None,
+    gallery_cameras: Any = None,
+    max_rank: int = 50,
+    query_in_gallery: bool = False,
+) -> ReidMetrics:
+    """Return the metrics of :func:`reid_metrics` for a ranking by the given distances.
+
+    Each query's ranking sorts the gallery by ``(distance, gallery index)``, exactly as the
+    given numbers compare; removals, R, valid queries and every metric are defined as in
+    :func:`reid_metrics`.
+
+    Args:
+        distances: ``(Q, G)`` finite float array (numpy or tensor), or an iterable of
+            consecutive blocks of its rows (``(rows, G)`` arrays, in query order), so that the
+            whole matrix never has to exist at once: memory is one block plus the kernel's
+            ``G`` candidates.
+        query_labels: ``(Q,)`` labels.
+        gallery_labels: ``(G,)`` labels.
+        query_cameras: ``(Q,)`` cameras (with ``gallery_cameras``: Market-1501 removal).
+        gallery_cameras: ``(G,)`` cameras.
+        max_rank: Length of the CMC curve.
+        query_in_gallery: Query ``i`` is gallery item ``i``; it is left out of its ranking.
+
+    Example:
+        >>> result = reid_metrics_from_distances([[0.5, 0.1, 0.5, 0.9]], [7], [1, 7, 2, 7])
+        >>> result.cmc[:4].tolist(), result.mean_average_precision  # matches at ranks 1, 4
+        ([1.0, 1.0, 1.0, 1.0], 0.75)
+    """
+    from plp_eval._kernels import GIVEN, rank_block
+
+    check_max_rank(max_rank)
+    q_labels = as_labels(query_labels, "query_labels", len(np.asarray(query_labels)))
+    g_labels = as_labels(gallery_labels, "gallery_labels", len(np.asarray(gallery_labels)))
+    use_cameras = query_cameras is not None and gallery_cameras is not None
+    no_cameras = np.zeros(1, dtype=np.int64)
+    q_cameras = as_labels(query_cameras, "query_cameras", len(q_labels)) if use_cameras else None
+    g_cameras = (
+        as_labels(gallery_cameras, "gallery_cameras", len(g_labels)) if use_cameras else None
+    )
+    if query_in_gallery:
+        check_same_rows(q_labels, g_labels, q_cameras, g_cameras)
+    label_order = np.argsort(g_labels, kind="stable")
+    sorted_labels = g_labels[label_order]
+    values = []
+    done = 0
+    for block in _row_blocks(distances, len(g_labels)):
+        stop = done + len(block)
+        if stop > len(q_labels):
+            raise PlpEvalError(f"distances have more rows than the {len(q_labels)} query_labels")
+        group_start = np.searchsorted(sorted_labels, q_labels[done:stop], side="left")
+        group_stop = np.searchsorted(sorted_labels, q_labels[done:stop], side="right")
+        sizes = group_stop - group_start
+        out_start = np.cumsum(sizes) - sizes
+        match_ranks = np.empty(int(sizes.sum()), dtype=np.int64)
+        num_matches = np.empty(len(block), dtype=np.int64)
+        zeros = np.zeros(len(block))
+        unused = np.zeros((1, 1), dtype=block.dtype)  # no features: the distances are given
+        rank_block(
+            block, done, unused, unused, q_labels, g_labels,
+            q_cameras if q_cameras is not None else no_cameras,
+            g_cameras if g_cameras is not None else no_cameras,
+            use_cameras, query_in_gallery, label_order, group_start, group_stop,
+            zeros, zeros, zeros, zeros, GIVEN, out_start, match_ranks, num_matches,
+        )  # fmt: skip
+        values.append(query_values(match_ranks, num_matches, out_start))
+        done = stop
+    if done != len(q_labels):
+        raise PlpEvalError(f"distances have {done} rows, expected {len(q_labels)} (query_labels)")
+    return summarize(np.concatenate(values) if values else np.zeros((0, VALUES)), max_rank)
+
+
+def _row_blocks(distances: Any, num_gallery: int) -> Iterable[np.ndarray]:
+    """The row blocks of ``distances`` (an array, or an iterable of blocks), validated."""
+    single = hasattr(distances, "detach") or isinstance(distances, np.ndarray)
+    if isinstance(distances, list):  # nested lists of numbers, or a list of blocks
+        single = not distances or np.ndim(distances[0]) < 2
+    if single:
+        distances = [distances]
+    for number, block in enumerate(distances):
+        if hasattr(block, "detach"):
+            block = block.detach().cpu().numpy()
+        block = np.asarray(block)
+        if block.ndim != 2 or block.shape[1] != num_gallery:
+            raise PlpEvalError(
+                f"distances block {number} has shape {block.shape}, expected (rows, "
+                f"{num_gallery}) (one column per gallery label)"
+            )
+        if block.dtype != np.float32 or not block.flags.writeable:
+            block = block.astype(np.float64)
+        if not np.isfinite(block).all():
+            raise PlpEvalError(f"distances block {number} has NaN or inf values")
+        yield np.ascontiguousarray(block)
 
 
 @functools.cache
-def _blas_controller() -> ThreadpoolController:
+def _blas_controller() -> Any:
     """The BLAS libraries loaded (looked up once: it takes milliseconds)."""
+    from threadpoolctl import ThreadpoolController
+
     return ThreadpoolController()
 
 
@@ -344,15 +384,6 @@ def _num_workers() -> int:
     """Cores this process may use (at most 8: each worker holds a block of scores)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(cores or 1, 8))
-
-
-def _row_squares(features: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """Float64 squared L2 norm of every row, converting ``chunk`` rows at a time."""
-    out = np.empty(len(features), dtype=np.float64)
-    for start in range(0, len(features), chunk):
-        part = features[start : start + chunk].astype(np.float64)
-        out[start : start + chunk] = np.einsum("ij,ij->i", part, part)
-    return out
 
 
 def rank_lists(
@@ -363,6 +394,10 @@ def rank_lists(
     Rows are sorted by distance, equal distances by gallery index; ``euclidean`` distances are
     L2 (not squared), ``cosine`` ones 1 - cosine similarity.
     """
+    import faiss
+
+    from plp_eval._arrays import as_features
+
     if metric not in METRICS:
         raise PlpEvalError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
     queries = np.ascontiguousarray(as_features(query_features, "query_features"), np.float32)
@@ -376,7 +411,7 @@ def rank_lists(
     k = min(k, len(gallery))
     if metric == "cosine":
         queries, gallery = _normalize(queries), _normalize(gallery)
-        index: faiss.Index = faiss.IndexFlatIP(gallery.shape[1])
+        index: Any = faiss.IndexFlatIP(gallery.shape[1])
     else:
         index = faiss.IndexFlatL2(gallery.shape[1])
     index.add(gallery)
@@ -391,10 +426,10 @@ def _normalize(features: np.ndarray) -> np.ndarray:
     return features / np.maximum(norms, 1e-12)
 
 
-def _distances(queries: np.ndarray, gallery: np.ndarray, metric: str) -> np.ndarray:
-    """Distances used for ranking: squared L2 (same order as L2) or 1 - cosine."""
+def _distances(queries: np.ndarray, gallery: np.ndarray, cosine: bool) -> np.ndarray:
+    """Float64 distances used for ranking: squared L2 (same order as L2) or 1 - cosine."""
     queries, gallery = queries.astype(np.float64), gallery.astype(np.float64)
-    if metric == "cosine":
+    if cosine:
         return 1.0 - _normalize(queries) @ _normalize(gallery).T
     squared = (
         (queries**2).sum(1, keepdims=True)
