@@ -3,7 +3,7 @@
 from plp_eval._accuracy import AccuracyMetrics, accuracy_metrics
 from plp_eval._clustering import ClusteringMetrics, clustering_metrics, kmeans
 from plp_eval._errors import PlpEvalError
-from plp_eval._ranking import ReidMetrics, rank_lists, reid_metrics
+from plp_eval._ranking import ReidMetrics, rank_lists, reid_metrics, reid_metrics_from_distances
 from plp_eval._rerank import rerank, rerank_reid_metrics
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "ReidMetrics",
     "rank_lists",
     "reid_metrics",
+    "reid_metrics_from_distances",
     "rerank",
     "rerank_reid_metrics",
     # clustering
