@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -9,14 +10,27 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from plp_data._device import (
+    DeviceDataLoader,
+    DeviceImageDataset,
+    DevicePlan,
+    DeviceSplits,
+    collate_device_batch,
+)
 from plp_data._errors import PlpDataError
 from plp_data._sampler_registry import build_sampler, check_sampler_spec
 from plp_data._samplers import PKBatchSampler, ShuffleSampler
 
-__all__ = ["PlpDataModule", "Splits", "split_indices"]
+__all__ = ["DEVICE_MEMORY_SHARE", "PIPELINES", "PlpDataModule", "Splits", "split_indices"]
+
+PIPELINES = ("auto", "device", "workers")
+# pipeline = "auto" takes the device path when all splits' uint8 images fit in this share of the
+# device's memory (of the host's RAM on a CPU), leaving the rest to the model and activations.
+DEVICE_MEMORY_SHARE = 0.25
 
 
 @dataclass
@@ -29,6 +43,7 @@ class Splits:
         test: The test images with the evaluation transforms (the re-ID query).
         trainval_labels: Labels of ``trainval`` in dataset order, as int64.
         extra: Further evaluation splits (e.g. Market-1501's own ``query`` and ``gallery``).
+        device: How the same splits take the device path (None: workers only).
     """
 
     train: Dataset[Any]
@@ -36,6 +51,7 @@ class Splits:
     test: Dataset[Any]
     trainval_labels: np.ndarray
     extra: dict[str, Dataset[Any]] = field(default_factory=dict)
+    device: DevicePlan | None = None
 
 
 class PlpDataModule(pl.LightningDataModule):
@@ -56,6 +72,12 @@ class PlpDataModule(pl.LightningDataModule):
         sampler: ``{"name": "pk" | "class_balanced", "args": {...}}`` to draw training batches
             with :class:`~plp_data.PKBatchSampler` or :class:`~plp_data.ClassBalancedSampler`
             instead of a plain shuffle (None). Both are DDP-aware: each rank draws its own batches.
+        pipeline: ``"device"``: each split is one uint8 tensor on the training device, batches
+            are gathered and augmented there in one go (see :mod:`plp_data._device`);
+            ``"workers"``: per-image transforms in DataLoader workers; ``"auto"``: the device
+            path when the datamodule supports it and its images fit in
+            ``DEVICE_MEMORY_SHARE`` (a quarter) of the device's memory, else workers. The one
+            used is :attr:`data_pipeline`.
     """
 
     num_classes: int
@@ -71,10 +93,16 @@ class PlpDataModule(pl.LightningDataModule):
         seed: int = 0,
         val_fraction: float = 0.1,
         sampler: Mapping[str, Any] | None = None,
+        pipeline: str = "auto",
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise PlpDataError(f"batch_size must be >= 1, got {batch_size}")
+        if pipeline not in PIPELINES:
+            raise PlpDataError(
+                f"data.args.pipeline must be one of {', '.join(map(repr, PIPELINES))}, "
+                f"got {pipeline!r}"
+            )
         if not 0.0 <= val_fraction < 1.0:
             raise PlpDataError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.root = root
@@ -84,6 +112,10 @@ class PlpDataModule(pl.LightningDataModule):
         self.seed = seed
         self.val_fraction = val_fraction
         self.sampler = check_sampler_spec(sampler)
+        self.pipeline = pipeline
+        self._data_pipeline: str | None = None
+        self._device_splits: dict[torch.device, DeviceSplits] = {}
+        self._loaded_device_splits: DeviceSplits | None = None
         self._splits: Splits | None = None
         self._train_indices: np.ndarray | None = None
         self._val_indices: np.ndarray | None = None
@@ -157,6 +189,9 @@ class PlpDataModule(pl.LightningDataModule):
         run trains on exactly the batches an uninterrupted one does.
         """
         num_replicas, rank = self._replicas()
+        device_splits = self._device_path()
+        if device_splits is not None:
+            return self._device_train_loader(device_splits, num_replicas, rank)
         dataset = self.train_dataset()
         common: dict[str, Any] = {
             "num_workers": self.num_workers,
@@ -188,6 +223,9 @@ class PlpDataModule(pl.LightningDataModule):
         assert self._val_indices is not None
         if len(self._val_indices) == 0:
             return []
+        device_splits = self._device_path()
+        if device_splits is not None:
+            return self._loader(device_splits.trainval.subset(self._val_indices))
         return self._loader(Subset(self.splits.trainval, self._val_indices.tolist()))
 
     def test_dataloader(self) -> DataLoader[Any]:
@@ -196,6 +234,12 @@ class PlpDataModule(pl.LightningDataModule):
 
     def split_dataloader(self, split: str) -> DataLoader[Any]:
         """Return an unshuffled loader over an evaluation split, in dataset order."""
+        device_splits = self._device_path()
+        if device_splits is not None:
+            named = {"trainval": device_splits.trainval, "test": device_splits.test}
+            named.update(device_splits.extra)
+            if split in named:
+                return self._loader(named[split])
         if split == "trainval":
             return self._loader(self.splits.trainval)
         if split == "test":
@@ -208,9 +252,91 @@ class PlpDataModule(pl.LightningDataModule):
         )
 
     def _loader(self, dataset: Dataset[Any]) -> DataLoader[Any]:
+        if isinstance(dataset, DeviceImageDataset):  # whole batches, made in this process
+            return DataLoader(
+                dataset,
+                batch_size=self.eval_batch_size,
+                shuffle=False,
+                collate_fn=collate_device_batch,
+            )
         return DataLoader(
             dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers
         )
+
+    # The device path ------------------------------------------------------------------------
+
+    @property
+    def data_pipeline(self) -> str:
+        """The data path in use, ``"device"`` or ``"workers"`` (decided on first use)."""
+        self._device_path()
+        assert self._data_pipeline is not None
+        return self._data_pipeline
+
+    def data_device(self) -> torch.device:
+        """The device batches are served on: the trainer's root device, else the CPU."""
+        trainer = getattr(self, "trainer", None)
+        strategy = getattr(trainer, "strategy", None)
+        return torch.device(strategy.root_device) if strategy is not None else torch.device("cpu")
+
+    def _device_path(self) -> DeviceSplits | None:
+        """Return the splits on the device path on :meth:`data_device`, or None for workers."""
+        plan = self.splits.device
+        if self._data_pipeline is None:
+            self._data_pipeline = self._choose_pipeline(plan)
+        if self._data_pipeline == "workers":
+            return None
+        assert plan is not None
+        device = self.data_device()
+        if device not in self._device_splits:
+            if self._loaded_device_splits is None:
+                self._loaded_device_splits = plan.load()
+            store = plan.nbytes <= DEVICE_MEMORY_SHARE * device_memory(device)
+            self._device_splits[device] = self._loaded_device_splits.to(device, store=store)
+        return self._device_splits[device]
+
+    def _choose_pipeline(self, plan: DevicePlan | None) -> str:
+        name = type(self).__name__
+        reason = (
+            f"{name} has no device path"
+            if plan is None
+            else (f"{name}: {plan.unsupported}" if plan.unsupported else None)
+        )
+        if self.pipeline == "workers":
+            return "workers"
+        if reason is not None:
+            if self.pipeline == "device":
+                raise PlpDataError(f"data.args.pipeline = 'device' is not available: {reason}")
+            return "workers"
+        assert plan is not None
+        if self.pipeline == "device":
+            return "device"
+        fits = plan.nbytes <= DEVICE_MEMORY_SHARE * device_memory(self.data_device())
+        return "device" if fits else "workers"
+
+    def _device_train_loader(
+        self, device_splits: DeviceSplits, num_replicas: int | None, rank: int | None
+    ) -> DataLoader[Any]:
+        """Index batches from the usual samplers, gathered and augmented by the dataset."""
+        assert self._train_indices is not None
+        dataset = device_splits.trainval.subset(self._train_indices)
+        if device_splits.augmentation is not None:
+            dataset = dataset.with_augmentation(device_splits.augmentation, self.seed)
+        replicas = {"num_replicas": num_replicas, "rank": rank}
+        if self.sampler is None:
+            shuffle = ShuffleSampler(len(dataset), seed=self.seed, **replicas)
+            return DeviceDataLoader(
+                dataset, batch_size=self.batch_size, sampler=shuffle, **replicas
+            )
+        built = build_sampler(
+            self.sampler["name"],
+            self.train_labels,
+            seed=self.seed,
+            **replicas,
+            **self.sampler.get("args", {}),
+        )
+        if isinstance(built, PKBatchSampler):  # yields whole batches
+            return DeviceDataLoader(dataset, batch_sampler=built, **replicas)
+        return DeviceDataLoader(dataset, batch_size=self.batch_size, sampler=built, **replicas)
 
 
 def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -235,3 +361,13 @@ def _stratify_or_none(labels: np.ndarray, fraction: float) -> np.ndarray | None:
     if counts.min() < 2 or num_held_out < len(counts) or len(labels) - num_held_out < len(counts):
         return None
     return labels
+
+
+def device_memory(device: torch.device) -> int:
+    """Return the bytes of memory of ``device`` (a CUDA device's total, else the host's RAM)."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): assume 8 GiB
+        return 8 << 30

@@ -8,6 +8,7 @@ from sklearn.datasets import load_digits
 
 from plp_data._base import PlpDataModule, Splits, split_indices
 from plp_data._datasets import TensorImageDataset
+from plp_data._device import DeviceImageDataset, DevicePlan, DeviceSplits
 
 __all__ = ["DigitsDataModule"]
 
@@ -50,6 +51,20 @@ class DigitsDataModule(PlpDataModule):
         label_tensor = torch.from_numpy(labels)
         trainval = TensorImageDataset(tensor[trainval_idx], label_tensor[trainval_idx])
         test = TensorImageDataset(tensor[test_idx], label_tensor[test_idx])
+        raw = digits.images.astype(np.uint8)  # 0..16; the device path divides by 16 as above
+
+        def device_splits() -> DeviceSplits:
+            def split(idx: np.ndarray) -> DeviceImageDataset:
+                return DeviceImageDataset(
+                    raw[idx], labels[idx], (DIGITS_MEAN,), (DIGITS_STD,), scale=16.0
+                )
+
+            return DeviceSplits(split(trainval_idx), split(test_idx), {}, augmentation=None)
+
         return Splits(
-            train=trainval, trainval=trainval, test=test, trainval_labels=labels[trainval_idx]
+            train=trainval,
+            trainval=trainval,
+            test=test,
+            trainval_labels=labels[trainval_idx],
+            device=DevicePlan(raw.nbytes, device_splits),
         )

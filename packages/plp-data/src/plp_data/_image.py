@@ -6,9 +6,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from plp_data._base import PlpDataModule
-from plp_data._errors import DataNotFoundError
-from plp_data._transforms import TransformDefaults, build_transforms
+from plp_data._device import DeviceImageDataset, DevicePlan, DeviceSplits, device_augmentation
+from plp_data._errors import DataNotFoundError, PlpDataError
+from plp_data._transforms import TransformDefaults, resolve_transforms, transforms_of
 
 __all__ = ["ImageDataModule"]
 
@@ -27,6 +30,8 @@ class ImageDataModule(PlpDataModule):
             ``{name = "RandomHorizontalFlip", args = {p = 0.5}}`` applied to the PIL image
             (``[]`` for none).
         random_erasing: Override of the probability of random erasing on training tensors.
+        cache_dir: Folder of the decoded-image cache of file datasets on the device path
+            (default: ``<root>/.plp-cache``, or ``~/.cache/plp`` when the root is read-only).
         **kwargs: Passed to :class:`PlpDataModule` (``batch_size``, ``seed``, ``sampler``, ...).
     """
 
@@ -41,11 +46,13 @@ class ImageDataModule(PlpDataModule):
         image_size: Sequence[int] | None = None,
         augment: Sequence[Mapping[str, Any]] | None = None,
         random_erasing: float | None = None,
+        cache_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(root=root, **kwargs)
         self.download = download
-        self.train_transform, self.eval_transform = build_transforms(
+        self.cache_dir = cache_dir
+        self.transform_spec = resolve_transforms(
             self.transform_defaults,
             native_size=getattr(self, "image_size", None),
             mean=mean,
@@ -54,6 +61,7 @@ class ImageDataModule(PlpDataModule):
             augment=augment,
             random_erasing=random_erasing,
         )
+        self.train_transform, self.eval_transform = transforms_of(self.transform_spec)
         size = image_size if image_size is not None else self.transform_defaults.image_size
         if size is not None:
             self.image_size = (int(size[0]), int(size[1]))
@@ -84,3 +92,58 @@ class ImageDataModule(PlpDataModule):
                 f"could not download {what} ({type(error).__name__}: {reason[:200]}); "
                 f"without network, put {files} in {where} by hand"
             ) from None
+
+    def device_plan(
+        self,
+        images: dict[str, Callable[[], np.ndarray]],
+        labels: dict[str, np.ndarray],
+        cameras: dict[str, np.ndarray] | None = None,
+        *,
+        nbytes: int,
+    ) -> DevicePlan:
+        """Return the device path of this datamodule's splits.
+
+        Args:
+            images: Per split (``trainval``, ``test``, extras), a function returning its uint8
+                images ``(N, H, W[, C])`` at the size the evaluation transform gives.
+            labels: Per split, its labels.
+            cameras: Per split, its camera ids (None: no cameras).
+            nbytes: The bytes of all the uint8 images (known before loading them).
+        """
+        spec = self.transform_spec
+        try:
+            augmentation = device_augmentation(spec)
+            unsupported = None
+        except PlpDataError as error:
+            augmentation, unsupported = None, str(error)
+
+        def load() -> DeviceSplits:
+            built = {
+                name: DeviceImageDataset(
+                    read(),
+                    labels[name],
+                    spec.mean,
+                    spec.std,
+                    cameras=None if cameras is None else cameras.get(name),
+                )
+                for name, read in images.items()
+            }
+            trainval, test = built.pop("trainval"), built.pop("test")
+            has_steps = augmentation is not None and (
+                augmentation.steps or augmentation.random_erasing > 0
+            )
+            return DeviceSplits(trainval, test, built, augmentation if has_steps else None)
+
+        return DevicePlan(nbytes, load, unsupported)
+
+
+def resized(images: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """Return uint8 ``images`` resized to ``size`` as the workers path's ``Resize`` does (PIL)."""
+    if size is None or tuple(images.shape[1:3]) == tuple(size):
+        return images
+    from PIL import Image
+    from torchvision.transforms import functional
+
+    return np.stack(
+        [np.asarray(functional.resize(Image.fromarray(image), list(size))) for image in images]
+    )

@@ -20,7 +20,7 @@ import numpy as np
 from plp_data._base import Splits
 from plp_data._datasets import ArrayImageDataset
 from plp_data._errors import DataNotFoundError, PlpDataError
-from plp_data._image import ImageDataModule
+from plp_data._image import ImageDataModule, resized
 from plp_data._transforms import (
     CIFAR10_DEFAULTS,
     CIFAR100_DEFAULTS,
@@ -62,12 +62,27 @@ class _ArraySplits(ImageDataModule):
         test_images: np.ndarray,
         test_labels: np.ndarray,
     ) -> Splits:
-        """Return trainval (the training arrays) and test, with this datamodule's transforms."""
+        """Return trainval (the training arrays) and test, with this datamodule's transforms.
+
+        The device path serves the same uint8 arrays (resized once if ``image_size`` asks).
+        """
+        size = self.transform_spec.image_size
+        channels = 1 if train_images.ndim == 3 else train_images.shape[-1]
+        height, width = size or train_images.shape[1:3]
+        nbytes = (len(train_images) + len(test_images)) * height * width * channels
         return Splits(
             train=ArrayImageDataset(train_images, train_labels, transform=self.train_transform),
             trainval=ArrayImageDataset(train_images, train_labels, transform=self.eval_transform),
             test=ArrayImageDataset(test_images, test_labels, transform=self.eval_transform),
             trainval_labels=train_labels,
+            device=self.device_plan(
+                {
+                    "trainval": lambda: resized(train_images, size),
+                    "test": lambda: resized(test_images, size),
+                },
+                {"trainval": train_labels, "test": test_labels},
+                nbytes=nbytes,
+            ),
         )
 
 

@@ -17,7 +17,13 @@ from torchvision import transforms as T
 
 from plp_data._errors import PlpDataError
 
-__all__ = ["TransformDefaults", "build_transforms"]
+__all__ = [
+    "ResolvedTransforms",
+    "TransformDefaults",
+    "build_transforms",
+    "resolve_transforms",
+    "transforms_of",
+]
 
 Transform = Callable[[Any], Any]
 
@@ -97,6 +103,61 @@ def _step(spec: Mapping[str, Any], where: str, size: tuple[int, int] | None) -> 
         raise PlpDataError(f"{where}: {name}({spec.get('args', {})}) failed: {error}") from None
 
 
+@dataclass(frozen=True)
+class ResolvedTransforms:
+    """The transform parameters of one datamodule after the config's overrides.
+
+    The device data path (:mod:`plp_data._device`) builds its batched augmentation from these, the
+    workers path builds torchvision transforms from them, so both follow the same config.
+
+    Attributes:
+        mean: Per-channel normalisation mean.
+        std: Per-channel normalisation standard deviation.
+        image_size: ``(height, width)`` images are resized to (None: keep their size).
+        crop_size: The size a ``RandomCrop`` without ``size`` crops back to.
+        augment: The training augmentation steps.
+        random_erasing: Probability of random erasing on training tensors.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    image_size: tuple[int, int] | None
+    crop_size: tuple[int, int] | None
+    augment: tuple[Mapping[str, Any], ...]
+    random_erasing: float
+
+
+def resolve_transforms(
+    defaults: TransformDefaults,
+    *,
+    native_size: tuple[int, int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    image_size: Sequence[int] | None = None,
+    augment: Sequence[Mapping[str, Any]] | None = None,
+    random_erasing: float | None = None,
+) -> ResolvedTransforms:
+    """Return ``defaults`` with the config's overrides applied and checked.
+
+    Arguments as :func:`build_transforms`.
+
+    Raises:
+        PlpDataError: Inconsistent mean/std, a bad image size or erasing probability.
+    """
+    mean = tuple(defaults.mean if mean is None else mean)
+    std = tuple(defaults.std if std is None else std)
+    if len(mean) != len(std) or any(s <= 0 for s in std):
+        raise PlpDataError(f"mean {mean} and std {std} must have one value per channel, std > 0")
+    if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
+        raise PlpDataError(f"image_size must be [height, width] > 0, got {list(image_size)}")
+    size = defaults.image_size if image_size is None else (int(image_size[0]), int(image_size[1]))
+    steps = defaults.augment if augment is None else tuple(augment)
+    erasing = defaults.random_erasing if random_erasing is None else random_erasing
+    if not 0.0 <= erasing <= 1.0:
+        raise PlpDataError(f"random_erasing must be a probability in [0, 1], got {erasing}")
+    return ResolvedTransforms(mean, std, size, size or native_size, steps, erasing)
+
+
 def build_transforms(
     defaults: TransformDefaults,
     *,
@@ -124,23 +185,32 @@ def build_transforms(
     Raises:
         PlpDataError: An unknown transform name, bad arguments or inconsistent mean/std.
     """
-    mean = tuple(defaults.mean if mean is None else mean)
-    std = tuple(defaults.std if std is None else std)
-    if len(mean) != len(std) or any(s <= 0 for s in std):
-        raise PlpDataError(f"mean {mean} and std {std} must have one value per channel, std > 0")
-    if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
-        raise PlpDataError(f"image_size must be [height, width] > 0, got {list(image_size)}")
-    size = defaults.image_size if image_size is None else (int(image_size[0]), int(image_size[1]))
-    steps = defaults.augment if augment is None else tuple(augment)
-    erasing = defaults.random_erasing if random_erasing is None else random_erasing
-    if not 0.0 <= erasing <= 1.0:
-        raise PlpDataError(f"random_erasing must be a probability in [0, 1], got {erasing}")
+    spec = resolve_transforms(
+        defaults,
+        native_size=native_size,
+        mean=mean,
+        std=std,
+        image_size=image_size,
+        augment=augment,
+        random_erasing=random_erasing,
+    )
+    return transforms_of(spec)
+
+
+def transforms_of(spec: ResolvedTransforms) -> tuple[Transform, Transform]:
+    """Return the ``(train, eval)`` torchvision transforms of a PIL image that ``spec`` names.
+
+    Raises:
+        PlpDataError: An unknown transform name or bad arguments.
+    """
+    size = spec.image_size
     resize: list[Transform] = [] if size is None else [T.Resize(list(size))]
-    tensor: list[Transform] = [T.ToTensor(), T.Normalize(mean, std)]
+    tensor: list[Transform] = [T.ToTensor(), T.Normalize(spec.mean, spec.std)]
+    erasing = spec.random_erasing
     train = T.Compose(
         [
             *resize,
-            *(_step(s, f"augment[{i}]", size or native_size) for i, s in enumerate(steps)),
+            *(_step(s, f"augment[{i}]", spec.crop_size) for i, s in enumerate(spec.augment)),
             *tensor,
             *([T.RandomErasing(p=erasing)] if erasing > 0 else []),
         ]
