@@ -102,17 +102,27 @@ def test_step_schedule() -> None:
 
 def test_bad_arguments_raise_clear_errors() -> None:
     parameter = torch.nn.Parameter(torch.zeros(1))
-    with pytest.raises(PlpModelsError, match=r"unknown optimizer 'adamm'; available: sgd, adam"):
+    with pytest.raises(
+        PlpModelsError,
+        match=r"unknown optimizer 'adamm'; available: adam, adamw, sgd \(did you mean 'adam'\?\)",
+    ):
         build_optimizer("adamm", [parameter])
     optimizer = build_optimizer("sgd", [parameter], lr=0.1)
     with pytest.raises(PlpModelsError, match=r"unknown scheduler 'cos'"):
         build_scheduler("cos", optimizer, total_steps=1, steps_per_epoch=1)
-    with pytest.raises(PlpModelsError, match=r"unknown options for scheduler 'cosine': gama"):
+    with pytest.raises(
+        PlpModelsError,
+        match=r"scheduler 'cosine' takes no argument 'gama'; it takes: warmup_epochs, min_factor",
+    ):
         build_scheduler("cosine", optimizer, total_steps=1, steps_per_epoch=1, gama=0.1)
+    with pytest.raises(PlpModelsError, match=r"optimizer 'sgd': lr = -0.1: must be > 0 and finite"):
+        build_optimizer("sgd", [parameter], lr=-0.1)
+    with pytest.raises(PlpModelsError, match=r"scheduler 'step': step_epochs = 0: must be > 0"):
+        build_scheduler("step", optimizer, total_steps=1, steps_per_epoch=1, step_epochs=0)
     with pytest.raises(PlpModelsError, match="own warm-up"):
         build_scheduler("one_cycle", optimizer, total_steps=1, steps_per_epoch=1, warmup_epochs=1)
     with pytest.raises(
-        PlpModelsError, match=r"unknown backbone 'resnet9'; available: .*small_convnet"
+        PlpModelsError, match=r"unknown backbone 'resnet9'.*available: .*small_convnet"
     ):
         small_model(backbone={"name": "resnet9"})
     with pytest.raises(PlpModelsError, match=r"unknown head"):

@@ -13,10 +13,16 @@ from plp_models._heads import (
 )
 from plp_models._module import PlpModel
 from plp_models._optim import build_optimizer, build_scheduler
+from plp_models._registry import BACKBONES, HEADS, OPTIMIZERS, SCHEDULERS
 
 __all__ = [
     # the LightningModule
     "PlpModel",
+    # registries (plp_losses.Registry): names, typed arguments, build
+    "BACKBONES",
+    "HEADS",
+    "OPTIMIZERS",
+    "SCHEDULERS",
     # backbones
     "Backbone",
     "SmallConvNet",

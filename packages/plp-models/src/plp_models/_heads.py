@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plp_models._errors import PlpModelsError
-from plp_models._registry import Registry
+from plp_models._registry import HEADS
 
 __all__ = [
     "HEADS",
@@ -34,9 +34,6 @@ class Head(nn.Module):
         raise NotImplementedError
 
 
-HEADS: Registry[Head] = Registry("head")
-
-
 @HEADS.register("embedding_classifier")
 class EmbeddingClassifierHead(Head):
     """A linear embedding layer, an optional BNNeck, an optional classifier.
@@ -56,7 +53,7 @@ class EmbeddingClassifierHead(Head):
     def __init__(
         self,
         in_features: int,
-        embedding_size: int = 64,
+        embedding_size: int,
         num_classes: int = 0,
         bnneck: bool = False,
         normalize: bool = False,
@@ -106,7 +103,7 @@ class EmbeddingHead(EmbeddingClassifierHead):
     def __init__(
         self,
         in_features: int,
-        embedding_size: int = 64,
+        embedding_size: int,
         num_classes: int = 0,
         bnneck: bool = False,
         normalize: bool = False,
@@ -136,7 +133,7 @@ class ClassifierHead(Head):
     def __init__(
         self,
         in_features: int,
-        embedding_size: int = 0,
+        embedding_size: int,
         num_classes: int = 0,
         normalize: bool = False,
     ) -> None:

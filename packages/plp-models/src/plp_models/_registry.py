@@ -1,43 +1,27 @@
-"""A name -> factory registry: a decorator registers, ``build`` creates, ``available`` lists."""
+"""plp-models' component registries, each plp-losses' one :class:`~plp_losses.Registry`.
+
+The ``filled`` arguments are the ones :class:`~plp_models.PlpModel` supplies itself (sizes of
+the data and of the network, the optimizer a schedule drives); a config gives the rest.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
+from plp_losses import Registry
 from plp_models._errors import PlpModelsError
 
-__all__ = ["Registry"]
+__all__ = ["BACKBONES", "HEADS", "OPTIMIZERS", "SCHEDULERS"]
 
-T = TypeVar("T")
-
-
-class Registry(Generic[T]):
-    """Maps names to factories of ``T``; ``kind`` names what it holds in error messages."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._factories: dict[str, Callable[..., T]] = {}
-
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """Return a decorator that registers a factory under ``name``; duplicates raise."""
-
-        def decorator(factory: Callable[..., T]) -> Callable[..., T]:
-            if name in self._factories:
-                raise PlpModelsError(f"{self.kind} {name!r} is already registered")
-            self._factories[name] = factory
-            return factory
-
-        return decorator
-
-    def build(self, name: str, **kwargs: Any) -> T:
-        """Return a new ``T`` built by the factory registered as ``name``."""
-        if name not in self._factories:
-            raise PlpModelsError(
-                f"unknown {self.kind} {name!r}; available: {', '.join(self.available())}"
-            )
-        return self._factories[name](**kwargs)
-
-    def available(self) -> list[str]:
-        """Return the registered names, sorted."""
-        return sorted(self._factories)
+BACKBONES: Registry[Any] = Registry(
+    "backbone", error=PlpModelsError, filled=("in_channels", "image_size")
+)
+HEADS: Registry[Any] = Registry(
+    "head", error=PlpModelsError, filled=("in_features", "embedding_size", "num_classes")
+)
+OPTIMIZERS: Registry[Any] = Registry("optimizer", error=PlpModelsError, filled=("parameters",))
+SCHEDULERS: Registry[Any] = Registry(
+    "scheduler",
+    error=PlpModelsError,
+    filled=("optimizer", "total_steps", "steps_per_epoch"),
+)
