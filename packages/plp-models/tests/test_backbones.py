@@ -100,3 +100,184 @@ def test_weights_path_errors(tmp_path: Path) -> None:
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(PlpModelsError, match="cannot read"):
         build_backbone("resnet18", weights_path=str(tmp_path / "junk.pth"))
+
+
+# ---------------------------------------------------------------- pretrained torchvision weights
+
+TORCHVISION = ("resnet18", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large")
+
+
+def test_torchvision_entries_are_the_registered_torchvision_backbones() -> None:
+    from plp_models._backbones import TORCHVISION_ARCHITECTURES
+
+    assert set(TORCHVISION) == set(TORCHVISION_ARCHITECTURES)
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty torch hub cache under a temporary TORCH_HOME, and downloads that always fail."""
+    from urllib.error import URLError
+
+    def refuse(url: str, *args: object, **kwargs: object) -> None:
+        raise URLError("network is unreachable")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def test_missing_weights_offline_name_the_file_and_the_folder(offline: Path) -> None:
+    with pytest.raises(PlpModelsError) as caught:
+        build_backbone("resnet50", weights="IMAGENET1K_V2")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "put resnet50-11ad3fa6.pth (from " in message
+    assert f"in {offline}/" in message
+    assert "URLError" in message
+
+
+def test_unknown_weights_name_lists_the_valid_ones(offline: Path) -> None:
+    with pytest.raises(
+        PlpModelsError,
+        match=r"unknown weights 'IMAGENET1K_V3'; valid: IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT$",
+    ):
+        build_backbone("resnet50", weights="IMAGENET1K_V3")
+
+
+def test_weights_and_weights_path_exclude_each_other(tmp_path: Path) -> None:
+    with pytest.raises(PlpModelsError, match="not both"):
+        build_backbone("resnet18", weights="DEFAULT", weights_path=str(tmp_path / "w.pth"))
+
+
+def test_unreadable_or_unfitting_hub_files_say_so(offline: Path) -> None:
+    offline.mkdir(parents=True)
+    (offline / "resnet18-f37072fd.pth").write_bytes(b"truncated download")
+    with pytest.raises(PlpModelsError, match=r"cannot read .*delete it"):
+        build_backbone("resnet18", weights="IMAGENET1K_V1")
+    torch.save([1, 2], offline / "resnet18-f37072fd.pth")
+    with pytest.raises(PlpModelsError, match="holds a list, not a state dict"):
+        build_backbone("resnet18", weights="IMAGENET1K_V1")
+    torch.save(
+        torchvision.models.mobilenet_v3_small().state_dict(), offline / "resnet18-f37072fd.pth"
+    )
+    with pytest.raises(PlpModelsError, match=r"resnet18-f37072fd\.pth does not fit"):
+        build_backbone("resnet18", weights="IMAGENET1K_V1")
+
+
+# Every torchvision entry once; each channel rule (3: as saved, 1: summed, 4: repeated) once+.
+PRETRAINED_CASES = [
+    ("resnet50", "IMAGENET1K_V2", 3),
+    ("resnet18", "IMAGENET1K_V1", 1),
+    ("mobilenet_v3_small", "DEFAULT", 4),
+    ("mobilenet_v3_large", "IMAGENET1K_V2", 1),
+]
+
+
+def test_pretrained_cases_cover_every_torchvision_entry() -> None:
+    assert {case[0] for case in PRETRAINED_CASES} == set(TORCHVISION)
+
+
+@pytest.mark.parametrize(("name", "weights", "in_channels"), PRETRAINED_CASES)
+def test_pretrained_weights_load_from_the_hub_cache(
+    name: str, weights: str, in_channels: int, offline: Path
+) -> None:
+    torch.manual_seed(2)
+    reference = torchvision.models.get_model(name, weights=None)
+    offline.mkdir(parents=True)
+    url = torchvision.models.get_model_weights(name)[weights].url
+    torch.save(
+        reference.state_dict(), offline / url.rsplit("/", 1)[1]
+    )  # e.g. resnet50-11ad3fa6.pth
+    backbone = build_backbone(name, in_channels=in_channels, weights=weights)
+
+    first_name, first = next(
+        (k, m) for k, m in reference.named_modules() if isinstance(m, torch.nn.Conv2d)
+    )
+    expected = {
+        key: value
+        for key, value in reference.state_dict().items()
+        if not key.startswith(("fc.", "classifier.", f"{first_name}."))
+    }
+    got = backbone.network.state_dict()
+    assert set(got) == {*expected, f"{first_name}.weight"}
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=0, atol=0)
+
+    conv = backbone.network.get_submodule(first_name)
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride) == (
+        in_channels,
+        first.out_channels,
+        first.kernel_size,
+        first.stride,
+    )
+    rgb = first.weight.detach()
+    if in_channels == 3:
+        expected_kernel = rgb
+    elif in_channels == 1:  # timm's rule: the RGB kernels summed
+        expected_kernel = rgb.sum(dim=1, keepdim=True)
+    else:  # RGB repeated, rescaled by 3 / in_channels
+        expected_kernel = rgb.repeat(1, 2, 1, 1)[:, :in_channels] * (3 / in_channels)
+    torch.testing.assert_close(conv.weight.detach(), expected_kernel)
+    assert backbone(torch.randn(2, in_channels, 32, 32)).shape == (2, backbone.out_features)
+
+
+# ---------------------------------------------------------------- timm
+
+
+def test_timm_backbone_builds_by_prefix() -> None:
+    import timm
+
+    torch.manual_seed(0)
+    backbone = build_backbone("timm:test_resnet", in_channels=3, image_size=(32, 32))
+    reference = timm.create_model("test_resnet", num_classes=0)
+    assert backbone.out_features == reference.num_features
+    images = torch.randn(2, 3, 32, 32)
+    assert backbone(images).shape == (2, reference.num_features)
+    one_channel = build_backbone("timm:test_resnet", in_channels=1)
+    assert one_channel(torch.randn(2, 1, 32, 32)).shape == (2, one_channel.out_features)
+
+
+def test_timm_weights_path_loads_a_local_file(tmp_path: Path) -> None:
+    import timm
+
+    torch.manual_seed(3)
+    reference = timm.create_model("test_resnet", num_classes=0)
+    torch.save(reference.state_dict(), tmp_path / "test_resnet.pth")
+    backbone = build_backbone("timm:test_resnet", weights_path=str(tmp_path / "test_resnet.pth"))
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(backbone.network.state_dict()[key], value, rtol=0, atol=0)
+    with pytest.raises(PlpModelsError, match="does not exist"):
+        build_backbone("timm:test_resnet", weights_path=str(tmp_path / "missing.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(PlpModelsError, match=r"junk.pth: cannot load into timm:test_resnet"):
+        build_backbone("timm:test_resnet", weights_path=str(tmp_path / "junk.pth"))
+
+
+def test_timm_pretrained_offline_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import timm.models._builder as builder
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(builder, "load_state_dict_from_hf", refuse)
+    monkeypatch.setattr(builder, "load_state_dict_from_url", refuse)
+    with pytest.raises(PlpModelsError) as caught:
+        build_backbone("timm:resnet18", pretrained=True)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("timm:resnet18 pretrained weights could not be fetched (OSError")
+    assert "models--timm--resnet18.a1_in1k/" in message
+    assert "weights_path" in message
+
+
+def test_unknown_names_list_the_valid_ones() -> None:
+    with pytest.raises(
+        PlpModelsError, match=r"unknown timm model 'resnet5'; did you mean .*resnet50"
+    ):
+        build_backbone("timm:resnet5")
+    with pytest.raises(PlpModelsError) as caught:
+        build_backbone("resnet5")
+    message = str(caught.value)
+    assert "did you mean resnet50" in message
+    assert all(name in message for name in plp_models.available_backbones())
+    assert "timm:<model>" in message

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from plp_models._errors import PlpModelsError
-from plp_models._registry import Registry
+from plp_models._registry import BACKBONES
 
 __all__ = [
     "BACKBONES",
     "Backbone",
     "CifarResNet18",
     "SmallConvNet",
+    "TIMM_PREFIX",
+    "TimmBackbone",
     "TorchvisionBackbone",
     "available_backbones",
     "build_backbone",
+    "hub_weights_file",
 ]
 
 
@@ -25,9 +30,6 @@ class Backbone(nn.Module):
     """A network mapping images ``(N, C, H, W)`` to features ``(N, out_features)``."""
 
     out_features: int
-
-
-BACKBONES: Registry[Backbone] = Registry("backbone")
 
 
 @BACKBONES.register("small_convnet")
@@ -126,15 +128,19 @@ class CifarResNet18(Backbone):
 class TorchvisionBackbone(Backbone):
     """A torchvision classification network with its classifier removed.
 
-    Built with ``weights=None`` (hub weights cannot be fetched offline); ``weights_path`` loads a
-    local state dict saved from the same torchvision architecture (its classifier keys are
-    ignored). A first convolution for other than 3 input channels is replaced.
+    Starts from random weights, from torchvision's pretrained ``weights`` (an enum name such as
+    ``"IMAGENET1K_V2"``, see ``torchvision.models.get_model_weights(architecture)``) read from
+    torch's hub cache and fetched into it when missing, or from a local state dict
+    ``weights_path`` saved from the same architecture (its classifier keys are ignored). For other
+    than 3 input channels the first convolution is rebuilt; pretrained kernels are adapted as
+    timm does (summed over RGB for one channel, repeated and rescaled for more).
 
     Args:
         architecture: ``resnet18``, ``resnet50`` or ``mobilenet_v3_small`` / ``_large``.
         in_channels: Channels of the input images.
         image_size: Height and width of the input images (unused).
-        weights_path: Optional path of a local torchvision state dict.
+        weights: Name of torchvision pretrained weights for ``architecture``, or None.
+        weights_path: Optional path of a local torchvision state dict (not with ``weights``).
     """
 
     def __init__(
@@ -142,28 +148,38 @@ class TorchvisionBackbone(Backbone):
         architecture: str,
         in_channels: int = 3,
         image_size: tuple[int, int] = (224, 224),
+        weights: str | None = None,
         weights_path: str | None = None,
     ) -> None:
         super().__init__()
         del image_size
         import torchvision
 
-        network = getattr(torchvision.models, architecture)(weights=None)
+        if weights is not None and weights_path is not None:
+            raise PlpModelsError(
+                f"{architecture}: give weights ({weights!r}) or weights_path ({weights_path!r}), "
+                "not both"
+            )
+        if weights is None:
+            network = torchvision.models.get_model(architecture, weights=None)
+        else:
+            chosen = _torchvision_weights(architecture, weights)
+            categories = chosen.meta.get("categories")
+            num_classes = len(categories) if categories else 1000
+            network = torchvision.models.get_model(
+                architecture, weights=None, num_classes=num_classes
+            )
+            _load_state(network, _hub_state_dict(architecture, weights, chosen.url), chosen.url)
         if weights_path is not None:
             _load_local_weights(network, weights_path)
         if architecture.startswith("resnet"):
             self.out_features = network.fc.in_features
             network.fc = nn.Identity()
-            if in_channels != 3:
-                network.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
         else:
             self.out_features = network.classifier[0].in_features
             network.classifier = nn.Identity()
-            if in_channels != 3:
-                first = network.features[0][0]
-                network.features[0][0] = nn.Conv2d(
-                    in_channels, first.out_channels, 3, 2, 1, bias=False
-                )
+        if in_channels != 3:
+            _adapt_first_conv(network, in_channels)
         self.network = network
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -171,9 +187,91 @@ class TorchvisionBackbone(Backbone):
         return self.network(images)
 
 
-def _load_local_weights(network: nn.Module, weights_path: str) -> None:
-    from pathlib import Path
+def _torchvision_weights(architecture: str, name: str) -> Any:
+    """Return the weights enum member ``name`` of ``architecture``; unknown names raise."""
+    import torchvision
 
+    enum = torchvision.models.get_model_weights(architecture)
+    if name not in enum.__members__:
+        raise PlpModelsError(
+            f"{architecture}: unknown weights {name!r}; valid: {', '.join(enum.__members__)}"
+        )
+    return enum[name]
+
+
+def hub_weights_file(url: str) -> Path:
+    """Return where torch's hub cache keeps the file downloaded from ``url``.
+
+    That is ``<torch.hub.get_dir()>/checkpoints/<file name of the url>``, the path
+    ``torch.hub.load_state_dict_from_url`` reads before downloading (``TORCH_HOME`` moves it).
+    """
+    from urllib.parse import urlparse
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+
+
+def _hub_state_dict(architecture: str, weights: str, url: str) -> dict[str, torch.Tensor]:
+    """Return the state dict at ``url`` from torch's hub cache, downloading it when missing."""
+    target = hub_weights_file(url)
+    if not target.is_file():
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(target), progress=False)
+        except Exception as error:  # URLError, HTTPError, timeouts, a read-only cache ...
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise PlpModelsError(
+                f"{architecture} weights {weights} could not be downloaded "
+                f"({type(error).__name__}: {reason[:120]}); offline, put {target.name} "
+                f"(from {url}) in {target.parent}/"
+            ) from None
+    try:
+        state = torch.load(target, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a bad file
+        raise PlpModelsError(
+            f"{target}: cannot read ({type(error).__name__}); delete it to download it again"
+        ) from None
+    if not isinstance(state, dict):
+        raise PlpModelsError(f"{target}: holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def _load_state(network: nn.Module, state: dict[str, torch.Tensor], source: object) -> None:
+    """Load ``state`` into ``network`` strictly; a mismatch raises one line naming ``source``."""
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:  # missing / unexpected keys, shape mismatches
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0] if lines else "mismatch"
+        raise PlpModelsError(f"{source} does not fit: {detail[:200]}") from None
+
+
+def _adapt_first_conv(network: nn.Module, in_channels: int) -> None:
+    """Replace the first 3-channel convolution by one taking ``in_channels``, weights adapted."""
+    from timm.models import adapt_input_conv
+
+    for name, module in network.named_modules():
+        if isinstance(module, nn.Conv2d) and module.in_channels == 3:
+            conv = nn.Conv2d(
+                in_channels,
+                module.out_channels,
+                module.kernel_size,  # type: ignore[arg-type]
+                module.stride,  # type: ignore[arg-type]
+                module.padding,  # type: ignore[arg-type]
+                module.dilation,  # type: ignore[arg-type]
+                module.groups,
+                bias=module.bias is not None,
+            )
+            with torch.no_grad():
+                conv.weight.copy_(adapt_input_conv(in_channels, module.weight))
+                if module.bias is not None:
+                    conv.bias.copy_(module.bias)  # type: ignore[union-attr]
+            parent_name, _, child = name.rpartition(".")
+            setattr(network.get_submodule(parent_name), child, conv)
+            return
+    raise PlpModelsError(f"{type(network).__name__} has no 3-channel first convolution to adapt")
+
+
+def _load_local_weights(network: nn.Module, weights_path: str) -> None:
     path = Path(weights_path)
     if not path.is_file():
         raise PlpModelsError(f"weights_path {path} does not exist")
@@ -196,23 +294,127 @@ def _load_local_weights(network: nn.Module, weights_path: str) -> None:
         )
 
 
-def _torchvision(architecture: str) -> Any:
-    def factory(**kwargs: Any) -> TorchvisionBackbone:
-        return TorchvisionBackbone(architecture, **kwargs)
+def _torchvision(architecture: str) -> Callable[..., TorchvisionBackbone]:
+    def factory(
+        in_channels: int = 3,
+        image_size: tuple[int, int] = (224, 224),
+        weights: str | None = None,
+        weights_path: str | None = None,
+    ) -> TorchvisionBackbone:
+        return TorchvisionBackbone(architecture, in_channels, image_size, weights, weights_path)
 
-    factory.__doc__ = f"torchvision's {architecture} without its classifier (weights=None)."
+    factory.__doc__ = (
+        f"torchvision's {architecture} without its classifier; ``weights`` names torchvision's "
+        "pretrained weights (e.g. IMAGENET1K_V1), ``weights_path`` a local state dict."
+    )
+    factory.__name__ = factory.__qualname__ = architecture
     return factory
 
 
-for _architecture in ("resnet18", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large"):
+TORCHVISION_ARCHITECTURES = ("resnet18", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large")
+for _architecture in TORCHVISION_ARCHITECTURES:
     BACKBONES.register(_architecture)(_torchvision(_architecture))
 
 
+TIMM_PREFIX = "timm:"
+
+
+class TimmBackbone(Backbone):
+    """A timm model (``timm.create_model(model_name, num_classes=0)``): pooled features.
+
+    Built from the config as ``name = "timm:<model_name>"``. ``out_features`` is the model's
+    ``num_features``. With ``pretrained`` timm fetches the weights (Hugging Face hub or its URL)
+    into its cache on first use; ``weights_path`` loads them from a local file instead (the
+    file timm would fetch: ``.safetensors`` or ``.pth``). timm adapts the first convolution to
+    ``in_channels`` itself.
+
+    Args:
+        model_name: A name from ``timm.list_models()``.
+        in_channels: Channels of the input images.
+        image_size: Height and width of the input images (unused; timm models pool globally).
+        pretrained: Start from timm's pretrained weights for ``model_name``.
+        weights_path: Local file of those weights (implies ``pretrained``).
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        in_channels: int = 3,
+        image_size: tuple[int, int] = (224, 224),
+        pretrained: bool = False,
+        weights_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        del image_size
+        import timm
+
+        if not timm.is_model(model_name):
+            raise PlpModelsError(
+                f"unknown timm model {model_name!r}"
+                f"{_did_you_mean(model_name, timm.list_models())}; timm.list_models() lists them"
+            )
+        if weights_path is not None and not Path(weights_path).is_file():
+            raise PlpModelsError(f"weights_path {weights_path} does not exist")
+        overlay = {"file": str(weights_path)} if weights_path is not None else None
+        try:
+            self.network = timm.create_model(
+                model_name,
+                pretrained=pretrained or weights_path is not None,
+                pretrained_cfg_overlay=overlay,
+                num_classes=0,
+                in_chans=in_channels,
+            )
+        except Exception as error:  # timm/hub raise many types; only the weights can fail here
+            if not (pretrained or weights_path is not None):
+                raise
+            raise PlpModelsError(_timm_fetch_message(model_name, weights_path, error)) from None
+        self.out_features = int(self.network.num_features)  # type: ignore[arg-type]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Return the pooled features of ``images``."""
+        return self.network(images)
+
+
+def _timm_fetch_message(model_name: str, weights_path: str | None, error: Exception) -> str:
+    reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
+    what = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+    if weights_path is not None:
+        return f"weights_path {weights_path}: cannot load into timm:{model_name} ({what})"
+    import timm
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    config = timm.models.get_pretrained_cfg(model_name)
+    repo = config.hf_hub_id if config is not None else None
+    if repo:
+        folder = Path(HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+        where = f"copy {folder}/ from a machine that has it (huggingface-cli download {repo})"
+    else:
+        where = "download the weights elsewhere"
+    return (
+        f"timm:{model_name} pretrained weights could not be fetched ({what}); offline, {where}, "
+        "or set weights_path to a local copy of the weights file"
+    )
+
+
+def _did_you_mean(name: str, choices: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, choices, n=3)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
 def build_backbone(name: str, **kwargs: Any) -> Backbone:
-    """Return the backbone registered as ``name``, built with ``kwargs``."""
+    """Return the backbone registered as ``name`` (or ``timm:<model>``), built with ``kwargs``."""
+    if name.startswith(TIMM_PREFIX):
+        return TimmBackbone(name[len(TIMM_PREFIX) :], **kwargs)
+    if name not in BACKBONES.available():
+        raise PlpModelsError(
+            f"unknown backbone {name!r}{_did_you_mean(name, BACKBONES.available())}; available: "
+            f"{', '.join(BACKBONES.available())}, or any timm model as 'timm:<model>'"
+        )
     return BACKBONES.build(name, **kwargs)
 
 
 def available_backbones() -> list[str]:
-    """Return the names of the registered backbones."""
+    """Return the names of the registered backbones (timm models come on top as ``timm:<m>``)."""
     return BACKBONES.available()
