@@ -67,7 +67,7 @@ def test_ranges_allow_none_and_the_bounds_themselves():
     registry = _registry()
     assert registry.build("box", size=1, count=None).count is None
     assert Range(ge=0).check(0) == 0
-    with pytest.raises(ValueError, match="must be >= 0$"):
+    with pytest.raises(ValueError, match=r"must be >= 0$"):
         Range(ge=0).check(-1)
 
 
@@ -103,3 +103,25 @@ def test_every_loss_signature_resolves(name):
     signature = inspect.signature(plp_losses.registered(name))
     assert list(parameters) == list(signature.parameters)
     assert all(p.annotation is not Any for p in parameters.values())
+
+
+def test_parameters_follow_kwargs_up_the_class_hierarchy():
+    registry: Registry[Any] = Registry("module", error=_Error)
+
+    class Base:
+        def __init__(self, batch_size: PositiveInt = 64, seed: int = 0) -> None:
+            self.batch_size, self.seed = batch_size, seed
+
+    @registry.register("child")
+    class Child(Base):
+        def __init__(self, test_fraction: float = 0.2, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.test_fraction = test_fraction
+
+    parameters, takes_kwargs = registry.parameters("child")
+    assert list(parameters) == ["test_fraction", "batch_size", "seed"] and not takes_kwargs
+    with pytest.raises(_Error, match=r"module 'child': batch_size = 0: must be > 0$"):
+        registry.build("child", batch_size=0)
+    with pytest.raises(_Error, match=r"takes no argument 'batch'"):
+        registry.build("child", batch=3)
+    assert registry.build("child", batch_size=3, test_fraction=0.5).batch_size == 3

@@ -210,22 +210,35 @@ class Registry(Generic[T]):
         arguments and ``*args`` are left out.
         """
         factory = self.get(name)
-        function = factory.__init__ if inspect.isclass(factory) else factory
-        signature = inspect.signature(factory)
-        try:
-            hints = typing.get_type_hints(function, include_extras=True)
-        except Exception:  # unresolvable forward references: fall back to no hints
-            hints = {}
+        # A class whose __init__ passes **kwargs on to its parent takes the parent's arguments
+        # too: walk the MRO until an __init__ without **kwargs.
+        functions = (
+            [c.__dict__["__init__"] for c in factory.__mro__ if "__init__" in c.__dict__]
+            if inspect.isclass(factory)
+            else [factory]
+        )
         result: dict[str, Parameter] = {}
         takes_kwargs = False
-        for parameter in signature.parameters.values():
-            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-                takes_kwargs = True
-            elif parameter.kind is inspect.Parameter.VAR_POSITIONAL:
-                continue
-            elif parameter.name not in self.filled:
-                annotation = hints.get(parameter.name, Any)
-                result[parameter.name] = Parameter(parameter.name, annotation, parameter.default)
+        for function in functions:
+            try:
+                hints = typing.get_type_hints(function, include_extras=True)
+            except Exception:  # unresolvable forward references: fall back to no hints
+                hints = {}
+            takes_kwargs = False
+            for index, parameter in enumerate(inspect.signature(function).parameters.values()):
+                if function is not factory and index == 0:
+                    continue  # self
+                if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                    takes_kwargs = True
+                elif parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+                    continue
+                elif parameter.name not in self.filled and parameter.name not in result:
+                    annotation = hints.get(parameter.name, Any)
+                    result[parameter.name] = Parameter(
+                        parameter.name, annotation, parameter.default
+                    )
+            if not takes_kwargs:
+                break
         return result, takes_kwargs
 
     def check(self, name: str, args: dict[str, Any]) -> None:
