@@ -3,7 +3,12 @@
 Evaluation plots: CMC curves, rank-list grids, confusion matrices, pair-distance histograms.
 """
 
-from plp_viz._attributions import available_attributions, explain, plot_attributions
+from plp_viz._attributions import (
+    available_attributions,
+    default_layer,
+    explain,
+    plot_attributions,
+)
 from plp_viz._embedding import Embedding2D, aligned_umap_2d, umap_2d
 from plp_viz._errors import PlpVizError
 from plp_viz._eval_plots import (
@@ -31,6 +36,7 @@ __all__ = [
     "plot_rank_list",
     # attributions
     "available_attributions",
+    "default_layer",
     "explain",
     "plot_attributions",
     # architecture

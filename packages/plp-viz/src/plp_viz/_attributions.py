@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,168 @@ from torch import nn
 from plp_viz._errors import PlpVizError
 from plp_viz._plots import _save, pyplot
 
-__all__ = ["ALGORITHMS", "available_attributions", "explain", "find_layer", "plot_attributions"]
+__all__ = [
+    "ALGORITHMS",
+    "LAYER_ALGORITHMS",
+    "available_attributions",
+    "default_layer",
+    "explain",
+    "find_layer",
+    "plot_attributions",
+]
 
-ALGORITHMS = (
-    "integrated_gradients",
-    "saliency",
-    "input_x_gradient",
-    "gradient_shap",
-    "occlusion",
-    "layer_gradcam",
-)
+
+@dataclass(frozen=True)
+class _Batch:
+    """One batch to attribute: what captum's ``attribute`` needs besides the method."""
+
+    forward: Callable[..., torch.Tensor]
+    images: torch.Tensor
+    target: torch.Tensor | None
+    extra: tuple[torch.Tensor, ...] | None  # captum's additional_forward_args
+    layer: nn.Module | None
+    layer_name: str | None
+
+
+_Method = Callable[[_Batch, dict[str, Any]], torch.Tensor]
+_METHODS: dict[str, _Method] = {}
+_NEEDS_LAYER: set[str] = set()
+
+
+def _register(name: str, *, needs_layer: bool = False) -> Callable[[_Method], _Method]:
+    """Return a decorator that registers an attribution method under ``name``."""
+
+    def decorate(method: _Method) -> _Method:
+        if name in _METHODS:
+            raise PlpVizError(f"attribution {name!r} is registered twice")
+        _METHODS[name] = method
+        if needs_layer:
+            _NEEDS_LAYER.add(name)
+        return method
+
+    return decorate
+
+
+def _zeros(batch: _Batch) -> torch.Tensor:
+    return torch.zeros_like(batch.images)
+
+
+@_register("integrated_gradients")
+def _integrated_gradients(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
+    """Integrated gradients (Sundararajan et al. 2017) from a black image by default."""
+    import captum.attr as attr
+
+    options = {"baselines": _zeros(batch), **options}
+    return attr.IntegratedGradients(batch.forward).attribute(
+        batch.images, target=batch.target, additional_forward_args=batch.extra, **options
+    )
+
+
+@_register("saliency")
+def _saliency(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
+    """Absolute gradient of the output (Simonyan et al. 2014)."""
+    import captum.attr as attr
+
+    options = {"abs": True, **options}
+    return attr.Saliency(batch.forward).attribute(
+        batch.images, target=batch.target, additional_forward_args=batch.extra, **options
+    )
+
+
+@_register("input_x_gradient")
+def _input_x_gradient(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
+    """The input times the gradient of the output."""
+    import captum.attr as attr
+
+    return attr.InputXGradient(batch.forward).attribute(
+        batch.images, target=batch.target, additional_forward_args=batch.extra, **options
+    )
+
+
+@_register("gradient_shap")
+def _gradient_shap(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
+    """Expected gradients (Lundberg and Lee 2017) from black and faintly noisy baselines."""
+    import captum.attr as attr
+
+    if "baselines" not in options:
+        generator = torch.Generator().manual_seed(0)
+        first = batch.images[:1]
+        noise = 0.1 * torch.randn(first.shape, generator=generator, dtype=first.dtype)
+        options["baselines"] = torch.cat([torch.zeros_like(first), noise.to(first.device)])
+    options = {"n_samples": 16, **options}
+    return attr.GradientShap(batch.forward).attribute(
+        batch.images, target=batch.target, additional_forward_args=batch.extra, **options
+    )
+
+
+@_register("occlusion")
+def _occlusion(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
+    """Output drop when a square patch (1/8 of the shorter side) is set to 0 (Zeiler 2014)."""
+    import captum.attr as attr
+
+    channels, height, width = batch.images.shape[1:]
+    size = max(1, min(height, width) // 8)
+    options = {"sliding_window_shapes": (channels, size, size), **options}
+    return attr.Occlusion(batch.forward).attribute(
+        batch.images, target=batch.target, additional_forward_args=batch.extra, **options
+    )
+
+
+@_register("layer_gradcam", needs_layer=True)
+def _layer_gradcam(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017): ReLU of the gradient-weighted sum of the layer's maps."""
+    import captum.attr as attr
+
+    options = {"relu_attributions": True, **options}
+    cam = attr.LayerGradCam(batch.forward, batch.layer).attribute(
+        batch.images, target=batch.target, additional_forward_args=batch.extra, **options
+    )
+    return _layer_map(cam, batch)
+
+
+@_register("layer_integrated_gradients", needs_layer=True)
+def _layer_integrated_gradients(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
+    """Integrated gradients of the layer's output, summed over its channels."""
+    import captum.attr as attr
+
+    options = {"baselines": _zeros(batch), **options}
+    result = attr.LayerIntegratedGradients(batch.forward, batch.layer).attribute(
+        batch.images, target=batch.target, additional_forward_args=batch.extra, **options
+    )
+    return _layer_map(result, batch)
+
+
+@_register("layer_conductance", needs_layer=True)
+def _layer_conductance(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
+    """Conductance of the layer's units (Dhamdhere et al. 2018), summed over its channels."""
+    import captum.attr as attr
+
+    options = {"baselines": _zeros(batch), **options}
+    result = attr.LayerConductance(batch.forward, batch.layer).attribute(
+        batch.images, target=batch.target, additional_forward_args=batch.extra, **options
+    )
+    return _layer_map(result, batch)
+
+
+def _layer_map(result: torch.Tensor, batch: _Batch) -> torch.Tensor:
+    """Return a layer attribution summed over channels, resized to the images, per channel."""
+    if result.dim() != 4:
+        raise PlpVizError(
+            f"layer {batch.layer_name!r} gives attributions of shape {tuple(result.shape)}; "
+            "layer methods need a layer with a (N, C, H, W) output, e.g. a convolution"
+        )
+    summed = result.sum(dim=1, keepdim=True)
+    size = tuple(batch.images.shape[2:])
+    if tuple(summed.shape[2:]) != size:
+        summed = F.interpolate(summed, size=size, mode="bilinear", align_corners=False)
+    return summed.expand(-1, batch.images.shape[1], -1, -1)
+
+
+ALGORITHMS = tuple(_METHODS)
+"""Names :func:`explain` accepts, in registration order."""
+
+LAYER_ALGORITHMS = tuple(name for name in ALGORITHMS if name in _NEEDS_LAYER)
+"""The algorithms that attribute a layer's output (they need ``layer``)."""
 
 
 def available_attributions() -> list[str]:
@@ -43,6 +196,33 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
     return modules[name]
 
 
+def default_layer(model: nn.Module) -> str:
+    """Return the dotted name of the model's last ``Conv2d`` (Grad-CAM's usual layer), or raise."""
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+    if not names:
+        raise PlpVizError(
+            f"{type(model).__name__} has no Conv2d to attribute by default: "
+            "give a layer name (a module with a (N, C, H, W) output)"
+        )
+    return names[-1]
+
+
+def _similarity(
+    output: Callable[[torch.Tensor], torch.Tensor],
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Return ``(images, references) -> cosine similarity of output(images) to references``.
+
+    The references travel as captum's ``additional_forward_args``, which captum repeats along
+    with the inputs (the steps of integrated gradients, the samples of gradient SHAP, the
+    patches of occlusion), so each expanded row meets its own image's reference.
+    """
+
+    def similarity(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+        return F.cosine_similarity(output(images), references, dim=1)
+
+    return similarity
+
+
 def explain(
     model: nn.Module,
     images: torch.Tensor,
@@ -51,44 +231,76 @@ def explain(
     algorithm: str = "integrated_gradients",
     layer: str | None = None,
     reference: torch.Tensor | None = None,
+    output: Callable[[torch.Tensor], torch.Tensor] | None = None,
     batch_size: int = 32,
     **kwargs: Any,
 ) -> torch.Tensor:
     """Return attributions with the shape of ``images`` for ``algorithm`` (captum).
 
-    For a classifier, ``targets`` are the class indices to explain. For an embedding model
-    give ``reference`` (an embedding, or one per image): the explained output is then the
-    cosine similarity of the model's output to it, and ``targets`` is ignored.
-    ``layer_gradcam`` needs ``layer`` (a dotted module name); its map is upsampled to the
-    image size and repeated over channels. ``kwargs`` go to captum's ``attribute``.
+    What is explained:
+
+    - a classifier: the score of class ``targets[i]`` for image ``i``;
+    - an embedding model (``reference`` given, ``targets`` ignored): the cosine similarity of
+      image ``i``'s embedding to ``reference[i]`` (one embedding for all images, or one per
+      image), e.g. the centroid of the image's class.
+
+    ``output`` is the function explained, by default ``model`` itself (e.g. give a
+    gradient-enabled embedding function when the model's forward returns logits); layers are
+    looked up in ``model``. The layer methods (:data:`LAYER_ALGORITHMS`) attribute the output
+    of ``layer`` (a dotted module name; default: :func:`default_layer`, the last ``Conv2d``),
+    sum it over the layer's channels, resize it bilinearly to the image size and repeat it over
+    the image's channels. Grad-CAM keeps only the positive part (ReLU), as in its paper.
+    Integrated gradients and the layer methods start from a black (all-zero) image.
+    ``kwargs`` go to captum's ``attribute`` and override these defaults.
 
     Images are explained ``batch_size`` at a time (each sample's attribution depends only on
     that sample), with a tqdm progress bar on stderr when it is a terminal and there is more
     than one batch.
+
+    Raises:
+        PlpVizError: On an unknown algorithm or layer, images not ``(N, C, H, W)``, a target
+            or reference count that is not the image count, neither targets nor reference, a
+            layer without a ``(N, C, H, W)`` output, or ``batch_size < 1``.
     """
     from tqdm import tqdm
 
-    if algorithm not in ALGORITHMS:
+    if algorithm not in _METHODS:
         raise PlpVizError(f"unknown attribution {algorithm!r}; available: {', '.join(ALGORITHMS)}")
     if images.dim() != 4:
         raise PlpVizError(f"images must be (N, C, H, W), got {tuple(images.shape)}")
     if batch_size < 1:
         raise PlpVizError(f"batch_size must be >= 1, got {batch_size}")
-    if algorithm == "layer_gradcam" and not layer:
-        raise PlpVizError("layer_gradcam needs a layer name, e.g. backbone.features.6")
+    count = len(images)
     target: torch.Tensor | None = None
-    if targets is not None and reference is None:
-        target = torch.as_tensor(targets)
-        if target.dim() > 0 and len(target) != len(images):
-            raise PlpVizError(f"{len(target)} targets for {len(images)} images")
+    references: torch.Tensor | None = None
     if reference is not None:
-        reference = reference.detach()
-    per_image_reference = (
-        reference is not None and reference.dim() == 2 and len(reference) == len(images) > 1
-    )
+        references = reference.detach().to(images.device)
+        references = references.reshape(1, -1) if references.dim() == 1 else references
+        if references.dim() != 2 or len(references) not in (1, count):
+            raise PlpVizError(
+                f"reference must be (D,), (1, D) or one row per image ({count}, D), "
+                f"got {tuple(reference.shape)}"
+            )
+        references = references.expand(count, -1)
+    elif targets is not None:
+        target = torch.as_tensor(targets, device=images.device).reshape(-1)
+        if len(target) == 1:
+            target = target.expand(count)
+        if len(target) != count:
+            raise PlpVizError(f"{len(target)} targets for {count} images")
+    else:
+        raise PlpVizError(
+            "give targets (the classes to explain) or a reference (an embedding to compare with)"
+        )
+    layer_module = None
+    if algorithm in _NEEDS_LAYER:
+        layer = layer or default_layer(model)
+        layer_module = find_layer(model, layer)
+    explained = output if output is not None else model
+    forward = _similarity(explained) if references is not None else explained
     was_training = model.training
     model.eval()
-    starts = range(0, len(images), batch_size)
+    starts = range(0, count, batch_size)
     parts = []
     try:
         for start in tqdm(
@@ -98,74 +310,18 @@ def explain(
             disable=len(starts) < 2 or not sys.stderr.isatty(),
         ):
             chunk = slice(start, start + batch_size)
-            chunk_target = target[chunk] if target is not None and target.dim() > 0 else target
-            chunk_reference = reference
-            if per_image_reference and reference is not None:
-                chunk_reference = reference[chunk]
-            parts.append(
-                _explain_batch(
-                    model, images[chunk], chunk_target, algorithm, layer, chunk_reference, kwargs
-                )
+            batch = _Batch(
+                forward=forward,
+                images=images[chunk].detach().clone().requires_grad_(True),
+                target=None if target is None else target[chunk],
+                extra=None if references is None else (references[chunk],),
+                layer=layer_module,
+                layer_name=layer,
             )
+            parts.append(_METHODS[algorithm](batch, dict(kwargs)).detach())
     finally:
         model.train(was_training)
     return torch.cat(parts) if parts else torch.zeros_like(images)
-
-
-def _explain_batch(
-    model: nn.Module,
-    images: torch.Tensor,
-    target: torch.Tensor | None,
-    algorithm: str,
-    layer: str | None,
-    reference: torch.Tensor | None,
-    kwargs: dict[str, Any],
-) -> torch.Tensor:
-    """Attribute one batch of ``images`` (the model already in eval mode)."""
-    import captum.attr as attr
-
-    kwargs = dict(kwargs)
-    forward: Callable[..., torch.Tensor] = model
-    if reference is not None:
-        fixed = reference
-
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            output = model(x)
-            return F.cosine_similarity(output, fixed.expand_as(output), dim=1)
-
-    images = images.detach().clone().requires_grad_(True)
-    if algorithm == "integrated_gradients":
-        result = attr.IntegratedGradients(forward).attribute(
-            images, target=target, baselines=torch.zeros_like(images), **kwargs
-        )
-    elif algorithm == "saliency":
-        result = attr.Saliency(forward).attribute(images, target=target, abs=True, **kwargs)
-    elif algorithm == "input_x_gradient":
-        result = attr.InputXGradient(forward).attribute(images, target=target, **kwargs)
-    elif algorithm == "gradient_shap":
-        generator = torch.Generator().manual_seed(0)
-        baselines = torch.cat(
-            [
-                torch.zeros_like(images[:1]),
-                0.1 * torch.randn(images[:1].shape, generator=generator),
-            ]
-        )
-        kwargs.setdefault("n_samples", 16)
-        result = attr.GradientShap(forward).attribute(
-            images, baselines=baselines, target=target, **kwargs
-        )
-    elif algorithm == "occlusion":
-        size = max(1, min(images.shape[2:]) // 8)
-        kwargs.setdefault("sliding_window_shapes", (images.shape[1], size, size))
-        result = attr.Occlusion(forward).attribute(images, target=target, **kwargs)
-    else:
-        assert layer is not None
-        cam = attr.LayerGradCam(forward, find_layer(model, layer)).attribute(
-            images, target=target, **kwargs
-        )
-        upsampled = attr.LayerAttribution.interpolate(cam, tuple(images.shape[2:]))
-        result = upsampled.expand(-1, images.shape[1], -1, -1)
-    return result.detach()
 
 
 def _displayable(image: np.ndarray) -> np.ndarray:
