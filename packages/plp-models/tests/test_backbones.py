@@ -278,6 +278,8 @@ def test_unknown_names_list_the_valid_ones() -> None:
     with pytest.raises(PlpModelsError) as caught:
         build_backbone("resnet5")
     message = str(caught.value)
-    assert "did you mean resnet50" in message
+    assert "did you mean 'resnet50'" in message
     assert all(name in message for name in plp_models.available_backbones())
     assert "timm:<model>" in message
+    with pytest.raises(PlpModelsError, match=r"backbone 'timm:test_resnet': .*'weights'"):
+        build_backbone("timm:test_resnet", weights="DEFAULT")

@@ -406,11 +406,13 @@ def _did_you_mean(name: str, choices: list[str]) -> str:
 def build_backbone(name: str, **kwargs: Any) -> Backbone:
     """Return the backbone registered as ``name`` (or ``timm:<model>``), built with ``kwargs``."""
     if name.startswith(TIMM_PREFIX):
-        return TimmBackbone(name[len(TIMM_PREFIX) :], **kwargs)
-    if name not in BACKBONES.available():
+        try:
+            return TimmBackbone(name[len(TIMM_PREFIX) :], **kwargs)
+        except TypeError as error:  # an argument TimmBackbone does not take
+            raise PlpModelsError(f"backbone {name!r}: {error}") from None
+    if name not in BACKBONES:
         raise PlpModelsError(
-            f"unknown backbone {name!r}{_did_you_mean(name, BACKBONES.available())}; available: "
-            f"{', '.join(BACKBONES.available())}, or any timm model as 'timm:<model>'"
+            f"{BACKBONES.unknown_message(name)}; or any timm model as 'timm:<model>'"
         )
     return BACKBONES.build(name, **kwargs)
 
