@@ -13,7 +13,43 @@ from torch.utils.data import Dataset
 
 from plp_data._errors import PlpDataError
 
-__all__ = ["ArrayImageDataset", "FileImageDataset", "TensorImageDataset"]
+__all__ = [
+    "ArrayImageDataset",
+    "FileImageDataset",
+    "ImageReadError",
+    "TensorImageDataset",
+    "read_rgb_image",
+]
+
+
+class ImageReadError(PlpDataError, OSError):
+    """An image file cannot be decoded; the message is one line naming the file.
+
+    Raised in a DataLoader worker, torch re-raises it in the main process with the worker's
+    traceback as the message; the constructor keeps only the original one-line message.
+    """
+
+    def __init__(self, message: str) -> None:
+        if message.startswith(f"Caught {type(self).__name__}"):
+            last = [line for line in message.splitlines() if line.strip()][-1]
+            message = last.split(f"{type(self).__name__}: ", 1)[-1]
+        super().__init__(message)
+
+
+def read_rgb_image(path: Path) -> Image.Image:
+    """Return the image file ``path`` decoded and converted to RGB.
+
+    Raises:
+        ImageReadError: The file is not a readable image (not an image, truncated, a folder).
+    """
+    try:
+        with Image.open(path) as file:
+            return file.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ImageReadError(
+            f"{path}: not a readable image ({type(error).__name__}: {reason[:200]})"
+        ) from None
 
 
 def _camera_tensor(cameras: Any, length: int) -> torch.Tensor | None:
@@ -103,8 +139,7 @@ class FileImageDataset(_LabelledDataset):
         self.transform = transform
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
-        with Image.open(self.paths[index]) as file:
-            image: Any = file.convert("RGB")
+        image: Any = read_rgb_image(self.paths[index])
         if self.transform is not None:
             image = self.transform(image)
         return self._item(image, index)

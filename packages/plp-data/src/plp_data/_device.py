@@ -383,17 +383,29 @@ class DeviceImageDataset(torch.utils.data.Dataset[tuple[torch.Tensor, ...]]):
         """Bytes of the uint8 images."""
         return self.images.numel()
 
-    def to(self, device: torch.device | str, *, store: bool = True) -> DeviceImageDataset:
+    def to(
+        self,
+        device: torch.device | str,
+        *,
+        store: bool = True,
+        moved: dict[int, torch.Tensor] | None = None,
+    ) -> DeviceImageDataset:
         """Return a copy that serves batches on ``device``.
 
         With ``store`` the images move there too; otherwise they stay where they are and each
         batch is gathered there, pinned (for CUDA) and copied (a split larger than the device).
+        ``moved`` maps the ``data_ptr`` of images already moved to their copy, so datasets
+        sharing images share the copy too.
         """
         device = torch.device(device)
         copy = self._view()
         copy.device = device
         if store and self.images.device != device:
-            copy.images = self.images.to(device)
+            moved = {} if moved is None else moved
+            key = self.images.data_ptr()
+            if key not in moved:
+                moved[key] = self.images.to(device)
+            copy.images = moved[key]
         copy.labels, copy.cameras = self.labels.to(device), _to(self.cameras, device)
         copy.indices = _to(self.indices, device)
         return copy
@@ -501,10 +513,14 @@ class DeviceSplits:
 
     def to(self, device: torch.device, *, store: bool = True) -> DeviceSplits:
         """Return the splits serving batches on ``device`` (stored there when ``store``)."""
+        moved: dict[int, torch.Tensor] = {}
         return DeviceSplits(
-            self.trainval.to(device, store=store),
-            self.test.to(device, store=store),
-            {name: split.to(device, store=store) for name, split in self.extra.items()},
+            self.trainval.to(device, store=store, moved=moved),
+            self.test.to(device, store=store, moved=moved),
+            {
+                name: split.to(device, store=store, moved=moved)
+                for name, split in self.extra.items()
+            },
             self.augmentation,
         )
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from plp_data._base import Splits, split_indices
+from plp_data._cache import decoded_images, default_cache_dir
 from plp_data._datasets import FileImageDataset
 from plp_data._errors import DataNotFoundError, PlpDataError
 from plp_data._image import ImageDataModule
@@ -104,6 +105,10 @@ class ImageFolderDataModule(ImageDataModule):
             trainval=FileImageDataset(train_paths, train_labels, transform=self.eval_transform),
             test=FileImageDataset(test_paths, test_labels, transform=self.eval_transform),
             trainval_labels=train_labels,
+            device=self.file_device_plan(
+                {"trainval": train_paths, "test": test_paths},
+                {"trainval": train_labels, "test": test_labels},
+            ),
         )
 
 
@@ -182,6 +187,11 @@ class Market1501DataModule(ImageDataModule):
         query = _read_market_folder(root / "query")
         gallery = _read_market_folder(root / "bounding_box_test")
         query_set = FileImageDataset(*query, transform=self.eval_transform)
+        device = self.file_device_plan(
+            {"trainval": train_paths, "test": query[0], "query": query[0], "gallery": gallery[0]},
+            {"trainval": labels, "test": query[1], "query": query[1], "gallery": gallery[1]},
+            {"trainval": train_cameras, "test": query[2], "query": query[2], "gallery": gallery[2]},
+        )
         return Splits(
             train=FileImageDataset(train_paths, labels, train_cameras, self.train_transform),
             trainval=FileImageDataset(train_paths, labels, train_cameras, self.eval_transform),
@@ -191,4 +201,5 @@ class Market1501DataModule(ImageDataModule):
                 "query": query_set,
                 "gallery": FileImageDataset(*gallery, transform=self.eval_transform),
             },
+            device=device,
         )

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from plp_data._base import PlpDataModule
+from plp_data._cache import decoded_images, default_cache_dir
 from plp_data._device import DeviceImageDataset, DevicePlan, DeviceSplits, device_augmentation
 from plp_data._errors import DataNotFoundError, PlpDataError
 from plp_data._transforms import TransformDefaults, resolve_transforms, transforms_of
@@ -136,6 +137,40 @@ class ImageDataModule(PlpDataModule):
 
         return DevicePlan(nbytes, load, unsupported)
 
+
+    def file_device_plan(
+        self,
+        paths: dict[str, Sequence[Path]],
+        labels: dict[str, np.ndarray],
+        cameras: dict[str, np.ndarray] | None = None,
+    ) -> DevicePlan:
+        """Return the device path of splits of image files, decoded once into the image cache.
+
+        Splits given the same list of paths share one cache (Market-1501's test and query).
+        The cache lives in ``cache_dir`` (see :mod:`plp_data._cache`).
+        """
+        size = self.transform_spec.image_size
+        distinct = {id(files): files for files in paths.values()}
+        if size is None:
+            return DevicePlan(
+                0,
+                lambda: None,  # type: ignore[arg-type,return-value]
+                "the images have no common size (set data.args.image_size)",
+            )
+        folder = Path(self.cache_dir) if self.cache_dir else default_cache_dir(self.root)
+        loaded: dict[int, np.ndarray] = {}
+
+        def reader(files: Sequence[Path]) -> Callable[[], np.ndarray]:
+            def read() -> np.ndarray:
+                if id(files) not in loaded:
+                    loaded[id(files)] = decoded_images(files, size, folder)
+                return loaded[id(files)]
+
+            return read
+
+        nbytes = sum(len(files) for files in distinct.values()) * size[0] * size[1] * 3
+        readers = {name: reader(files) for name, files in paths.items()}
+        return self.device_plan(readers, labels, cameras, nbytes=nbytes)
 
 def resized(images: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     """Return uint8 ``images`` resized to ``size`` as the workers path's ``Resize`` does (PIL)."""
