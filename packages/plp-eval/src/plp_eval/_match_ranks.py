@@ -76,8 +76,9 @@ def query_values(
         starts: ``(B,)`` where each query's ranks start.
 
     Example:
+        >>> # ranks 2 and 4 (R = 2): first 2, AP (1/2 + 2/4) / 2, INP 2/4, one of 2 in the top 2
         >>> query_values(np.array([2, 4, 9]), np.array([2]), np.array([0])).tolist()
-        [[2.0, 0.5, 0.5, 0.0, 0.0]]
+        [[2.0, 0.5, 0.5, 0.5, 0.25]]
     """
     rows = len(num_matches)
     values = np.zeros((rows, VALUES), dtype=np.float64)
