@@ -519,37 +519,51 @@ def test_auto_backend_picks_torch_for_cuda_devices_only():
     assert _ranking._torch_device("numba", "cuda", torch.zeros(2)) is None
 
 
-def _distributed_worker(rank, world, port, path):
-    import torch.distributed as dist
+# Written to a file for the spawned processes to import (test modules are not importable).
+DISTRIBUTED_WORKER = """
+import numpy as np
+import torch.distributed as dist
 
+from plp_eval import reid_metrics
+
+
+def data():
+    rng = np.random.default_rng(12)
+    labels = rng.integers(0, 7, 301)
+    features = rng.normal(size=(301, 5)) + 2 * rng.normal(size=(7, 5))[labels]
+    return features, labels
+
+
+def run(rank, world, port, path):
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
     )
     try:
-        rng = np.random.default_rng(12)
-        labels = rng.integers(0, 7, 301)
-        features = rng.normal(size=(301, 5)) + 2 * rng.normal(size=(7, 5))[labels]
+        features, labels = data()
         result = reid_metrics(
             features, labels, features, labels, query_in_gallery=True, distributed=True
         )
         np.save(f"{path}/{rank}.npy", np.array([result.to_dict()], dtype=object))
     finally:
         dist.destroy_process_group()
+"""
 
 
 @pytest.mark.slow
-def test_distributed_ranks_return_the_one_process_result(tmp_path):
+def test_distributed_ranks_return_the_one_process_result(tmp_path, monkeypatch):
+    import importlib
     import socket
 
+    (tmp_path / "plp_eval_distributed_worker.py").write_text(DISTRIBUTED_WORKER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    worker = importlib.import_module("plp_eval_distributed_worker")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    torch.multiprocessing.spawn(_distributed_worker, args=(2, port, str(tmp_path)), nprocs=2)
-    rng = np.random.default_rng(12)
-    labels = rng.integers(0, 7, 301)
-    features = rng.normal(size=(301, 5)) + 2 * rng.normal(size=(7, 5))[labels]
+    torch.multiprocessing.spawn(worker.run, args=(2, port, str(tmp_path)), nprocs=2)
+    features, labels = worker.data()
     expected = reid_metrics(features, labels, features, labels, query_in_gallery=True).to_dict()
-    for rank in range(2):
+    for rank in range(2):  # the same bits on every rank, equal to one process's
         assert np.load(tmp_path / f"{rank}.npy", allow_pickle=True)[0] == expected
 
 
