@@ -75,7 +75,7 @@ def test_market1501_evaluation_batches_equal_torchvision(tmp_path: Path):
     dm = build_datamodule(
         "market1501", root=str(tmp_path), batch_size=8, cache_dir=str(tmp_path / "cache")
     )
-    images, labels, cameras = next(iter(dm.split_dataloader("gallery")))
+    images, _, cameras = next(iter(dm.split_dataloader("gallery")))
     assert dm.data_pipeline == "device"
     paths = sorted((tmp_path / "bounding_box_test").glob("*.jpg"))[1:]  # junk skipped
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -225,7 +225,7 @@ def test_unsupported_or_bad_steps_name_the_step(step: dict, message: str):
 
 def test_a_crop_larger_than_the_image_names_both_sizes(tmp_path: Path):
     dm = _cifar(tmp_path, augment=[{"name": "RandomCrop", "args": {"size": 40}}], val_fraction=0)
-    with pytest.raises(PlpDataError, match="crop 40x40 is larger than the .* image 32x32"):
+    with pytest.raises(PlpDataError, match=r"crop 40x40 is larger than the .* image 32x32"):
         next(iter(dm.train_dataloader()))
 
 
