@@ -17,6 +17,7 @@ from plp_viz._eval_plots import (
     plot_confusion_matrix,
     plot_distance_histogram,
     plot_rank_list,
+    rank_list_queries,
 )
 from plp_viz._graph import GraphFiles, layer_summary, model_graph
 from plp_viz._plots import plot_aligned, plot_embedding
@@ -34,6 +35,7 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_distance_histogram",
     "plot_rank_list",
+    "rank_list_queries",
     # attributions
     "available_attributions",
     "default_layer",

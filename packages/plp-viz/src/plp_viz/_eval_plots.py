@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 
 from plp_viz._errors import PlpVizError
+from plp_viz._names import check_class_names, label_text, shorten
 from plp_viz._plots import _save, pyplot
 
 __all__ = [
     "DISTANCE_METRICS",
     "MATCH_COLOUR",
     "MISMATCH_COLOUR",
+    "confusion_ticks",
     "confusion_values",
     "display_image",
     "pair_distances",
@@ -23,6 +25,7 @@ __all__ = [
     "plot_distance_histogram",
     "plot_rank_list",
     "rank_list_matches",
+    "rank_list_queries",
     "rank_list_tile",
 ]
 
@@ -37,6 +40,7 @@ MISMATCH_COLOUR = (0.9, 0.0, 0.0)
 
 _QUERY_COLOUR = (1.0, 1.0, 1.0)
 _MAX_ANNOTATED_CLASSES = 20
+_MAX_TICKS = 40
 _CHUNK_PAIRS = 8192
 
 
@@ -228,6 +232,64 @@ def _indices(indices: Any, num_queries: int, num_gallery: int) -> np.ndarray:
     return array.astype(np.int64)
 
 
+def rank_list_queries(
+    query_average_precision: Any, *, num_worst: int, num_random: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the worst queries (lowest AP) and a seeded random draw from the others.
+
+    Queries whose AP is NaN (no match in the gallery: nothing to find) are neither worst nor
+    drawn.
+
+    Args:
+        query_average_precision: ``(Q,)`` AP of each query, NaN where it has no match.
+        num_worst: How many of the lowest-AP queries (fewer if fewer queries are valid).
+        num_random: How many further queries to draw uniformly, without repeats, with
+            ``numpy.random.default_rng(seed)`` from the valid ones not among the worst.
+        seed: Seed of the draw.
+
+    Returns:
+        ``(worst, random)`` int64 query indices: ``worst`` by increasing AP (equal APs by
+        index), ``random`` by increasing index.
+
+    Raises:
+        PlpVizError: If the AP array is not 1-D, holds values outside ``[0, 1]``, has no
+            finite value, or a count is negative.
+
+    Example:
+        >>> ap = [0.9, 0.2, float("nan"), 0.2, 1.0]
+        >>> worst, random = rank_list_queries(ap, num_worst=2, num_random=1, seed=0)
+        >>> worst.tolist(), random.tolist() in ([0], [4])
+        ([1, 3], True)
+    """
+    if num_worst < 0 or num_random < 0:
+        raise PlpVizError(
+            f"num_worst and num_random must be >= 0, got {num_worst} and {num_random}"
+        )
+    try:
+        values = np.asarray(query_average_precision, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise PlpVizError(f"query_average_precision must be numbers: {error}") from None
+    if values.ndim != 1:
+        raise PlpVizError(f"query_average_precision must be 1-D, got shape {values.shape}")
+    valid = np.flatnonzero(np.isfinite(values))
+    if len(valid) == 0:
+        raise PlpVizError(
+            "query_average_precision has no finite value: no query has a match in the gallery"
+        )
+    if values[valid].min() < 0.0 or values[valid].max() > 1.0:
+        raise PlpVizError(
+            f"query_average_precision must be in [0, 1], got values from "
+            f"{values[valid].min():g} to {values[valid].max():g}"
+        )
+    order = valid[np.argsort(values[valid], kind="stable")]
+    worst = order[:num_worst]
+    rest = order[num_worst:]
+    drawn = np.random.default_rng(seed).choice(
+        len(rest), size=min(num_random, len(rest)), replace=False
+    )
+    return worst.astype(np.int64), np.sort(rest[drawn]).astype(np.int64)
+
+
 def plot_rank_list(
     query_images: np.ndarray,
     query_labels: np.ndarray,
@@ -237,11 +299,22 @@ def plot_rank_list(
     path: str | Path,
     *,
     max_queries: int = 8,
+    class_names: Sequence[str] | None = None,
+    query_average_precision: np.ndarray | None = None,
+    worst_queries: int | None = None,
+    seed: int = 0,
 ) -> Path:
     """Draw each query followed by its top-k gallery images, framed green (match) or red.
 
     Every image is stretched from its own minimum to maximum for display, so any input
     normalisation works. Negative indices (no result) leave their cell empty.
+
+    Without ``query_average_precision`` the first ``max_queries`` queries are drawn. With it,
+    the rows are the ``worst_queries`` queries of lowest AP (labelled "worst"), then random
+    others (labelled "random") up to ``max_queries`` rows, chosen by
+    :func:`rank_list_queries`; each row shows its query's AP. To draw from many queries
+    without loading all their images, pick the rows with :func:`rank_list_queries` first and
+    pass those queries, worst first: the same rows come out.
 
     Args:
         query_images: ``(Q, C, H, W)`` with ``C`` 1 or 3, or ``(Q, H, W)``.
@@ -250,14 +323,22 @@ def plot_rank_list(
         gallery_labels: ``(G,)`` labels of the gallery.
         indices: ``(Q, k)`` gallery rows ranked for each query (e.g. ``plp_eval.rank_lists``).
         path: Where to write the figure; parent folders are created.
-        max_queries: Draw only the first this many queries (one row each).
+        max_queries: How many queries to draw (one row each).
+        class_names: Names of the labels (``class_names[label]``) for the titles; None shows
+            the labels.
+        query_average_precision: ``(Q,)`` AP of each query over its whole ranking (NaN for a
+            query without a match).
+        worst_queries: How many of the rows are worst queries; default half of
+            ``max_queries``, rounded up.
+        seed: Seed of the random rows.
 
     Returns:
         The path written.
 
     Raises:
-        PlpVizError: On wrong shapes, mismatched lengths, out-of-range indices, empty inputs
-            or ``max_queries < 1``.
+        PlpVizError: On wrong shapes, mismatched lengths, out-of-range indices, empty inputs,
+            ``max_queries < 1``, ``worst_queries`` outside ``[0, max_queries]``, labels that do
+            not index ``class_names``, or an AP array rejected by :func:`rank_list_queries`.
     """
     queries = _images(query_images, "query_images")
     gallery = _images(gallery_images, "gallery_images")
@@ -265,29 +346,70 @@ def plot_rank_list(
     g_labels = _labels(gallery_labels, len(gallery), "gallery_labels", "gallery_images")
     if max_queries < 1:
         raise PlpVizError(f"max_queries must be >= 1, got {max_queries}")
+    names = check_class_names(q_labels, class_names, "query_labels")
+    check_class_names(g_labels, class_names, "gallery_labels")
     matches = rank_list_matches(q_labels, g_labels, indices)
     ranked = _indices(indices, len(queries), len(gallery))
-    rows, k = min(len(queries), max_queries), ranked.shape[1]
-    figure, axes = pyplot().subplots(
-        rows, k + 1, figsize=(1.3 * (k + 1), 1.5 * rows), squeeze=False
+    rows, kinds, precision = _rank_list_rows(
+        len(queries), max_queries, query_average_precision, worst_queries, seed
     )
-    for row in range(rows):
-        axes[row][0].imshow(rank_list_tile(queries[row], _QUERY_COLOUR))
-        axes[row][0].set_title(f"query {q_labels[row]}", fontsize=7)
+    k = ranked.shape[1]
+    figure, axes = pyplot().subplots(
+        len(rows), k + 1, figsize=(1.3 * (k + 1), 1.6 * len(rows)), squeeze=False
+    )
+    for line, query in enumerate(rows):
+        axes[line][0].imshow(rank_list_tile(queries[query], _QUERY_COLOUR))
+        title = f"query {label_text(q_labels[query], names)}"
+        if precision is not None:
+            title += f"\nAP {precision[query]:.2f}"
+        axes[line][0].set_title(title, fontsize=7)
+        if kinds:
+            axes[line][0].set_ylabel(
+                kinds[line],
+                fontsize=8,
+                fontweight="bold",
+                color=MISMATCH_COLOUR if kinds[line] == "worst" else "dimgrey",
+            )
         for rank in range(k):
-            axis = axes[row][rank + 1]
-            item = ranked[row, rank]
+            axis = axes[line][rank + 1]
+            item = ranked[query, rank]
             if item >= 0:
-                colour = MATCH_COLOUR if matches[row, rank] else MISMATCH_COLOUR
+                colour = MATCH_COLOUR if matches[query, rank] else MISMATCH_COLOUR
                 axis.imshow(rank_list_tile(gallery[item], colour))
-                axis.set_title(f"{rank + 1}: {g_labels[item]}", fontsize=7)
-        for axis in axes[row]:
+                axis.set_title(f"{rank + 1}: {label_text(g_labels[item], names)}", fontsize=7)
+        for axis in axes[line]:
             axis.set_xticks([])
             axis.set_yticks([])
             for spine in axis.spines.values():
                 spine.set_visible(False)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def _rank_list_rows(
+    num_queries: int,
+    max_queries: int,
+    query_average_precision: Any,
+    worst_queries: int | None,
+    seed: int,
+) -> tuple[list[int], list[str], np.ndarray | None]:
+    """Return each row's query, each row's kind ("worst"/"random"; none without AP), the APs."""
+    if query_average_precision is None:
+        return list(range(min(num_queries, max_queries))), [], None
+    precision = np.asarray(query_average_precision, dtype=np.float64)
+    if precision.shape != (num_queries,):
+        raise PlpVizError(
+            f"query_average_precision must have one value per query ({num_queries}), "
+            f"got shape {precision.shape}"
+        )
+    num_worst = (max_queries + 1) // 2 if worst_queries is None else worst_queries
+    if not 0 <= num_worst <= max_queries:
+        raise PlpVizError(f"worst_queries must be in [0, {max_queries}], got {num_worst}")
+    worst, random = rank_list_queries(
+        precision, num_worst=num_worst, num_random=max_queries - num_worst, seed=seed
+    )
+    rows = [int(i) for i in worst] + [int(i) for i in random]
+    return rows, ["worst"] * len(worst) + ["random"] * len(random), precision
 
 
 # --------------------------------------------------------------------------- confusion matrix
@@ -320,6 +442,17 @@ def confusion_values(matrix: np.ndarray, *, normalize: bool = True) -> np.ndarra
     return np.divide(array, sums, out=np.zeros_like(array), where=sums > 0)
 
 
+def confusion_ticks(num_classes: int, max_ticks: int = _MAX_TICKS) -> list[int]:
+    """Return the classes named on a confusion matrix's axes: all, or every n-th of them.
+
+    Example:
+        >>> confusion_ticks(100)[:3], len(confusion_ticks(100))
+        ([0, 3, 6], 34)
+    """
+    step = -(-num_classes // max_ticks)  # ceil: at most max_ticks labels
+    return list(range(0, num_classes, step))
+
+
 def plot_confusion_matrix(
     matrix: np.ndarray,
     path: str | Path,
@@ -332,23 +465,27 @@ def plot_confusion_matrix(
     Args:
         matrix: ``(K, K)`` counts, rows true classes, columns predicted ones.
         path: Where to write the figure; parent folders are created.
-        class_names: ``K`` tick labels; None numbers the classes from 0.
+        class_names: Names of the classes, indexed by class (at least ``K``; long names are
+            shortened); None numbers the classes from 0.
         normalize: Draw each row divided by its sum (the per-class recall on the diagonal).
 
     Returns:
-        The path written. Cells carry their values when there are at most 20 classes.
+        The path written. Cells carry their values when there are at most 20 classes; past
+        that, every :func:`confusion_ticks` class is named, so that labels never overlap.
 
     Raises:
         PlpVizError: If the matrix is not square, empty, negative or not finite, or
-            ``class_names`` has not ``K`` entries.
+            ``class_names`` has fewer than ``K`` entries.
     """
     values = confusion_values(matrix, normalize=normalize)
     counts = confusion_values(matrix, normalize=False)
     size = len(values)
-    if class_names is not None and len(class_names) != size:
+    if class_names is not None and len(class_names) < size:
         raise PlpVizError(f"class_names has {len(class_names)} names for {size} classes")
     names = (
-        [str(n) for n in class_names] if class_names is not None else [str(i) for i in range(size)]
+        [shorten(str(n)) for n in class_names[:size]]
+        if class_names is not None
+        else [str(i) for i in range(size)]
     )
     total = counts.sum()
     accuracy = np.trace(counts) / total if total > 0 else float("nan")
@@ -371,8 +508,16 @@ def plot_confusion_matrix(
                     fontsize=7,
                     color="white" if value > 0.5 * high else "black",
                 )
-        axis.set_xticks(range(size), names, rotation=45, ha="right", fontsize=8)
-        axis.set_yticks(range(size), names, fontsize=8)
+    ticks = confusion_ticks(size)
+    font = 8 if size <= _MAX_ANNOTATED_CLASSES else 6
+    axis.set_xticks(
+        ticks,
+        [names[i] for i in ticks],
+        rotation=45 if font == 8 else 90,
+        ha="right" if font == 8 else "center",
+        fontsize=font,
+    )
+    axis.set_yticks(ticks, [names[i] for i in ticks], fontsize=font)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     kind = "row-normalised" if normalize else "counts"

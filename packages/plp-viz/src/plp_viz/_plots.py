@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from plp_viz._errors import PlpVizError
+from plp_viz._names import check_class_names, label_text
 
-__all__ = ["plot_aligned", "plot_embedding", "pyplot"]
+__all__ = ["MAX_LEGEND_ENTRIES", "plot_aligned", "plot_embedding", "pyplot"]
 
 
 def pyplot() -> Any:
@@ -23,6 +24,10 @@ def pyplot() -> Any:
     return plt
 
 
+MAX_LEGEND_ENTRIES = 20
+"""Legends list at most this many classes (the most frequent ones) and say how many are left."""
+
+
 def _scatter(
     axis: Any, points: np.ndarray, labels: np.ndarray, names: Sequence[str] | None
 ) -> None:
@@ -30,16 +35,37 @@ def _scatter(
     colours = pyplot().get_cmap("tab10" if len(classes) <= 10 else "tab20")
     for position, label in enumerate(classes):
         chosen = labels == label
-        name = names[int(label)] if names is not None else str(label)
         axis.scatter(
             points[chosen, 0],
             points[chosen, 1],
             s=6,
             color=colours(position % colours.N),
-            label=name,
+            label=label_text(label, names),
             alpha=0.8,
             linewidths=0,
         )
+
+
+def _legend(axis: Any, labels: np.ndarray) -> None:
+    """Draw the legend of the classes in ``labels``: the most frequent ones when there are many."""
+    handles, texts = axis.get_legend_handles_labels()
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) > MAX_LEGEND_ENTRIES:
+        # the most frequent classes, shown in label order; ties go to the lower label
+        kept = np.sort(np.argsort(-counts, kind="stable")[:MAX_LEGEND_ENTRIES])
+        handles = [handles[i] for i in kept]
+        texts = [texts[i] for i in kept]
+        handles.append(pyplot().Line2D([], [], linestyle="none"))
+        texts.append(f"… {len(classes) - len(kept)} more classes")
+    axis.legend(
+        handles,
+        texts,
+        markerscale=3,
+        fontsize=7,
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        ncol=1 if len(texts) <= 12 else 2,
+    )
 
 
 def _save(figure: Any, path: str | Path) -> Path:
@@ -58,16 +84,25 @@ def plot_embedding(
     title: str | None = None,
     class_names: Sequence[str] | None = None,
 ) -> Path:
-    """Draw ``points`` ``(N, 2)`` coloured by class with a legend; return the PNG's path."""
+    """Draw ``points`` ``(N, 2)`` coloured by class with a legend; return the PNG's path.
+
+    The legend names the classes by ``class_names`` (indexed by label; long names shortened)
+    or by their labels, and lists at most :data:`MAX_LEGEND_ENTRIES` classes, the most
+    frequent ones, with a last entry counting the others.
+
+    Raises:
+        PlpVizError: If ``points`` is not ``(N, 2)`` with ``N`` labels, or a label does not
+            index ``class_names``.
+    """
     points, labels = np.asarray(points), np.asarray(labels)
     if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels):
         raise PlpVizError(
             f"points must be (N, 2) with N labels, got {points.shape} and {labels.shape}"
         )
+    names = check_class_names(labels, class_names, "labels")
     figure, axis = pyplot().subplots(figsize=(6.5, 5.5))
-    _scatter(axis, points, labels, class_names)
-    if len(np.unique(labels)) <= 30:
-        axis.legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    _scatter(axis, points, labels, names)
+    _legend(axis, labels)
     axis.set_title(title or "")
     axis.set_xticks([])
     axis.set_yticks([])
@@ -80,12 +115,17 @@ def plot_aligned(
     path: str | Path,
     *,
     titles: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
-    """Draw one panel per embedding, all on the same axis limits; return the PNG's path."""
+    """Draw one panel per embedding, all on the same axis limits; return the PNG's path.
+
+    The last panel carries the legend, as in :func:`plot_embedding`.
+    """
     arrays = [np.asarray(e) for e in embeddings]
     labels = np.asarray(labels)
     if not arrays or any(a.shape != (len(labels), 2) for a in arrays):
         raise PlpVizError("every embedding must be (N, 2) with one label per row")
+    names = check_class_names(labels, class_names, "labels")
     stacked = np.concatenate(arrays)
     low, high = stacked.min(axis=0), stacked.max(axis=0)
     margin = 0.05 * (high - low + 1e-9)
@@ -93,11 +133,11 @@ def plot_aligned(
         1, len(arrays), figsize=(4 * len(arrays), 4.2), sharex=True, sharey=True, squeeze=False
     )
     for index, (axis, points) in enumerate(zip(axes[0], arrays, strict=True)):
-        _scatter(axis, points, labels, None)
+        _scatter(axis, points, labels, names)
         axis.set_xlim(low[0] - margin[0], high[0] + margin[0])
         axis.set_ylim(low[1] - margin[1], high[1] + margin[1])
         axis.set_title(titles[index] if titles else f"model {index}", fontsize=9)
         axis.set_xticks([])
         axis.set_yticks([])
-    axes[0][-1].legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    _legend(axes[0][-1], labels)
     return _save(figure, path)
