@@ -1,6 +1,12 @@
 """plp-data: Lightning datamodules with fixed splits, default transforms and batch samplers."""
 
 from plp_data._base import PlpDataModule, Splits
+from plp_data._benchmarks import (
+    Cars196DataModule,
+    Cub200DataModule,
+    InShopDataModule,
+    StanfordOnlineProductsDataModule,
+)
 from plp_data._datamodules import available_datamodules, build_datamodule, register_datamodule
 from plp_data._datasets import ArrayImageDataset, FileImageDataset, TensorImageDataset
 from plp_data._digits import DigitsDataModule
@@ -24,17 +30,21 @@ __all__ = [
     "build_datamodule",
     "register_datamodule",
     # datamodules
+    "Cars196DataModule",
     "Cifar10DataModule",
     "Cifar100DataModule",
+    "Cub200DataModule",
     "DigitsDataModule",
     "FashionMnistDataModule",
     "ImageDataModule",
     "ImageFolderDataModule",
+    "InShopDataModule",
     "KmnistDataModule",
     "Market1501DataModule",
     "MnistDataModule",
     "PlpDataModule",
     "Splits",
+    "StanfordOnlineProductsDataModule",
     "parse_market1501_name",
     # datasets and transforms
     "ArrayImageDataset",

@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from plp_data._base import PlpDataModule
+from plp_data._benchmarks import (
+    Cars196DataModule,
+    Cub200DataModule,
+    InShopDataModule,
+    StanfordOnlineProductsDataModule,
+)
 from plp_data._digits import DigitsDataModule
 from plp_data._folders import ImageFolderDataModule, Market1501DataModule
 from plp_data._registry import DATAMODULES
@@ -27,6 +33,10 @@ for _name, _cls in {
     "cifar100": Cifar100DataModule,
     "image_folder": ImageFolderDataModule,
     "market1501": Market1501DataModule,
+    "cub200": Cub200DataModule,
+    "cars196": Cars196DataModule,
+    "sop": StanfordOnlineProductsDataModule,
+    "inshop": InShopDataModule,
 }.items():
     DATAMODULES.register(_name)(_cls)
 

@@ -2,7 +2,9 @@
 
 Each writer produces files that the matching datamodule reads through its normal code path:
 ``write_idx_dataset`` (MNIST-style gzipped idx files), ``write_cifar_batches`` (CIFAR python
-pickles) and ``write_market1501`` (Market-1501 named JPEGs). Pixels are seeded random noise and
+pickles), ``write_market1501`` (Market-1501 named JPEGs) and the metric-learning benchmarks'
+annotation files with tiny JPEGs: ``write_cub200``, ``write_cars196`` (a real MATLAB
+``cars_annos.mat``), ``write_sop`` and ``write_inshop``. Pixels are seeded random noise and
 labels cycle through the classes, so every class is present in every split.
 """
 
@@ -17,7 +19,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["write_cifar_batches", "write_idx_dataset", "write_market1501"]
+__all__ = [
+    "write_cars196",
+    "write_cifar_batches",
+    "write_cub200",
+    "write_idx_dataset",
+    "write_inshop",
+    "write_market1501",
+    "write_sop",
+]
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> Path:
@@ -114,4 +124,163 @@ def write_market1501(root: str | Path, names: Mapping[str, Sequence[str]] = MARK
         (root / folder).mkdir(parents=True, exist_ok=True)
         for i, name in enumerate(files):
             Image.new("RGB", (64, 128), (i * 30 % 256, 0, 0)).save(root / folder / name, "JPEG")
+    return root
+
+
+def write_jpeg(path: str | Path, seed: int, size: tuple[int, int] = (24, 32)) -> Path:
+    """Write a ``size`` ``(height, width)`` RGB JPEG of seeded noise, creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, "JPEG")
+    return path
+
+
+def write_cub200(
+    root: str | Path,
+    classes: Sequence[int] = (1, 2, 3, 101, 102),
+    per_class: int = 3,
+    with_class_names: bool = True,
+) -> Path:
+    """Write a tiny ``CUB_200_2011/`` layout into ``root``; return ``root``.
+
+    ``images.txt`` (``<image_id> <image_name>``), ``image_class_labels.txt`` (``<image_id>
+    <class_id>``), ``train_test_split.txt``, ``classes.txt`` (``<class_id> NNN.Name_k``, unless
+    ``with_class_names`` is False) and ``images/NNN.Name_k/Name_k_<i>.jpg``, ``per_class`` images
+    for each of the CUB class ids in ``classes`` (1..200).
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    images, labels, split, names = [], [], [], []
+    image_id = 0
+    for class_id in classes:
+        folder = f"{class_id:03d}.Bird_{class_id}"
+        names.append(f"{class_id} {folder}")
+        for index in range(per_class):
+            image_id += 1
+            name = f"{folder}/Bird_{class_id}_{index:04d}_{image_id}.jpg"
+            write_jpeg(root / "images" / name, seed=image_id)
+            images.append(f"{image_id} {name}")
+            labels.append(f"{image_id} {class_id}")
+            split.append(f"{image_id} {int(index % 2 == 0)}")
+    for file, lines in (
+        ("images.txt", images),
+        ("image_class_labels.txt", labels),
+        ("train_test_split.txt", split),
+        *((("classes.txt", names),) if with_class_names else ()),
+    ):
+        (root / file).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def write_cars196(
+    root: str | Path, classes: Sequence[int] = (1, 2, 3, 99, 100), per_class: int = 3
+) -> Path:
+    """Write a tiny Cars196 layout into ``root``: ``cars_annos.mat`` and ``car_ims/``; return it.
+
+    ``cars_annos.mat`` is a real MATLAB file (``scipy.io.savemat``) shaped as the distributed
+    one: a 1xN struct array ``annotations`` with ``relative_im_path``, ``bbox_x1`` .. ``bbox_y2``,
+    ``class`` and ``test`` (uint8 1x1 matrices), and a 1x196 cell array ``class_names``.
+    ``per_class`` JPEGs ``car_ims/NNNNNN.jpg`` for each class id in ``classes`` (1..196).
+    """
+    from scipy.io import savemat
+
+    root = Path(root)
+    fields = ["relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "test"]
+    count = len(classes) * per_class
+    annotations = np.zeros((1, count), dtype=[(name, "O") for name in fields])
+    number = 0
+    for class_id in classes:
+        for index in range(per_class):
+            number += 1
+            relative = f"car_ims/{number:06d}.jpg"
+            write_jpeg(root / relative, seed=number)
+
+            def matrix(value: int) -> np.ndarray:
+                return np.array([[value]], dtype=np.uint8)
+
+            annotations[0, number - 1] = (
+                relative,
+                matrix(1),
+                matrix(2),
+                matrix(30),
+                matrix(22),
+                matrix(class_id),
+                matrix(index % 2),
+            )
+    class_names = np.empty((1, 196), dtype=object)
+    class_names[0, :] = [f"Maker Model {k} 2012" for k in range(1, 197)]
+    savemat(root / "cars_annos.mat", {"annotations": annotations, "class_names": class_names})
+    return root
+
+
+SOP_CATEGORIES = (
+    "bicycle",
+    "cabinet",
+    "chair",
+    "coffee_maker",
+    "fan",
+    "kettle",
+    "lamp",
+    "mug",
+    "sofa",
+    "stapler",
+    "table",
+    "toaster",
+)
+
+
+def write_sop(
+    root: str | Path,
+    train_classes: Sequence[int] = (1, 2, 3),
+    test_classes: Sequence[int] = (4, 5),
+    per_class: int = 3,
+) -> Path:
+    """Write a tiny ``Stanford_Online_Products/`` layout into ``root``; return ``root``.
+
+    ``Ebay_train.txt`` and ``Ebay_test.txt`` with the header ``image_id class_id super_class_id
+    path`` and ``per_class`` JPEGs ``<category>_final/<class_id>_<i>.JPG`` per class; the
+    super class of class ``c`` is ``(c - 1) % 12 + 1``.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    image_id = 0
+    for file, class_ids in (("Ebay_train.txt", train_classes), ("Ebay_test.txt", test_classes)):
+        lines = ["image_id class_id super_class_id path"]
+        for class_id in class_ids:
+            super_class = (class_id - 1) % len(SOP_CATEGORIES) + 1
+            for index in range(per_class):
+                image_id += 1
+                relative = f"{SOP_CATEGORIES[super_class - 1]}_final/{class_id}_{index}.JPG"
+                write_jpeg(root / relative, seed=image_id)
+                lines.append(f"{image_id} {class_id} {super_class} {relative}")
+        (root / file).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def write_inshop(
+    root: str | Path,
+    train_items: Sequence[int] = (1, 3, 4),
+    test_items: Sequence[int] = (2, 5),
+    per_item: int = 3,
+) -> Path:
+    """Write a tiny In-Shop layout into ``root``: ``list_eval_partition.txt`` and ``img/``.
+
+    The list has the count line, the header ``image_name item_id evaluation_status`` and one
+    line per image (columns padded with spaces, as distributed). Train items get ``per_item``
+    ``train`` images; each test item gets one ``query`` image and ``per_item - 1`` ``gallery``
+    images. Item ``k`` is ``id_<k:08d>``. Returns ``root``.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rows: list[str] = []
+    for item in sorted((*train_items, *test_items)):
+        item_id = f"id_{item:08d}"
+        for index in range(per_item):
+            name = f"img/WOMEN/Dresses/{item_id}/{index + 1:02d}_1_front.jpg"
+            write_jpeg(root / name, seed=len(rows) + 1)
+            status = "train" if item in train_items else "query" if index == 0 else "gallery"
+            rows.append(f"{name:<60} {item_id:<20} {status}")
+    text = "\n".join([str(len(rows)), "image_name item_id evaluation_status", *rows]) + "\n"
+    (root / "list_eval_partition.txt").write_text(text, encoding="utf-8")
     return root
