@@ -220,6 +220,38 @@ def align(
     _say(f"aligned UMAP: {path}")
 
 
+@task(
+    help={
+        "run": "run directory (default: the newest run)",
+        "format": "onnx (default)",
+        "inputs": "what the check against PyTorch runs on: test (the run's first test images, "
+        "default) or random (no dataset needed)",
+        "checkpoint": "a checkpoint instead of the run's best",
+        "runs": "folder of run directories (default: runs)",
+    }
+)
+def export(
+    c: Context,
+    run: str | None = None,
+    format: str = "onnx",
+    inputs: str = "test",
+    checkpoint: str | None = None,
+    runs: str = RUNS,
+) -> None:
+    """Export the embedding model to <run>/export/model.onnx and check it against PyTorch."""
+    with _user_facing():
+        import plp_pipelines
+
+        result = plp_pipelines.export(
+            run, format=format, inputs=inputs, checkpoint=checkpoint, runs_root=runs
+        )
+    _say(
+        f"exported: {result.path}",
+        f"max abs diff vs PyTorch: {result.max_abs_diff:.2g} on {result.inputs} inputs "
+        f"(batch sizes {', '.join(map(str, result.batch_sizes))})",
+    )
+
+
 @task
 def lint(c: Context) -> None:
     """Check formatting and lint with ruff, then types with mypy."""

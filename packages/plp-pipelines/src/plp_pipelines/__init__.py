@@ -1,4 +1,4 @@
-"""plp-pipelines: the train, test, explain, graph and align recipes; configs; run directories.
+"""plp-pipelines: the train, test, explain, graph, align and export recipes; configs; runs.
 
 Configs, errors and run bookkeeping import no torch; the pipelines themselves (``train``,
 ``evaluate``, ...) are imported on first use, so that a command-line error in a config is
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from plp_pipelines._align import align
     from plp_pipelines._evaluate import evaluate
     from plp_pipelines._explain import explain
+    from plp_pipelines._export import ExportResult, export
     from plp_pipelines._features import SplitFeatures, extract_features, load_features
     from plp_pipelines._graph import graph
     from plp_pipelines._train import TrainResult, resume, train
@@ -28,10 +29,12 @@ __all__ = [
     "align",
     "evaluate",
     "explain",
+    "export",
     "graph",
     "resume",
     "train",
     "TrainResult",
+    "ExportResult",
     # configs and runs
     "Config",
     "load_config",
@@ -52,6 +55,8 @@ __all__ = [
 _LAZY = {
     "align": "_align",
     "explain": "_explain",
+    "export": "_export",
+    "ExportResult": "_export",
     "graph": "_graph",
     "evaluate": "_evaluate",
     "resume": "_train",

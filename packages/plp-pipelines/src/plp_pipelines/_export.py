@@ -1,0 +1,221 @@
+"""The export pipeline: a run's embedding model as ONNX, checked against PyTorch.
+
+torch, the exporter and the run's model are imported only once the arguments are checked, so
+that a wrong ``--format`` is reported at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from plp_pipelines._config import load_config
+from plp_pipelines._errors import ConfigError, PlpError, RunError
+from plp_pipelines._runs import RunPaths, atomic_write, resolve_run
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["FORMATS", "INPUTS", "ExportResult", "export"]
+
+FORMATS = ("onnx",)
+INPUTS = ("test", "random")
+TOLERANCE = 1e-4  # largest max-abs difference of onnxruntime's embeddings from PyTorch's
+OPSET = 18
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export` wrote and how well the exported model matches PyTorch.
+
+    Attributes:
+        path: The exported file, ``<run>/export/model.onnx``.
+        max_abs_diff: Largest absolute difference between onnxruntime's and PyTorch's
+            embeddings over the check's inputs.
+        inputs: ``"test"`` (the run's first test images) or ``"random"``.
+        batch_sizes: The batch sizes checked (the dynamic batch axis).
+    """
+
+    path: Path
+    max_abs_diff: float
+    inputs: str
+    batch_sizes: tuple[int, ...]
+
+
+def export(
+    run: str | Path | None = None,
+    *,
+    format: str = "onnx",
+    inputs: str = "test",
+    samples: int = 8,
+    checkpoint: str | Path | None = None,
+    runs_root: str | Path = "runs",
+    model: torch.nn.Module | None = None,
+    datamodule: Any = None,
+) -> ExportResult:
+    """Export a run's embedding model and return where it went and its difference from PyTorch.
+
+    The model's ``embed(images)`` (what the test pipeline extracts) is exported with torch's
+    ONNX exporter to ``<run>/export/model.onnx``: input ``images`` ``(batch, C, H, W)``
+    float32, output ``embeddings`` ``(batch, D)``, the batch axis dynamic. Before the file is
+    written (atomically: a temporary file, then a rename), onnxruntime runs the model on
+    ``samples`` inputs as one batch and one at a time and its embeddings are compared with
+    PyTorch's; above a max abs difference of 1e-4 nothing is written and RunError is raised.
+
+    Args:
+        run: The run directory; the newest run under ``runs_root`` when None.
+        format: ``onnx``.
+        inputs: ``test``: the run's first test images; ``random``: seeded standard-normal
+            inputs of the model's input shape (no dataset needed).
+        samples: How many inputs the check uses.
+        checkpoint: A checkpoint instead of the run's best.
+        runs_root: Folder holding the run directories.
+        model: A model object to load the checkpoint's weights into (for runs trained from
+            objects rather than a config).
+        datamodule: The datamodule whose ``split_dataloader("test")`` gives the images.
+
+    Raises:
+        ConfigError: Unknown format or inputs, or ``samples`` < 1.
+        RunError: Missing run or checkpoint, a model the exporter cannot trace, test data that
+            cannot be read, or onnxruntime's output off by more than 1e-4.
+    """
+    if format not in FORMATS:
+        raise ConfigError(
+            f"--format {format!r} is not an export format; expected one of {', '.join(FORMATS)}"
+        )
+    if inputs not in INPUTS:
+        raise ConfigError(f"--inputs {inputs!r}: expected one of {', '.join(INPUTS)}")
+    if samples < 1:
+        raise ConfigError(f"--samples must be >= 1, got {samples}")
+    from plp_pipelines._checkpoints import load_model
+    from plp_pipelines._evaluate import resolve_checkpoint
+
+    paths = RunPaths(resolve_run(run, runs_root))
+    config = load_config(paths.config)
+    model = load_model(
+        resolve_checkpoint(paths, checkpoint), model, config, f"the config of run {paths.root}"
+    )
+    embedder = _embedder(model.cpu()).eval()
+    if inputs == "test":
+        images = _test_images(config, paths, datamodule, samples)
+    else:
+        images = _random_images(model, config.trainer.seed, samples)
+    data = _to_onnx(embedder, images)
+    batch_sizes = (len(images), 1) if len(images) > 1 else (1,)
+    difference = _max_abs_diff(data, embedder, images)
+    if not difference <= TOLERANCE:  # NaN fails too
+        raise RunError(
+            f"onnxruntime's embeddings differ from PyTorch's by {difference:.3g} (max abs) on "
+            f"{len(images)} {inputs} inputs, above the {TOLERANCE:g} tolerance: "
+            f"{paths.root / 'export' / 'model.onnx'} not written"
+        )
+    path = atomic_write(paths.root / "export" / "model.onnx", lambda file: file.write(data))
+    return ExportResult(path, difference, inputs, batch_sizes)
+
+
+def _embedder(model: torch.nn.Module) -> torch.nn.Module:
+    """Return a module whose forward is ``model.embed``: the path the test pipeline extracts."""
+    import torch
+
+    class Embedder(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return self.model.embed(images)  # type: ignore[operator]
+
+    return Embedder(model)
+
+
+def _test_images(config: Any, paths: RunPaths, datamodule: Any, samples: int) -> torch.Tensor:
+    """Return the first ``samples`` images of the run's test split, on the CPU."""
+    import torch
+
+    import plp_data
+    from plp_pipelines._build import build_datamodule
+
+    try:
+        if datamodule is None:
+            datamodule = build_datamodule(config, str(paths.config))
+        datamodule.setup("test")
+        batches = []
+        count = 0
+        for batch in datamodule.split_dataloader("test"):
+            batches.append(batch[0].detach().cpu())
+            count += len(batch[0])
+            if count >= samples:
+                break
+    except (PlpError, plp_data.PlpDataError) as error:
+        raise RunError(f"{error} (export --inputs random needs no data)") from None
+    return torch.cat(batches)[:samples]
+
+
+def _random_images(model: torch.nn.Module, seed: int, samples: int) -> torch.Tensor:
+    """Return seeded standard-normal inputs of the model's ``(in_channels, *image_size)``."""
+    import torch
+
+    hyper_parameters = getattr(model, "hparams", {})
+    if "in_channels" not in hyper_parameters or "image_size" not in hyper_parameters:
+        raise RunError(
+            "--inputs random needs the model's in_channels and image_size hyper-parameters; "
+            "this model has none: use --inputs test"
+        )
+    shape = (samples, int(hyper_parameters["in_channels"]), *hyper_parameters["image_size"])
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=generator)
+
+
+def _to_onnx(embedder: torch.nn.Module, images: torch.Tensor) -> bytes:
+    """Return the serialised ONNX model of ``embedder`` with a dynamic batch axis."""
+    import warnings
+
+    import torch
+
+    # The exporter specialises a batch of 1; two rows keep the batch axis symbolic.
+    example = images[:2] if len(images) >= 2 else images.repeat(2, 1, 1, 1)
+    batch = torch.export.Dim("batch")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's progress notes and deprecations
+            program = torch.onnx.export(
+                embedder,
+                (example,),
+                input_names=["images"],
+                output_names=["embeddings"],
+                dynamic_shapes={"images": {0: batch}},
+                opset_version=OPSET,
+                dynamo=True,
+                verbose=False,
+            )
+    except Exception as error:  # the exporter raises many kinds; all mean "cannot export"
+        cause: BaseException = error
+        while cause.__cause__ is not None:  # the exporter wraps the model's own error
+            cause = cause.__cause__
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(cause)).strip()
+        first = text.splitlines()[0][:200] if text else ""
+        raise RunError(
+            f"torch cannot export the model to ONNX: {type(cause).__name__}: {first}"
+        ) from None
+    assert program is not None  # always, without a file name
+    return bytes(program.model_proto.SerializeToString())
+
+
+def _max_abs_diff(data: bytes, embedder: torch.nn.Module, images: torch.Tensor) -> float:
+    """Return the largest |onnxruntime - PyTorch| over the batch and over single inputs."""
+    import numpy as np
+    import onnxruntime
+    import torch
+
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = embedder(images).float().numpy()
+    whole = session.run(["embeddings"], {"images": images.numpy()})[0]
+    single = np.concatenate(
+        [session.run(["embeddings"], {"images": image[None].numpy()})[0] for image in images]
+    )
+    if whole.shape != expected.shape or single.shape != expected.shape:
+        return float("inf")
+    return float(max(np.abs(whole - expected).max(), np.abs(single - expected).max()))
