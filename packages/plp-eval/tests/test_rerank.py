@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from plp_eval import PlpEvalError, rerank
+from plp_eval import PlpEvalError, reid_metrics_from_distances, rerank, rerank_reid_metrics
 from plp_eval._rerank import _nearest, _prepared
 
 
@@ -174,3 +174,49 @@ def test_bad_features() -> None:
         rerank(np.zeros((2, 3)), np.ones((4, 2)))
     with pytest.raises(PlpEvalError, match="gallery_features has 1 rows with NaN or inf"):
         rerank(np.zeros((2, 3)), np.array([[0.0, 1.0, np.nan]]))
+
+
+@pytest.mark.parametrize("cameras", [False, True])
+def test_metrics_of_the_reranked_distances(cameras: bool) -> None:
+    rng = np.random.default_rng(5)
+    queries, gallery = clustered(rng, 40, 8, 6), clustered(rng, 90, 8, 6)
+    query_labels, gallery_labels = rng.integers(0, 6, 40), rng.integers(0, 6, 90)
+    query_cameras = rng.integers(0, 3, 40) if cameras else None
+    gallery_cameras = rng.integers(0, 3, 90) if cameras else None
+    dense = torchreid_re_ranking(
+        dense_distances(np.concatenate([queries, gallery]), "euclidean"), 40, 20, 6, 0.3
+    )[:40, 40:]
+    expected = reid_metrics_from_distances(
+        dense, query_labels, gallery_labels, query_cameras, gallery_cameras, max_rank=10
+    )
+    result = rerank_reid_metrics(
+        queries,
+        query_labels,
+        gallery,
+        gallery_labels,
+        query_cameras,
+        gallery_cameras,
+        max_rank=10,
+        block_size=16,
+    )
+    assert result.to_dict() == expected.to_dict()
+    plain = reid_metrics_from_distances(
+        dense_distances(np.concatenate([queries, gallery]), "euclidean")[:40, 40:],
+        query_labels,
+        gallery_labels,
+        query_cameras,
+        gallery_cameras,
+        max_rank=10,
+    )
+    assert result.mean_average_precision != plain.mean_average_precision
+
+
+def test_metrics_of_the_reranked_leave_one_out() -> None:
+    rng = np.random.default_rng(6)
+    items, labels = clustered(rng, 80, 6, 5), rng.integers(0, 5, 80)
+    dense = torchreid_re_ranking(dense_distances(items, "cosine"), 80, 20, 6, 0.3)
+    expected = reid_metrics_from_distances(dense, labels, labels, query_in_gallery=True)
+    result = rerank_reid_metrics(
+        items, labels, items, labels, metric="cosine", query_in_gallery=True, block_size=32
+    )
+    assert result.to_dict() == expected.to_dict()
