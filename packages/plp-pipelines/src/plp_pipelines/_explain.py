@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +35,23 @@ def explain(
 
     ``samples`` test images are drawn with the run's seed (the same images every time). For a
     model with a classifier the attribution target is its predicted class; for an embedding
-    model it is the cosine similarity to the centroid of the image's class in trainval.
+    model it is the cosine similarity of the image's evaluation feature (``model.embed``, with
+    gradients) to the centroid of the image's class in trainval (in the test split for a class
+    that trainval lacks, as in class-disjoint benchmarks). Layer methods default to the model's
+    last ``Conv2d``.
 
     Args:
         run: The run directory; the newest run when None.
         algorithm: A name from ``plp_viz.available_attributions()``; default ``[explain]``'s.
         samples: How many test images; default ``[explain] samples``.
-        layer: Dotted module name for layer methods (``layer_gradcam``), e.g.
-            ``backbone.features.6``.
+        layer: Dotted module name for layer methods (``layer_gradcam``, ...), e.g.
+            ``backbone.features.6``; default ``[explain] layer``, else the last ``Conv2d``.
         checkpoint: A checkpoint instead of the run's best.
         runs_root: Folder holding the run directories.
         model: A model object to load the checkpoint's weights into (for runs trained from
             objects rather than a config).
-        datamodule: The datamodule whose ``split_dataloader("test")`` gives the images.
+        datamodule: The datamodule whose ``split_dataloader("test")`` gives the images; its
+            ``class_names`` (when it has them) title the rows.
     """
     paths = RunPaths(resolve_run(run, runs_root))
     config = load_config(paths.config)
@@ -66,17 +72,23 @@ def explain(
     images = torch.stack([item[0] for item in items])
     labels = torch.stack([torch.as_tensor(item[1]) for item in items])
 
-    reference = None
-    with torch.no_grad():
-        if getattr(model, "has_classifier", False):
+    predicted: torch.Tensor | None = None
+    reference: torch.Tensor | None = None
+    output: Callable[[torch.Tensor], torch.Tensor] | None = None
+    if getattr(model, "has_classifier", False):
+        with torch.no_grad():
             predicted = model(images).argmax(dim=1)
-            targets: torch.Tensor | None = predicted
-        else:
-            predicted = None
-            targets = None
-            reference = _class_centroids(model, datamodule, labels)
+    else:
+        reference = _class_centroids(model, datamodule, labels)
+        output = _embedding_with_gradients(model)
     attributions = plp_viz.explain(
-        model, images, targets, algorithm=algorithm, layer=layer, reference=reference
+        model,
+        images,
+        predicted,
+        algorithm=algorithm,
+        layer=layer,
+        reference=reference,
+        output=output,
     )
     path = paths.plots / f"explain_{algorithm}.png"
     plp_viz.plot_attributions(
@@ -85,19 +97,41 @@ def explain(
         path,
         true_labels=labels.tolist(),
         predicted_labels=None if predicted is None else predicted.tolist(),
+        class_names=getattr(datamodule, "class_names", None),
     )
     return path
+
+
+def _embedding_with_gradients(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Return ``images -> model.embed(images)`` with gradients (``embed`` is no_grad-decorated).
+
+    A model without ``embed`` (a plain embedding network) is explained through its forward.
+    """
+    embed = getattr(type(model), "embed", None)
+    if embed is None:
+        return model
+    function = inspect.unwrap(embed)  # the body under torch.no_grad()'s wrapper
+
+    def embedding(images: torch.Tensor) -> torch.Tensor:
+        return function(model, images)
+
+    return embedding
 
 
 def _class_centroids(
     model: torch.nn.Module, datamodule: object, labels: torch.Tensor
 ) -> torch.Tensor:
-    """Return, for each label, the mean trainval embedding of that class (the reference)."""
+    """Return, per label, the mean trainval feature of its class (the test split's if absent)."""
     from plp_pipelines._features import extract_features
 
-    trainval = extract_features(model, datamodule.split_dataloader("trainval"), with_logits=False)  # type: ignore[attr-defined]
-    centroids = []
-    for label in labels.tolist():
-        members = trainval.features[trainval.labels == label]
-        centroids.append(torch.from_numpy(members.mean(axis=0)))
-    return torch.stack(centroids)
+    wanted = set(labels.tolist())
+    centroids: dict[int, torch.Tensor] = {}
+    for split in ("trainval", "test"):
+        if wanted <= centroids.keys():
+            break
+        features = extract_features(model, datamodule.split_dataloader(split), with_logits=False)  # type: ignore[attr-defined]
+        for label in wanted - centroids.keys():
+            members = features.features[features.labels == label]
+            if len(members):
+                centroids[label] = torch.from_numpy(members.mean(axis=0))
+    return torch.stack([centroids[label] for label in labels.tolist()])
