@@ -306,7 +306,17 @@ def grey_pixels(path: Path) -> np.ndarray:
         return np.asarray(image.convert("L"))
 
 
-def test_plot_attributions_names_classes(tmp_path: Path):
+def test_plot_attributions_names_classes(tmp_path: Path, monkeypatch):
+    from plp_viz import _attributions
+
+    titles = []
+    real_save = _attributions._save
+
+    def spy(figure, path):
+        titles.extend(axis.get_title() for axis in figure.axes if axis.get_title())
+        return real_save(figure, path)
+
+    monkeypatch.setattr(_attributions, "_save", spy)
     model, images = TinyClassifier(), torch.randn(3, 1, 8, 8)
     result = explain(model, images, [0, 1, 2], algorithm="saliency")
     path = plot_attributions(
@@ -318,3 +328,8 @@ def test_plot_attributions_names_classes(tmp_path: Path):
         class_names=["cat", "dog", "bird"],
     )
     assert grey_pixels(path).std() > 5
+    assert "true cat, predicted cat" in titles and "true bird, predicted dog" in titles
+    with pytest.raises(PlpVizError, match="the labels holds label 3 but class_names has 3"):
+        plot_attributions(
+            images, result, tmp_path / "x.png", true_labels=[0, 1, 3], class_names=["a", "b", "c"]
+        )

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plp_viz._errors import PlpVizError
+from plp_viz._names import check_class_names, label_text
 from plp_viz._plots import _save, pyplot
 
 __all__ = [
@@ -340,14 +341,23 @@ def plot_attributions(
     predicted_labels: Sequence[int] | None = None,
     class_names: Sequence[str] | None = None,
 ) -> Path:
-    """Draw, per sample, the image, the attribution heat-map and their blend; return the path."""
+    """Draw, per sample, the image, the attribution heat-map and their blend; return the path.
+
+    Rows are titled with the true and predicted labels, named by ``class_names[label]`` when
+    given. The heat-map is the absolute attribution summed over channels, scaled to its maximum.
+
+    Raises:
+        PlpVizError: If the shapes of images and attributions differ, or a label does not
+            index ``class_names``.
+    """
     if images.shape != attributions.shape:
         raise PlpVizError(
             f"images {tuple(images.shape)} and attributions {tuple(attributions.shape)} differ"
         )
 
-    def name(label: int) -> str:
-        return class_names[label] if class_names is not None else str(label)
+    names = check_class_names(
+        [*(true_labels or []), *(predicted_labels or [])], class_names, "the labels"
+    )
 
     plt = pyplot()
     count = len(images)
@@ -363,9 +373,9 @@ def plot_attributions(
         axes[row][2].imshow(heat, cmap="inferno", alpha=0.55)
         title = []
         if true_labels is not None:
-            title.append(f"true {name(int(true_labels[row]))}")
+            title.append(f"true {label_text(true_labels[row], names)}")
         if predicted_labels is not None:
-            title.append(f"predicted {name(int(predicted_labels[row]))}")
+            title.append(f"predicted {label_text(predicted_labels[row], names)}")
         axes[row][0].set_title(", ".join(title), fontsize=8)
         for axis in axes[row]:
             axis.set_xticks([])
