@@ -7,13 +7,18 @@ from plp_data._benchmarks import (
     InShopDataModule,
     StanfordOnlineProductsDataModule,
 )
-from plp_data._datamodules import available_datamodules, build_datamodule, register_datamodule
+from plp_data._datamodules import (
+    DATAMODULES,
+    available_datamodules,
+    build_datamodule,
+    register_datamodule,
+)
 from plp_data._datasets import ArrayImageDataset, FileImageDataset, TensorImageDataset
 from plp_data._digits import DigitsDataModule
 from plp_data._errors import DataNotFoundError, PlpDataError
 from plp_data._folders import ImageFolderDataModule, Market1501DataModule, parse_market1501_name
 from plp_data._image import ImageDataModule
-from plp_data._sampler_registry import available_samplers, build_sampler
+from plp_data._sampler_registry import SAMPLERS, available_samplers, build_sampler
 from plp_data._samplers import ClassBalancedSampler, PKBatchSampler, SamplerError, ShuffleSampler
 from plp_data._torchvision_sets import (
     Cifar10DataModule,
@@ -25,7 +30,9 @@ from plp_data._torchvision_sets import (
 from plp_data._transforms import TransformDefaults, build_transforms
 
 __all__ = [
-    # registry
+    # registries (plp_losses.Registry)
+    "DATAMODULES",
+    "SAMPLERS",
     "available_datamodules",
     "build_datamodule",
     "register_datamodule",

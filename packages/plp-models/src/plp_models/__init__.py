@@ -1,6 +1,12 @@
 """plp-models: backbones, heads and the LightningModule that trains them."""
 
-from plp_models._backbones import Backbone, SmallConvNet, available_backbones, build_backbone
+from plp_models._backbones import (
+    TIMM_PREFIX,
+    Backbone,
+    SmallConvNet,
+    available_backbones,
+    build_backbone,
+)
 from plp_models._defaults import DEFAULT_SETTINGS, default_settings
 from plp_models._errors import PlpModelsError
 from plp_models._heads import (
@@ -11,19 +17,21 @@ from plp_models._heads import (
     available_heads,
     build_head,
 )
-from plp_models._module import PlpModel
+from plp_models._module import NetworkModel, PlpModel
 from plp_models._optim import build_optimizer, build_scheduler
 from plp_models._registry import BACKBONES, HEADS, OPTIMIZERS, SCHEDULERS
 
 __all__ = [
     # the LightningModule
     "PlpModel",
+    "NetworkModel",
     # registries (plp_losses.Registry): names, typed arguments, build
     "BACKBONES",
     "HEADS",
     "OPTIMIZERS",
     "SCHEDULERS",
     # backbones
+    "TIMM_PREFIX",
     "Backbone",
     "SmallConvNet",
     "available_backbones",

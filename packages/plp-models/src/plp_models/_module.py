@@ -11,12 +11,13 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 import plp_losses
+from plp_losses import PositiveInt
 from plp_models._backbones import build_backbone
 from plp_models._errors import PlpModelsError
 from plp_models._heads import build_head
 from plp_models._optim import build_optimizer, build_scheduler
 
-__all__ = ["PlpModel"]
+__all__ = ["NetworkModel", "PlpModel"]
 
 # Losses holding one learnable vector per class: the model fills in their sizes.
 LOSSES_WITH_CLASS_WEIGHTS = frozenset({"arcface", "center"})
@@ -54,7 +55,7 @@ class PlpModel(pl.LightningModule):
         image_size: Sequence[int] = (32, 32),
         backbone: Mapping[str, Any] | None = None,
         head: Mapping[str, Any] | None = None,
-        embedding_size: int = 128,
+        embedding_size: PositiveInt = 128,
         losses: Sequence[Mapping[str, Any]] = DEFAULT_LOSSES,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
@@ -80,11 +81,7 @@ class PlpModel(pl.LightningModule):
                 "scheduler": scheduler,
             }
         )
-        self.loss_weights = [float(spec.get("weight", 1.0)) for spec in losses]
-        self.losses = nn.ModuleList(
-            [self._build_loss(spec, num_classes, embedding_size) for spec in losses]
-        )
-        needs_logits = any(getattr(loss, "takes", "embeddings") == "logits" for loss in self.losses)
+        needs_logits = self._set_up_training(losses, num_classes, embedding_size)
         self.backbone = build_backbone(
             backbone["name"],
             in_channels=in_channels,
@@ -98,12 +95,29 @@ class PlpModel(pl.LightningModule):
             num_classes=num_classes if needs_logits else 0,
             **head.get("args", {}),
         )
+
+    def _set_up_training(
+        self, losses: Sequence[Mapping[str, Any]], num_classes: int, embedding_size: int
+    ) -> bool:
+        """Build the losses and accuracy metrics; return whether a loss takes logits."""
+        self.loss_weights = [float(spec.get("weight", 1.0)) for spec in losses]
+        self.losses = nn.ModuleList(
+            [self._build_loss(spec, num_classes, embedding_size) for spec in losses]
+        )
+        needs_logits = any(getattr(loss, "takes", "embeddings") == "logits" for loss in self.losses)
         self.has_classifier = needs_logits
         self._train_loss_sum = torch.zeros(())
         self._train_count = 0
         if needs_logits:
             self.train_accuracy = MulticlassAccuracy(num_classes, average="micro")
             self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
+        return needs_logits
+
+    def embedding_and_logits(
+        self, images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return ``(embedding for the metric losses, logits or None)`` of ``images``."""
+        return self.head(self.backbone(images))
 
     @staticmethod
     def _build_loss(spec: Mapping[str, Any], num_classes: int, embedding_size: int) -> nn.Module:
@@ -118,7 +132,7 @@ class PlpModel(pl.LightningModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Return the logits when the model has a classifier, else the embedding."""
-        embedding, logits = self.head(self.backbone(images))
+        embedding, logits = self.embedding_and_logits(images)
         return logits if logits is not None else embedding
 
     @torch.no_grad()
@@ -128,7 +142,7 @@ class PlpModel(pl.LightningModule):
 
     def _step(self, batch: Sequence[torch.Tensor], stage: str) -> torch.Tensor:
         images, labels = batch[0], batch[1]
-        embedding, logits = self.head(self.backbone(images))
+        embedding, logits = self.embedding_and_logits(images)
         total = embedding.new_zeros(())
         for weight, loss in zip(self.loss_weights, self.losses, strict=True):
             inputs = logits if getattr(loss, "takes", "embeddings") == "logits" else embedding
@@ -191,3 +205,69 @@ class PlpModel(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+
+class NetworkModel(PlpModel):
+    """Any ``nn.Module`` embedding network trained like :class:`PlpModel`.
+
+    ``network(images)`` gives the embeddings; when a loss takes logits, ``network.classifier``
+    (an ``nn.Module`` from embeddings to logits) gives them. The losses, optimizer and schedule
+    are the same ``{name, args}`` specs as :class:`PlpModel`'s. The network itself is not a
+    hyper-parameter: a checkpoint is loaded back into a ``NetworkModel`` around the same network.
+
+    Args:
+        network: The embedding network.
+        num_classes: Number of classes in the training data.
+        losses: Sequence of ``{"name": ..., "weight": 1.0, "args": {...}}``.
+        optimizer: ``{"name": ..., "args": {...}}``.
+        scheduler: ``{"name": ..., "args": {...}}``.
+
+    Raises:
+        PlpModelsError: A loss takes logits but the network has no ``classifier``.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        num_classes: int,
+        losses: Sequence[Mapping[str, Any]] = DEFAULT_LOSSES,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+    ) -> None:
+        pl.LightningModule.__init__(self)
+        losses = [dict(spec) for spec in losses]
+        if not losses:
+            raise PlpModelsError("losses: at least one loss is needed")
+        self.save_hyperparameters(
+            {
+                "network": f"{type(network).__module__}.{type(network).__qualname__}",
+                "num_classes": num_classes,
+                "losses": losses,
+                "optimizer": dict(optimizer or {"name": "adam", "args": {"lr": 1e-3}}),
+                "scheduler": dict(scheduler or {"name": "none"}),
+            }
+        )
+        self.network = network
+        classifier = getattr(network, "classifier", None)
+        embedding_size = getattr(classifier, "in_features", 0) or 0
+        needs_logits = self._set_up_training(losses, num_classes, embedding_size)
+        if needs_logits and not isinstance(classifier, nn.Module):
+            raise PlpModelsError(
+                f"a loss takes logits, but {type(network).__name__} has no 'classifier' module "
+                "(embeddings -> logits): add one or use embedding losses only"
+            )
+
+    def embedding_and_logits(
+        self, images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return ``(network(images), network.classifier(...) or None)``."""
+        embedding = self.network(images)
+        if not self.has_classifier:
+            return embedding, None
+        classifier: nn.Module = self.network.classifier  # type: ignore[assignment]
+        return embedding, classifier(embedding)
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Return ``network(images)``: the features used for evaluation."""
+        return self.network(images)

@@ -50,7 +50,7 @@ def adam(
 ) -> torch.optim.Optimizer:
     """Return ``torch.optim.Adam`` (L2 weight decay added to the gradient)."""
     return torch.optim.Adam(
-        parameters, lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=eps
+        parameters, lr=lr, betas=(betas[0], betas[1]), weight_decay=weight_decay, eps=eps
     )
 
 
@@ -64,7 +64,7 @@ def adamw(
 ) -> torch.optim.Optimizer:
     """Return ``torch.optim.AdamW`` (decoupled weight decay)."""
     return torch.optim.AdamW(
-        parameters, lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=eps
+        parameters, lr=lr, betas=(betas[0], betas[1]), weight_decay=weight_decay, eps=eps
     )
 
 
@@ -72,7 +72,7 @@ def build_optimizer(
     name: str, parameters: Iterable[torch.nn.Parameter], **kwargs: Any
 ) -> torch.optim.Optimizer:
     """Return the optimizer ``name`` (sgd, adam, adamw) over ``parameters``."""
-    return OPTIMIZERS.build(name, parameters=parameters, **kwargs)  # type: ignore[no-any-return]
+    return OPTIMIZERS.build(name, parameters=parameters, **kwargs)
 
 
 def _warmup_then(
@@ -190,7 +190,7 @@ def build_scheduler(
         steps_per_epoch: Optimizer steps per epoch.
         **kwargs: The schedule's own options (``warmup_epochs`` and those listed above).
     """
-    return SCHEDULERS.build(  # type: ignore[no-any-return]
+    return SCHEDULERS.build(
         name,
         optimizer=optimizer,
         total_steps=total_steps,

@@ -7,11 +7,10 @@ from datetime import datetime
 from pathlib import Path
 
 import plp_viz
-from plp_pipelines._build import build_datamodule
-from plp_pipelines._checkpoints import architecture_of, check_architecture, load_model
-from plp_pipelines._config import load_config
+from plp_pipelines._checkpoints import architecture_of, check_architecture
 from plp_pipelines._errors import ConfigError
 from plp_pipelines._features import extract_features
+from plp_pipelines._run import Run
 from plp_pipelines._runs import atomic_write_text
 
 __all__ = ["align"]
@@ -42,15 +41,15 @@ def align(
     architectures = [architecture_of(path) for path in paths]
     for path, architecture in zip(paths[1:], architectures[1:], strict=True):
         check_architecture(architecture, architectures[0], path, str(paths[0]))
-    config_path = paths[0].resolve().parent.parent / "config.toml"
-    config = load_config(config_path)
+    run = Run.open(checkpoint=paths[0])
+    config = run.config
     split = split or config.align.split
-    datamodule = build_datamodule(config, str(config_path))
+    datamodule = run.build_datamodule()
     datamodule.setup("test")
     features, labels = [], None
     for path in paths:
         result = extract_features(
-            load_model(path), datamodule.split_dataloader(split), with_logits=False
+            run.load_model(path), datamodule.split_dataloader(split), with_logits=False
         )
         features.append(result.features)
         labels = result.labels

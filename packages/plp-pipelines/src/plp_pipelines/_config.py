@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import difflib
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from plp_pipelines._errors import ConfigError
+from plp_pipelines._runs import LATEST_FILE as LATEST
 
 __all__ = [
     "AlignConfig",
@@ -19,6 +29,8 @@ __all__ = [
     "ExplainConfig",
     "LossTerm",
     "METHODS",
+    "PRECISIONS",
+    "PROTOCOLS",
     "ModelConfig",
     "Named",
     "TrainerConfig",
@@ -30,6 +42,10 @@ __all__ = [
 
 Method = Literal["accuracy", "reid", "clustering"]
 METHODS: tuple[Method, ...] = ("accuracy", "reid", "clustering")
+Precision = Literal["auto", "64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true"]
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+Protocol = Literal["trainval_test", "query_gallery", "test_leave_one_out"]
+PROTOCOLS: tuple[str, ...] = typing.get_args(Protocol)
 
 
 class _Section(BaseModel):
@@ -50,11 +66,11 @@ class DataConfig(Named):
 
 
 class ModelConfig(_Section):
-    """``[model]``: backbone, head and embedding size."""
+    """``[model]``: backbone, head and embedding size (unset: the model's own default)."""
 
     backbone: Named = Field(default_factory=lambda: Named(name="small_convnet"))
     head: Named = Field(default_factory=lambda: Named(name="embedding_classifier"))
-    embedding_size: int = Field(default=64, ge=1)
+    embedding_size: int | None = Field(default=None, ge=1)
 
 
 class LossTerm(Named):
@@ -90,14 +106,14 @@ class TrainerConfig(_Section):
     """``[trainer]``: the Lightning Trainer settings that plp exposes."""
 
     epochs: int = Field(default=10, ge=1)
-    accelerator: str = "cpu"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int = Field(default=1, ge=1)
-    strategy: str = "auto"
-    precision: str = "32-true"
-    seed: int = 0
+    strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"] = "auto"
+    precision: Precision = "auto"
+    seed: int = Field(default=0, ge=0, lt=2**32)
     deterministic: bool = True
     log_every_n_steps: int = Field(default=10, ge=1)
-    gradient_clip_val: float | None = None
+    gradient_clip_val: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
 
 class EvaluateConfig(_Section):
@@ -106,7 +122,7 @@ class EvaluateConfig(_Section):
     after_training: bool = True
     methods: list[Method] = Field(default_factory=lambda: list(METHODS))
     reid_metric: Literal["euclidean", "cosine"] = "euclidean"
-    protocol: Literal["trainval_test", "query_gallery"] = "trainval_test"
+    protocol: Protocol = "trainval_test"
     max_rank: int = Field(default=50, ge=1)
     umap: bool = True
     umap_max_samples: int = Field(default=10_000, ge=10)
@@ -131,6 +147,7 @@ class Config(_Section):
     """A whole plp recipe."""
 
     name: str = "run"
+    _source: str = PrivateAttr(default="the Config object")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=lambda: LossConfig(name="cross_entropy"))
@@ -146,7 +163,20 @@ class Config(_Section):
     def _safe_name(cls, value: str) -> str:
         if not value or any(c in value for c in "/\\") or value.startswith("."):
             raise ValueError("must be a plain folder name (no slashes, not starting with '.')")
+        if value == LATEST:
+            raise ValueError(f"{LATEST!r} is reserved: runs/{LATEST} records the newest run")
         return value
+
+    def __eq__(self, other: object) -> bool:
+        # Equal recipes are equal wherever they were read from (``source`` is not compared).
+        return isinstance(other, Config) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def source(self) -> str:
+        """The file this config was read from (for messages), or ``'the Config object'``."""
+        return self._source
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -169,16 +199,18 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return validate_config(raw, source=str(path))
 
 
-def validate_config(raw: dict[str, Any], source: str = "<config>") -> Config:
+def validate_config(raw: dict[str, Any], source: str = "config") -> Config:
     """Return ``raw`` validated as a :class:`Config`; errors name ``source`` and the key path."""
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(_describe(error, source)) from None
+    config._source = source
+    return config
 
 
 def apply_overrides(
-    raw: dict[str, Any], overrides: list[str] | tuple[str, ...], source: str = "<config>"
+    raw: dict[str, Any], overrides: list[str] | tuple[str, ...], source: str = "--set"
 ) -> dict[str, Any]:
     """Return a copy of ``raw`` with each ``a.b.c=value`` applied (value parsed as TOML).
 
@@ -248,7 +280,7 @@ def _describe(error: ValidationError, source: str) -> str:
         parent = _model_at(problem["loc"][:-1])
         allowed = ", ".join(parent.model_fields) if parent else "see the docs"
         return f"{source}: unknown key {location!r}; allowed here: {allowed}"
-    message = problem["msg"]
+    message = str(problem["msg"]).removeprefix("Value error, ")
     if problem["type"] == "literal_error":
         message = message.replace("Input should be", "expected")
     return f"{source}: {location}: {message} (given: {given!r})"

@@ -13,15 +13,14 @@ import torch
 
 import plp_eval
 import plp_viz
-from plp_pipelines._build import build_datamodule
-from plp_pipelines._checkpoints import load_model
-from plp_pipelines._config import METHODS, Config, load_config
+from plp_pipelines._config import METHODS, Config
 from plp_pipelines._errors import ConfigError, RunError
 from plp_pipelines._features import SplitFeatures, extract_features, save_features
 from plp_pipelines._report import write_report
-from plp_pipelines._runs import RunPaths, atomic_write_json, resolve_run
+from plp_pipelines._run import Run
+from plp_pipelines._runs import RunPaths, atomic_write_json
 
-__all__ = ["evaluate", "resolve_checkpoint"]
+__all__ = ["evaluate"]
 
 
 def evaluate(
@@ -31,7 +30,7 @@ def evaluate(
     methods: Sequence[str] | None = None,
     runs_root: str | Path = "runs",
     model: pl.LightningModule | None = None,
-    datamodule: pl.LightningDataModule | None = None,
+    datamodule: Any = None,
     config: Config | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run and return its metrics, also written to ``metrics.json``.
@@ -55,29 +54,25 @@ def evaluate(
         datamodule: The datamodule to read the splits from instead of the config's.
         config: The run's config instead of the one saved in the run directory.
     """
-    if checkpoint is not None and run is None:
-        checkpoint = Path(checkpoint)
-        if not checkpoint.is_file():
-            raise RunError(f"checkpoint {checkpoint} does not exist")
-        run = checkpoint.parent.parent
-    paths = RunPaths(resolve_run(run, runs_root))
-    config = config or load_config(paths.config)
+    opened = Run.open(run, runs_root=runs_root, checkpoint=checkpoint)
+    paths = opened.paths
+    config = config or opened.config
     methods = list(methods or config.evaluate.methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ConfigError(
             f"--method {unknown[0]!r} is not a method; expected one of {', '.join(METHODS)}"
         )
-    checkpoint_path = resolve_checkpoint(paths, checkpoint)
-    model = load_model(checkpoint_path, model, config, f"the config of run {paths.root}")
-    datamodule = datamodule or build_datamodule(config, str(paths.config))
+    checkpoint_path = opened.checkpoint(checkpoint)
+    model = opened.load_model(checkpoint_path, model)
+    datamodule = opened.build_datamodule(datamodule)
     datamodule.setup("test")
 
     protocol = config.evaluate.protocol
     splits = ["trainval", "test"] + (["query", "gallery"] if protocol == "query_gallery" else [])
     features: dict[str, SplitFeatures] = {}
     for split in splits:
-        loader = datamodule.split_dataloader(split)  # type: ignore[attr-defined]
+        loader = datamodule.split_dataloader(split)
         features[split] = extract_features(model, loader)
         _check_finite(features[split], split)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
@@ -137,16 +132,8 @@ def evaluate(
 
 
 def resolve_checkpoint(paths: RunPaths, checkpoint: str | Path | None) -> Path:
-    """Return ``checkpoint`` or the run's best checkpoint (from ``run.json``), checked to exist."""
-    if checkpoint is not None:
-        path = Path(checkpoint)
-    elif paths.run_info.is_file():
-        path = paths.checkpoints / json.loads(paths.run_info.read_text())["best_checkpoint"]
-    else:
-        raise RunError(f"{paths.root} has no run.json: its training did not finish")
-    if not path.is_file():
-        raise RunError(f"checkpoint {path} does not exist")
-    return path
+    """Return ``checkpoint`` or the run's best checkpoint (transitional: use Run.checkpoint)."""
+    return Run.open(paths.root).checkpoint(checkpoint)
 
 
 def _check_finite(split: SplitFeatures, name: str) -> None:

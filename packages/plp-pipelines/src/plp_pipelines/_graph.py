@@ -8,9 +8,10 @@ import torch
 
 import plp_viz
 from plp_pipelines._build import build_datamodule, build_model
+from plp_pipelines._components import check_components
 from plp_pipelines._config import Config, load_config
 from plp_pipelines._errors import ConfigError
-from plp_pipelines._runs import RunPaths, resolve_run
+from plp_pipelines._run import Run
 
 __all__ = ["graph"]
 
@@ -32,13 +33,16 @@ def graph(
     if (config is None) == (run is None):
         raise ConfigError("graph: give either a config or a run, not both")
     if run is not None:
-        paths = RunPaths(resolve_run(run, runs_root))
-        recipe = load_config(paths.config)
-        default_dir = paths.plots / "graph"
+        opened = Run.open(run, runs_root=runs_root)
+        recipe = opened.config
+        default_dir = opened.paths.plots / "graph"
+        datamodule = opened.build_datamodule()
     else:
-        recipe = config if isinstance(config, Config) else load_config(config)  # type: ignore[arg-type]
+        assert config is not None
+        recipe = config if isinstance(config, Config) else load_config(config)
         default_dir = Path(runs_root) / recipe.name / "graph"
-    datamodule = build_datamodule(recipe)
+        check_components(recipe)
+        datamodule = build_datamodule(recipe)
     model = build_model(recipe, datamodule).eval()
     example = torch.zeros(1, datamodule.in_channels, *datamodule.image_size)
     out = Path(output_dir) if output_dir is not None else default_dir

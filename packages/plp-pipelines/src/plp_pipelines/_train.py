@@ -9,21 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 import plp_data
+import plp_models
 from plp_pipelines._build import build_datamodule, build_model
 from plp_pipelines._callbacks import AtomicCheckpointIO, StopOnNonFiniteLoss
+from plp_pipelines._components import check_components
 from plp_pipelines._config import Config, config_to_toml
-from plp_pipelines._errors import RunError
-from plp_pipelines._runs import (
-    RunPaths,
-    atomic_write_json,
-    atomic_write_text,
-    create_run_dir,
-    record_newest,
-)
+from plp_pipelines._errors import ConfigError, RunError
+from plp_pipelines._protocols import SIZES, check_datamodule, check_model
+from plp_pipelines._run import RunInfo, class_name
+from plp_pipelines._runs import RunPaths, atomic_write_text, create_run_dir, record_newest
 
 __all__ = ["RUN_DIR_ENV", "TrainResult", "resume", "train"]
 
@@ -61,7 +60,7 @@ def check_data(datamodule: pl.LightningDataModule) -> None:
 def train(
     config: Config | None = None,
     *,
-    model: pl.LightningModule | None = None,
+    model: torch.nn.Module | None = None,
     datamodule: pl.LightningDataModule | None = None,
     runs_root: str | Path = "runs",
     evaluate: bool | None = None,
@@ -69,28 +68,38 @@ def train(
 ) -> TrainResult:
     """Train a model and return its run directory, best checkpoint and (optionally) test metrics.
 
-    The model and datamodule are built from ``config`` unless given as objects (any
-    LightningModule with ``embed(images)`` and any LightningDataModule with ``split_dataloader``
-    for ``trainval`` and ``test``). The run is recorded as the newest only after training
-    succeeded, so a crashed run never becomes the one that ``evaluate`` picks by default.
+    The model and datamodule are built from ``config`` unless given as objects: any
+    LightningModule with ``embed(images)``, or a plain ``nn.Module`` embedding network (trained
+    with the config's loss, optimizer and schedule; ``network.classifier`` gives logits for
+    losses that take them), and any LightningDataModule with ``split_dataloader`` for
+    ``trainval`` and ``test``. Everything is checked before the run folder is created: component
+    names and arguments, trainer settings, whether the model fits in memory. The run is
+    recorded as the newest only after training succeeded, so a crashed run never becomes the one
+    that ``evaluate`` picks by default.
 
     Args:
         config: The recipe; defaults to :class:`Config()` (digits) when objects are given.
-        model: A LightningModule to train instead of the one ``config`` describes.
+        model: A LightningModule or ``nn.Module`` to train instead of the one ``config``
+            describes.
         datamodule: A datamodule to train on instead of the one ``config`` describes.
         runs_root: Folder holding the run directories.
         evaluate: Run the test pipeline afterwards; defaults to ``[evaluate] after_training``.
         progress_bar: Show Lightning's progress bar.
     """
     config = config or Config()
+    made_from_objects = model is not None or datamodule is not None
+    if not isinstance(model, pl.LightningModule):  # the config's components are used
+        check_components(config)
+    check_trainer(config)
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = datamodule or build_datamodule(config)
-    model = model or build_model(config, datamodule)  # type: ignore[arg-type]
+    check_datamodule(datamodule, SIZES[:1] if model is not None else SIZES)
     check_data(datamodule)
+    model = _model_to_train(config, model, datamodule)
 
     def new_run() -> RunPaths:
         paths = RunPaths(create_run_dir(runs_root, config.name))
-        atomic_write_text(paths.config, config_to_toml(config))
+        atomic_write_text(paths.config, _recipe(config, model, datamodule, made_from_objects))
         return paths
 
     return _in_shared_run(
@@ -131,9 +140,11 @@ def resume(
     if not last.is_file():
         raise RunError(f"{run_dir} has no checkpoints/last.ckpt to resume from")
     config = load_config(paths.config)
+    check_components(config)
+    check_trainer(config)
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    datamodule = build_datamodule(config, str(paths.config))
-    model = build_model(config, datamodule, str(paths.config))
+    datamodule = build_datamodule(config)
+    model = build_model(config, datamodule)
     check_data(datamodule)
     return _in_shared_run(
         lambda: paths,
@@ -179,7 +190,6 @@ def _fit_and_test(
     progress_bar: bool,
     resume_from: Path | None = None,
 ) -> TrainResult:
-
     has_validation = _has_validation(datamodule)
     checkpoint = ModelCheckpoint(
         dirpath=paths.checkpoints,
@@ -194,7 +204,7 @@ def _fit_and_test(
         accelerator=config.trainer.accelerator,
         devices=config.trainer.devices,
         strategy=config.trainer.strategy,
-        precision=config.trainer.precision,  # type: ignore[arg-type]
+        precision=resolve_precision(config),  # type: ignore[arg-type]
         deterministic=config.trainer.deterministic,
         log_every_n_steps=config.trainer.log_every_n_steps,
         gradient_clip_val=config.trainer.gradient_clip_val,
@@ -214,15 +224,19 @@ def _fit_and_test(
         trainer.strategy.broadcast(checkpoint.best_model_path or checkpoint.last_model_path)
     )
     if trainer.global_rank == 0:
-        atomic_write_json(
-            paths.run_info,
-            {
-                "best_checkpoint": best.name,
-                "last_checkpoint": Path(checkpoint.last_model_path).name,
-                "epochs": trainer.current_epoch,
-                "seed": config.trainer.seed,
-            },
+        made_from_objects = not isinstance(model, plp_models.PlpModel) or not isinstance(
+            datamodule, plp_data.PlpDataModule
         )
+        RunInfo(
+            best_checkpoint=best.name,
+            last_checkpoint=Path(checkpoint.last_model_path).name,
+            epochs=trainer.current_epoch,
+            seed=config.trainer.seed,
+            made_from="objects" if made_from_objects else "config",
+            model=class_name(model),
+            datamodule=class_name(datamodule),
+            data_pipeline=getattr(datamodule, "data_pipeline", None),
+        ).write(paths.run_info)
         record_newest(paths.root, runs_root)
     metrics: dict[str, Any] = {}
     if config.evaluate.after_training if evaluate is None else evaluate:
@@ -241,3 +255,121 @@ def _has_validation(datamodule: pl.LightningDataModule) -> bool:
     if fraction is not None:
         return bool(fraction > 0)
     return type(datamodule).val_dataloader is not pl.LightningDataModule.val_dataloader
+
+
+def check_trainer(config: Config) -> None:
+    """Raise ConfigError if this machine cannot run ``config.trainer`` as it stands.
+
+    Checked: the accelerator exists here, the precision suits it, and the devices are there.
+    """
+    trainer, source = config.trainer, config.source
+    if trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"{source}: trainer.accelerator: {trainer.accelerator!r} is not available on this "
+            "machine (no CUDA device); use 'auto' or 'cpu'"
+        )
+    if trainer.accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            f"{source}: trainer.accelerator: 'mps' is not available on this machine; "
+            "use 'auto' or 'cpu'"
+        )
+    on_cpu = trainer.accelerator == "cpu" or (
+        trainer.accelerator == "auto" and not torch.cuda.is_available()
+    )
+    if on_cpu and trainer.precision in ("16-mixed", "16-true"):
+        raise ConfigError(
+            f"{source}: trainer.precision: {trainer.precision!r} needs a GPU; on the CPU use "
+            "'auto', '32-true', '64-true' or 'bf16-mixed'"
+        )
+    if not on_cpu and torch.cuda.is_available() and trainer.devices > torch.cuda.device_count():
+        raise ConfigError(
+            f"{source}: trainer.devices: {trainer.devices} GPUs asked for, this machine has "
+            f"{torch.cuda.device_count()}"
+        )
+
+
+def resolve_precision(config: Config) -> str:
+    """Return the Lightning precision for ``trainer.precision`` (``auto``: by device)."""
+    precision = config.trainer.precision
+    if precision != "auto":
+        return precision
+    if config.trainer.accelerator != "cpu" and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+# Bytes per parameter while training: weights, gradients and two Adam moments in float32.
+TRAINING_BYTES_PER_PARAMETER = 16
+
+
+def _model_to_train(
+    config: Config, model: torch.nn.Module | None, datamodule: Any
+) -> pl.LightningModule:
+    """Return the LightningModule to train: the given one, a plain network wrapped, or built."""
+    if model is None:
+        check_model_fits(config, datamodule)
+        return build_model(config, datamodule)
+    check_model(model, for_training=True)
+    if isinstance(model, pl.LightningModule):
+        return model
+    try:
+        return plp_models.NetworkModel(
+            model,
+            num_classes=datamodule.num_classes,
+            losses=[term.model_dump() for term in config.loss.as_terms()],
+            optimizer=config.optimizer.model_dump(),
+            scheduler=config.scheduler.model_dump(),
+        )
+    except plp_models.PlpModelsError as error:
+        raise ConfigError(f"model: {error}") from None
+
+
+def check_model_fits(config: Config, datamodule: Any) -> None:
+    """Raise ConfigError if the config's model cannot be trained in this machine's memory.
+
+    The model is built on PyTorch's ``meta`` device first (shapes only, nothing allocated), so
+    an absurd size is one line instead of an allocation error or a swapping machine.
+    """
+    try:
+        with torch.device("meta"):
+            meta_model = build_model(config, datamodule)
+    except ConfigError:
+        raise
+    except Exception:
+        return
+    parameters = sum(parameter.numel() for parameter in meta_model.parameters())
+    needed = parameters * TRAINING_BYTES_PER_PARAMETER
+    available, where = _memory()
+    if needed > available:
+        embedding = config.model.embedding_size
+        raise ConfigError(
+            f"{config.source}: model: {parameters:.3g} parameters need about "
+            f"{needed / 2**30:.3g} GiB to train, more than {where}'s {available / 2**30:.3g} GiB; "
+            f"check model.embedding_size (given: {embedding!r}) and model.backbone.args"
+        )
+
+
+def _memory() -> tuple[int, str]:
+    """Return the memory of the device training will use, in bytes, and its name."""
+    if torch.cuda.is_available():
+        return torch.cuda.mem_get_info()[1], "the GPU"
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine"
+
+
+def _recipe(config: Config, model: Any, datamodule: Any, made_from_objects: bool) -> str:
+    """Return the ``config.toml`` text: the resolved config, or what the objects really were."""
+    if isinstance(model, plp_models.PlpModel) and config.model.embedding_size is None:
+        config = config.model_copy(deep=True)
+        config.model.embedding_size = int(model.hparams["embedding_size"])
+    text = config_to_toml(config)
+    if not made_from_objects:
+        return text
+    header = [
+        "# This run was trained from Python objects, not from this file's [data] and [model]:",
+        f"#   model:      {class_name(model)}",
+        f"#   datamodule: {class_name(datamodule)}",
+    ]
+    if isinstance(model, plp_models.NetworkModel):
+        header.append(f"#   network:    {model.hparams['network']}")
+    header.append("# Its [trainer], [evaluate], [loss] and [optimizer] settings are the ones used.")
+    return "\n".join(header) + "\n" + text

@@ -1,0 +1,133 @@
+"""Every named component of a config checked against its registry before anything runs.
+
+Each ``{name = ..., args = {...}}`` section is looked up in its plp registry (one
+:class:`plp_losses.Registry` per kind) and its ``args`` are validated by a pydantic model built
+from the component's own signature and type hints, bounds included (``Range``): unknown keys,
+wrong types and out-of-range values are one line naming the file, the key, the given value and
+what is allowed. Values pydantic converts (a TOML list for a tuple) are stored converted.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from plp_pipelines._config import Config
+from plp_pipelines._errors import ConfigError
+
+__all__ = ["Component", "check_components", "components_of"]
+
+
+@dataclass(frozen=True)
+class Component:
+    """One named component of a config.
+
+    Attributes:
+        key: Where it sits in the config (``optimizer``, ``loss.terms.1``, ``data.args.sampler``).
+        registry: The :class:`plp_losses.Registry` of its kind.
+        name: The registered name.
+        args: Its arguments (the config's own dict: validated values are written back).
+    """
+
+    key: str
+    registry: Any
+    name: str
+    args: dict[str, Any]
+
+
+def components_of(config: Config) -> Iterator[Component]:
+    """Yield every named component of ``config`` with its registry."""
+    import plp_data
+    import plp_losses
+    import plp_models
+
+    yield Component("data", plp_data.DATAMODULES, config.data.name, config.data.args)
+    sampler = config.data.args.get("sampler")
+    if isinstance(sampler, dict) and isinstance(sampler.get("name"), str):
+        sampler.setdefault("args", {})
+        if isinstance(sampler["args"], dict):
+            yield Component(
+                "data.args.sampler", plp_data.SAMPLERS, sampler["name"], sampler["args"]
+            )
+    backbone = config.model.backbone
+    if not backbone.name.startswith(plp_models.TIMM_PREFIX):  # timm models take timm's args
+        yield Component("model.backbone", plp_models.BACKBONES, backbone.name, backbone.args)
+    head = config.model.head
+    yield Component("model.head", plp_models.HEADS, head.name, head.args)
+    if config.loss.terms is None:
+        assert config.loss.name is not None
+        yield Component("loss", plp_losses.LOSSES, config.loss.name, config.loss.args)
+    else:
+        for index, term in enumerate(config.loss.terms):
+            yield Component(f"loss.terms.{index}", plp_losses.LOSSES, term.name, term.args)
+    yield Component(
+        "optimizer", plp_models.OPTIMIZERS, config.optimizer.name, config.optimizer.args
+    )
+    yield Component(
+        "scheduler", plp_models.SCHEDULERS, config.scheduler.name, config.scheduler.args
+    )
+
+
+def check_components(config: Config, source: str | None = None) -> None:
+    """Check every component name and argument of ``config``; store validated values.
+
+    Raises:
+        ConfigError: One line: ``<file>: <key>: <problem> (given: <value>)``, naming the
+            allowed names or keys.
+    """
+    source = source or config.source
+    for component in components_of(config):
+        registry = component.registry
+        if component.name not in registry:
+            unknown = registry.unknown_message(component.name)
+            raise ConfigError(f"{source}: {component.key}.name: {unknown}")
+        model = _arguments_model(registry, component.name)
+        try:
+            validated = model.model_validate(component.args)
+        except ValidationError as error:
+            raise ConfigError(_describe(error, source, component, model)) from None
+        for key in component.args:
+            if key in model.model_fields:
+                component.args[key] = _plain(getattr(validated, key))
+
+
+@functools.cache
+def _arguments_model(registry: Any, name: str) -> type[BaseModel]:
+    """Return a pydantic model of the arguments ``name`` takes (all optional: filled or default)."""
+    parameters, takes_kwargs = registry.parameters(name)
+    fields: dict[str, Any] = {
+        parameter.name: (parameter.annotation, None) for parameter in parameters.values()
+    }
+    config = ConfigDict(
+        extra="allow" if takes_kwargs else "forbid", arbitrary_types_allowed=True, strict=False
+    )
+    return create_model(f"{registry.kind}:{name}", __config__=config, **fields)
+
+
+def _describe(
+    error: ValidationError, source: str, component: Component, model: type[BaseModel]
+) -> str:
+    problem = error.errors()[0]
+    where = ".".join(str(part) for part in problem["loc"])
+    key = f"{component.key}.args.{where}"
+    kind = f"{component.registry.kind} {component.name!r}"
+    if problem["type"] == "extra_forbidden":
+        allowed = ", ".join(model.model_fields) or "no arguments"
+        return f"{source}: unknown key {key!r}: {kind} takes {allowed}"
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    if problem["type"] == "literal_error":
+        message = message.replace("Input should be", "expected")
+    return f"{source}: {key}: {message} (given: {problem.get('input')!r})"
+
+
+def _plain(value: Any) -> Any:
+    """Return ``value`` as TOML can write it back (tuples as lists, models as dicts)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
