@@ -133,6 +133,11 @@ class PlpDataModule(pl.LightningDataModule):
         return self._splits
 
     @property
+    def class_names(self) -> list[str] | None:
+        """Names of the classes, indexed by label (None: the dataset has none; show labels)."""
+        return None
+
+    @property
     def eval_splits(self) -> list[str]:
         """Names accepted by :meth:`split_dataloader`: ``trainval``, ``test`` and any extras."""
         return ["trainval", "test", *self.splits.extra]

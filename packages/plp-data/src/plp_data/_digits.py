@@ -41,6 +41,11 @@ class DigitsDataModule(PlpDataModule):
         self.test_fraction = test_fraction
         self.split_seed = split_seed
 
+    @property
+    def class_names(self) -> list[str]:
+        """The digits ``"0"`` .. ``"9"``, indexed by label."""
+        return [str(digit) for digit in range(10)]
+
     def load_splits(self) -> Splits:
         """Return the fixed, stratified trainval/test split of the digits."""
         digits = load_digits()

@@ -97,6 +97,11 @@ class ImageFolderDataModule(ImageDataModule):
             labels[test_idx],
         )
 
+    @property
+    def class_names(self) -> list[str]:
+        """The class-folder names (of trainval), indexed by label."""
+        return list(self.classes)
+
     def load_splits(self) -> Splits:
         """Return the trainval and test splits of the folder."""
         _, train_paths, train_labels, test_paths, test_labels = self._scanned

@@ -99,6 +99,13 @@ class _MnistFamily(_ArraySplits):
     num_classes = 10
 
     @property
+    def class_names(self) -> list[str]:
+        """The 10 class names torchvision gives this dataset, indexed by label."""
+        from torchvision import datasets
+
+        return [str(name) for name in getattr(datasets, self.folder).classes]
+
+    @property
     def raw_folder(self) -> Path:
         """The folder holding the idx files."""
         return Path(self.root) / self.folder / "raw"
@@ -158,6 +165,11 @@ class MnistDataModule(_MnistFamily):
     folder = "MNIST"
     transform_defaults = MNIST_DEFAULTS
 
+    @property
+    def class_names(self) -> list[str]:
+        """The digits ``"0"`` .. ``"9"``, indexed by label."""
+        return [str(digit) for digit in range(10)]
+
 
 class FashionMnistDataModule(_MnistFamily):
     """Fashion-MNIST (Xiao et al. 2017): ``<root>/FashionMNIST/raw/``."""
@@ -214,6 +226,8 @@ class _CifarFamily(_ArraySplits):
     train_files: ClassVar[tuple[str, ...]]
     test_files: ClassVar[tuple[str, ...]]
     label_key: ClassVar[str]
+    meta_file: ClassVar[str]
+    names_key: ClassVar[str]
     in_channels = 3
     image_size = (32, 32)
 
@@ -221,6 +235,27 @@ class _CifarFamily(_ArraySplits):
     def folder(self) -> Path:
         """The folder holding the batch files."""
         return Path(self.root) / self.base_folder
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The class names of the meta file, indexed by label (None: the file is not there yet).
+
+        Raises:
+            PlpDataError: The meta file does not hold ``num_classes`` names.
+        """
+        path = self.folder / self.meta_file
+        if not path.is_file():
+            return None
+        names = _load_batch(path).get(self.names_key)
+        if not (
+            isinstance(names, list)
+            and len(names) == self.num_classes
+            and all(isinstance(name, str) for name in names)
+        ):
+            raise PlpDataError(
+                f"{path}: expected {self.names_key!r}, a list of {self.num_classes} class names"
+            )
+        return names
 
     def _torchvision_download(self) -> None:
         from torchvision import datasets
@@ -282,6 +317,8 @@ class Cifar10DataModule(_CifarFamily):
     train_files = tuple(f"data_batch_{i}" for i in range(1, 6))
     test_files = ("test_batch",)
     label_key = "labels"
+    meta_file = "batches.meta"
+    names_key = "label_names"
     num_classes = 10
     transform_defaults = CIFAR10_DEFAULTS
 
@@ -294,5 +331,7 @@ class Cifar100DataModule(_CifarFamily):
     train_files = ("train",)
     test_files = ("test",)
     label_key = "fine_labels"
+    meta_file = "meta"
+    names_key = "fine_label_names"
     num_classes = 100
     transform_defaults = CIFAR100_DEFAULTS
