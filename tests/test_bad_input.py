@@ -112,7 +112,7 @@ CASES = [
     Case(
         "unknown dataset",
         _train("data.name=cifar11"),
-        lambda t, r: r"unknown datamodule 'cifar11'; available: cifar10, cifar100, digits",
+        lambda t, r: r"data\.name: unknown datamodule 'cifar11'; available: .*cifar10, cifar100, .*digits",
     ),
     Case(
         "unknown backbone",
@@ -232,6 +232,84 @@ CASES = [
         _train("trainer.epoch=3"),
         lambda t, r: r"--set trainer\.epoch: no key 'epoch' in trainer \(did you mean 'epochs'\?\)",
     ),
+    Case(
+        "a component argument of the wrong type",
+        _train("optimizer.lr=fast"),
+        lambda t, r: (
+            r"configs/digits\.toml: optimizer\.args\.lr: Input should be a valid number.*"
+            r"\(given: 'fast'\)"
+        ),
+    ),
+    Case(
+        "a component argument out of range",
+        _train("optimizer.lr=-0.1"),
+        lambda t, r: r"optimizer\.args\.lr: must be > 0 and finite \(given: -0\.1\)",
+    ),
+    Case(
+        "a component argument that does not exist",
+        _train("optimizer.lrr=0.1"),
+        lambda t, r: (
+            r"unknown key 'optimizer\.args\.lrr': optimizer 'adam' takes lr, betas, "
+            r"weight_decay, eps"
+        ),
+    ),
+    Case(
+        "a fractional batch size",
+        _train("data.batch_size=2.5"),
+        lambda t, r: r"data\.args\.batch_size: Input should be a valid integer.*\(given: 2\.5\)",
+    ),
+    Case(
+        "a negative seed",
+        _train("trainer.seed=-1"),
+        lambda t, r: r"trainer\.seed: Input should be greater than or equal to 0 \(given: -1\)",
+    ),
+    Case(
+        "an unknown precision",
+        _train("trainer.precision=banana"),
+        lambda t, r: r"trainer\.precision: expected 'auto', .*'bf16-mixed'.* \(given: 'banana'\)",
+    ),
+    Case(
+        "a GPU asked for on a machine without one",
+        _train("trainer.accelerator=gpu"),
+        lambda t, r: r"trainer\.accelerator: 'gpu' is not available on this machine",
+    ),
+    Case(
+        "a schedule argument of the wrong type",
+        _train("scheduler.warmup_epochs=three"),
+        lambda t, r: r"scheduler\.args\.warmup_epochs: Input should be a valid number",
+    ),
+    Case(
+        "unknown optimizer",
+        _train("optimizer.name=adamx"),
+        lambda t, r: (
+            r"optimizer\.name: unknown optimizer 'adamx'; available: adam, adamw, sgd "
+            r"\(did you mean 'adam'\?\)"
+        ),
+    ),
+    Case(
+        "a backbone argument of the wrong type in the config file",
+        lambda t, r: [
+            "train",
+            "--config",
+            _config(t, DIGITS.replace("width = 32", 'width = "wide"')),
+            "--runs",
+            str(t / "runs"),
+        ],
+        lambda t, r: (
+            re.escape(str(t / "bad.toml"))
+            + r": model\.backbone\.args\.width: Input should be a valid integer.*'wide'"
+        ),
+    ),
+    Case(
+        "a model too large for the machine",
+        _train("model.embedding_size=1000000000000"),
+        lambda t, r: r"model: .* parameters need about .* GiB to train, more than .*embedding_size",
+    ),
+    Case(
+        "the reserved run name `LATEST`",
+        _train("name=LATEST"),
+        lambda t, r: r"name: 'LATEST' is reserved",
+    ),
 ]
 
 
@@ -255,6 +333,8 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, invoke) -> Path:
 def test_bad_input_is_one_line_with_exit_code_2(
     case: Case, tmp_path: Path, trained_run: Path, invoke
 ) -> None:
+    if "GPU" in case.what and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
     latest = trained_run.parent.parent / "LATEST"
     newest_before = latest.read_text()
     result = invoke(*case.args(tmp_path, trained_run))
@@ -266,6 +346,7 @@ def test_bad_input_is_one_line_with_exit_code_2(
     assert re.search(case.expected(tmp_path, trained_run), lines[0]), lines[0]
     assert latest.read_text() == newest_before
     assert not (tmp_path / "runs" / "LATEST").exists()
+    assert not list((tmp_path / "runs").rglob("config.toml")), "a run folder was left behind"
 
 
 def test_readme_error_table_matches_the_suite() -> None:
