@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = ["rerank", "rerank_reid_metrics"]
 
-BLOCK_SIZE = 1024  # rows of the pairwise-distance blocks (memory: block_size x items floats)
-_PAIRS = 1 << 16  # item pairs whose exact float64 distance is computed at once
+BLOCK_SIZE = 256  # rows of the distance blocks (memory: about 24 x block_size x items bytes)
+_PAIRS = 1 << 13  # item pairs whose exact float64 distance is computed at once
 
 
 def rerank(
@@ -64,8 +64,8 @@ def rerank(
     Memory (N items, D dims, B = ``block_size``, K = max(k1 + 1, k2)): the features and
     ``N x K`` neighbour indices; one ``B x N`` distance block at a time; the sparse encodings,
     at most ``N x K x (round(k1/2) + 2)`` entries before query expansion and ``k2`` times that
-    after (in practice a few dozen and a few hundred per item, 16 bytes each); per query block
-    ``B x G`` float64 sums and the ``B x G`` result. Nothing grows as N^2.
+    after (in practice a few dozen per item, 16 bytes each); per query block the ``B x G``
+    float64 result and one ``B x G`` block of original distances. Nothing grows as N^2.
 
     Args:
         query_features: ``(Q, D)`` query embeddings (array or tensor).
@@ -196,12 +196,16 @@ def _prepared(
     return features
 
 
-def _block_distances(left: torch.Tensor, right: torch.Tensor, metric: str) -> torch.Tensor:
-    """Squared metric distances of two row sets: squared L2, or (1 - cosine similarity)^2."""
+def _block_distances(
+    left: torch.Tensor, right: torch.Tensor, right_squares: torch.Tensor, metric: str
+) -> torch.Tensor:
+    """Squared metric distances of two row sets: squared L2, or (1 - cosine similarity)^2.
+
+    ``right_squares`` holds the squared norms of ``right``'s rows (unused for ``cosine``).
+    """
     if metric == "cosine":
         return (1.0 - left @ right.T).clamp_(min=0.0).square_()
-    squares = (right * right).sum(1)
-    distances = (left * left).sum(1, keepdim=True) + squares[None, :]
+    distances = (left * left).sum(1, keepdim=True) + right_squares[None, :]
     return distances.addmm_(left, right.T, alpha=-2.0).clamp_(min=0.0)
 
 
@@ -218,8 +222,11 @@ def _nearest(
     num_items = len(features)
     neighbours = np.empty((num_items, count), dtype=np.int64)
     row_max = np.empty(num_items, dtype=np.float64)
+    squares = (features * features).sum(1)
     for start in range(0, num_items, block_size):
-        distances = _block_distances(features[start : start + block_size], features, metric)
+        distances = _block_distances(
+            features[start : start + block_size], features, squares, metric
+        )
         row_max[start : start + len(distances)] = distances.amax(1).double().cpu().numpy()
         values, indices = torch.topk(distances, count, dim=1, largest=False, sorted=True)
         # A tie at the cut may have left out a lower index: take those rows' stable order.
@@ -351,55 +358,57 @@ def _blocks(
     """Yield the final distances of consecutive query blocks."""
     import torch
 
-    shared_mass = _shared_mass_kernel()
+    jaccard_part = _jaccard_kernel()
     inverted = encodings[gallery_items].tocsc()  # column j: the gallery items that weigh j
     inverted.sort_indices()
     gallery = features[torch.as_tensor(gallery_items, device=features.device)]
+    gallery_squares = (gallery * gallery).sum(1)
     for start in range(0, len(query_items), block_size):
         rows = query_items[start : start + block_size]
         block = encodings[rows]
-        mass = np.zeros((len(rows), len(gallery_items)), dtype=np.float64)
-        shared_mass(
+        # (1 - lambda) * jaccard, filled in place by the kernel; then + lambda * d, in place.
+        jaccard = np.zeros((len(rows), len(gallery_items)), dtype=np.float64)
+        jaccard_part(
             block.indptr,
             block.indices,
             block.data,
             inverted.indptr,
             inverted.indices,
             inverted.data,
-            mass,
+            1.0 - lambda_value,
+            jaccard,
         )
-        jaccard = 1.0 - mass / (2.0 - mass)
-        original = (
-            _block_distances(
-                features[torch.as_tensor(rows, device=features.device)], gallery, metric
-            )
-            .double()
-            .cpu()
-            .numpy()
-        )
-        original /= row_max[rows, None]
-        jaccard *= 1.0 - lambda_value
-        jaccard += lambda_value * original
+        block_features = features[torch.as_tensor(rows, device=features.device)]
+        original = _block_distances(block_features, gallery, gallery_squares, metric)
+        original_64 = original.double().cpu().numpy()
+        del original
+        original_64 /= row_max[rows, None]
+        original_64 *= lambda_value
+        jaccard += original_64
+        del original_64
         yield jaccard
 
 
 @functools.cache
-def _shared_mass_kernel() -> Callable[..., None]:
-    """Return the numba kernel of the Jaccard overlaps (compiled, and cached, on first use).
+def _jaccard_kernel() -> Callable[..., None]:
+    """Return the numba kernel of the weighted Jaccard distances (compiled, cached, on first use).
 
-    ``out[r, g] += sum_j min(V(r)_j, V(g)_j)`` over the CSR rows of the query block and the CSC
-    inverted index of the gallery's encodings: only pairs that share an item are visited.
+    For each query row ``r`` of the CSR block and each gallery item ``g``, with
+    ``m = sum_j min(V(r)_j, V(g)_j)`` summed over the CSC inverted index of the gallery's
+    encodings (only pairs that share an item are visited), it writes
+    ``out[r, g] = scale * (1 - m / (2 - m))``; ``out`` comes zeroed.
     """
     import numba
 
     @numba.njit(cache=True, nogil=True)
-    def shared_mass(
+    def jaccard_part(
         q_indptr: np.ndarray,
         q_indices: np.ndarray,
         q_data: np.ndarray,
         g_indptr: np.ndarray,
         g_rows: np.ndarray,
         g_data: np.ndarray,
+        scale: float,
         out: np.ndarray,
     ) -> None:
         for r in range(out.shape[0]):
@@ -409,5 +418,8 @@ def _shared_mass_kernel() -> Callable[..., None]:
                 for s in range(g_indptr[column], g_indptr[column + 1]):
                     other = g_data[s]
                     out[r, g_rows[s]] += weight if weight < other else other
+            for g in range(out.shape[1]):
+                mass = out[r, g]
+                out[r, g] = (1.0 - mass / (2.0 - mass)) * scale
 
-    return shared_mass
+    return jaccard_part
