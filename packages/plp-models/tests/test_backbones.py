@@ -283,3 +283,18 @@ def test_unknown_names_list_the_valid_ones() -> None:
     assert "timm:<model>" in message
     with pytest.raises(PlpModelsError, match=r"backbone 'timm:test_resnet': .*'weights'"):
         build_backbone("timm:test_resnet", weights="DEFAULT")
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_weights_names_are_checked_when_a_config_is_validated(name: str) -> None:
+    pydantic = pytest.importorskip("pydantic")
+    parameters, takes_kwargs = plp_models.BACKBONES.parameters(name)
+    assert set(parameters) == {"weights", "weights_path"} and not takes_kwargs
+    adapter = pydantic.TypeAdapter(parameters["weights"].annotation)
+    valid = list(torchvision.models.get_model_weights(name).__members__)
+    assert [adapter.validate_python(weights) for weights in valid] == valid
+    assert adapter.validate_python(None) is None
+    with pytest.raises(
+        pydantic.ValidationError, match=rf"{name}: unknown weights 'V2'; valid: {', '.join(valid)}"
+    ):
+        adapter.validate_python("V2")

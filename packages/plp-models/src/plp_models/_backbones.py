@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
@@ -20,6 +21,7 @@ __all__ = [
     "TIMM_PREFIX",
     "TimmBackbone",
     "TorchvisionBackbone",
+    "TorchvisionWeights",
     "available_backbones",
     "build_backbone",
     "hub_weights_file",
@@ -187,6 +189,32 @@ class TorchvisionBackbone(Backbone):
         return self.network(images)
 
 
+@dataclass(frozen=True)
+class TorchvisionWeights:
+    """Marks an argument as the name of torchvision weights of ``architecture``.
+
+    Used as ``Annotated[str | None, TorchvisionWeights("resnet50")]``: pydantic (through
+    ``__get_pydantic_core_schema__``) then checks the name when a config loads, with the one-line
+    message listing the valid names; torchvision is imported only then.
+    """
+
+    architecture: str
+
+    def check(self, value: Any) -> Any:
+        """Return ``value`` if it is None or a weights name of the architecture, else raise."""
+        if value is not None:
+            _torchvision_weights(self.architecture, value)
+        return value
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Callable[[Any], Any]) -> Any:
+        """Return the schema of ``source`` followed by :meth:`check` (pydantic's protocol)."""
+        return {
+            "type": "function-after",
+            "function": {"type": "no-info", "function": self.check},
+            "schema": handler(source),
+        }
+
+
 def _torchvision_weights(architecture: str, name: str) -> Any:
     """Return the weights enum member ``name`` of ``architecture``; unknown names raise."""
     import torchvision
@@ -308,6 +336,11 @@ def _torchvision(architecture: str) -> Callable[..., TorchvisionBackbone]:
         "pretrained weights (e.g. IMAGENET1K_V1), ``weights_path`` a local state dict."
     )
     factory.__name__ = factory.__qualname__ = architecture
+    # An object, not a string: the architecture is not a name get_type_hints could resolve.
+    factory.__annotations__ = {
+        **factory.__annotations__,
+        "weights": Annotated[str | None, TorchvisionWeights(architecture)],
+    }
     return factory
 
 
