@@ -322,3 +322,18 @@ def test_benchmark_arguments_are_checked_by_the_registry(tmp_path: Path) -> None
     write_sop(tmp_path)
     with pytest.raises(PlpDataError, match="takes no argument 'roots'"):
         build_datamodule("sop", roots=str(tmp_path))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_device_path_serves_the_same_splits(name: str, tmp_path: Path) -> None:
+    CASES[name].write(tmp_path / "data")
+    common = {"root": str(tmp_path / "data"), "val_fraction": 0.0, "image_size": [32, 32]}
+    workers = build_datamodule(name, pipeline="workers", **common)
+    device = build_datamodule(name, pipeline="device", cache_dir=str(tmp_path / "cache"), **common)
+    assert device.eval_splits == workers.eval_splits
+    for split in workers.eval_splits:
+        (expected_images, expected_labels), (images, labels) = (
+            next(iter(dm.split_dataloader(split)))[:2] for dm in (workers, device)
+        )
+        torch.testing.assert_close(labels.cpu(), expected_labels)
+        torch.testing.assert_close(images.cpu(), expected_images, atol=1e-5, rtol=0)
