@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from PIL import Image
 from scipy import stats
+from torch import nn
 from torchvision import transforms as T
 
 import plp_data._base
@@ -236,3 +239,69 @@ def test_bad_device_dataset_inputs_raise():
         DeviceImageDataset(np.zeros((2, 4, 4), np.uint8), [0, 1, 2], (0.5,), (0.5,))
     with pytest.raises(PlpDataError, match="one value per channel"):
         DeviceImageDataset(np.zeros((2, 4, 4), np.uint8), [0, 1], (0.5, 0.5), (0.5, 0.5))
+
+
+class _Recorder(pl.LightningModule):
+    """A linear classifier that records every training batch it sees, by epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+        self.seen: dict[int, list[torch.Tensor]] = {}
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        self.seen.setdefault(self.current_epoch, []).append(batch[0].clone())
+        return nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        """Never called (no validation part); present so Lightning accepts the val loader."""
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def _fit(dm: pl.LightningDataModule, epochs: int, model: _Recorder, **kwargs: Any) -> pl.Trainer:
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        **kwargs,
+    )
+    trainer.fit(model, datamodule=dm)
+    return trainer
+
+
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
+def test_a_resumed_fit_sees_the_augmented_batches_of_an_uninterrupted_one(tmp_path: Path):
+    def datamodule() -> pl.LightningDataModule:
+        return _cifar(tmp_path / "data", val_fraction=0.0, random_erasing=0.5)
+
+    whole = _Recorder()
+    _fit(datamodule(), 2, whole, enable_checkpointing=False)
+    first = _Recorder()
+    trainer = _fit(datamodule(), 1, first, default_root_dir=tmp_path / "run")
+    checkpoint = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
+    resumed = _Recorder()
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        default_root_dir=tmp_path / "run",  # the same checkpoint folder, as plp --resume
+    )
+    trainer.fit(resumed, datamodule=datamodule(), ckpt_path=checkpoint, weights_only=True)
+    assert list(resumed.seen) == [1]
+    for epoch, model in ((0, first), (1, resumed)):
+        assert len(model.seen[epoch]) == len(whole.seen[epoch]) == 5
+        for batch, again in zip(whole.seen[epoch], model.seen[epoch], strict=True):
+            assert torch.equal(batch, again)
+    assert not torch.equal(whole.seen[0][0], whole.seen[1][0])
