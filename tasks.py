@@ -245,10 +245,11 @@ def export(
         result = plp_pipelines.export(
             run, format=format, inputs=inputs, checkpoint=checkpoint, runs_root=runs
         )
+    inputs_checked = "test images" if result.inputs == "test" else "random inputs"
     _say(
         f"exported: {result.path}",
-        f"max abs diff vs PyTorch: {result.max_abs_diff:.2g} on {result.inputs} inputs "
-        f"(batch sizes {', '.join(map(str, result.batch_sizes))})",
+        f"max abs diff vs PyTorch: {result.max_abs_diff:.2g} on {result.batch_sizes[0]} "
+        f"{inputs_checked} (batch sizes {', '.join(map(str, result.batch_sizes))})",
     )
 
 
