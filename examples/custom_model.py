@@ -1,7 +1,9 @@
 """A user's own model and data going through plp's train, test and explain pipelines.
 
 No config file and no registry: any LightningModule with ``embed(images)`` and any
-LightningDataModule with ``split_dataloader("trainval" | "test")`` will do. Run it with
+LightningDataModule with ``split_dataloader("trainval" | "test")`` will do. Its runs go to their
+own folder, ``runs/examples/``: the command-line tasks, which rebuild models from configs, leave
+them alone (``run.json`` records that the run was made from Python objects). Run it with
 
     uv run python examples/custom_model.py
 """
@@ -91,7 +93,7 @@ class Squares(pl.LightningDataModule):
         return DataLoader(self.splits[split], batch_size=64)
 
 
-def main(runs_root: str = "runs") -> dict:
+def main(runs_root: str = "runs/examples") -> dict:
     """Train, test and explain; return the metrics."""
     config = Config(name="custom", trainer={"epochs": 5}, evaluate={"umap_max_samples": 500})
     result = plp_pipelines.train(

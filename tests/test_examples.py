@@ -29,3 +29,21 @@ def test_custom_model_example_trains_tests_and_explains(tmp_path: Path) -> None:
         "plots/explain_integrated_gradients.png",
     ):
         assert (run_dir / name).is_file(), name
+
+
+@pytest.mark.slow
+def test_plain_network_example_trains_an_nn_module_with_the_configs_loss(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "plain_network", ROOT / "examples" / "plain_network.py"
+    )
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    metrics = example.main(str(tmp_path), epochs=6)
+    # 1-NN accuracy and mAP of a triplet-trained embedding on digits (well above chance 0.1).
+    assert metrics["accuracy"]["top-1"] >= 0.85 and metrics["reid"]["mAP"] >= 0.6
+    run_dir = next((tmp_path / "plain_network").iterdir())
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["made_from"] == "objects"
+    assert info["model"] == "plp_models._module.NetworkModel"
+    assert "#   network:    plain_network.Embedder" in (run_dir / "config.toml").read_text()

@@ -93,7 +93,9 @@ def train(
     check_trainer(config)
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = datamodule or build_datamodule(config)
-    check_datamodule(datamodule, SIZES[:1] if model is not None else SIZES)
+    # A config's model is sized from the datamodule; a plain network needs the class count.
+    needs = SIZES if model is None else () if isinstance(model, pl.LightningModule) else SIZES[:1]
+    check_datamodule(datamodule, needs)
     check_data(datamodule)
     model = _model_to_train(config, model, datamodule)
 
@@ -224,7 +226,7 @@ def _fit_and_test(
         trainer.strategy.broadcast(checkpoint.best_model_path or checkpoint.last_model_path)
     )
     if trainer.global_rank == 0:
-        made_from_objects = not isinstance(model, plp_models.PlpModel) or not isinstance(
+        made_from_objects = type(model) is not plp_models.PlpModel or not isinstance(
             datamodule, plp_data.PlpDataModule
         )
         RunInfo(
