@@ -126,9 +126,22 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path / "torch" / "hub" / "checkpoints"
 
 
-def test_missing_weights_offline_name_the_file_and_the_folder(offline: Path) -> None:
+def test_missing_weights_offline_name_the_file_and_the_folder(
+    offline: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from urllib.error import URLError
+
+    asked: list[tuple[object, ...]] = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        asked.append(args)
+        raise URLError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     with pytest.raises(PlpModelsError) as caught:
         build_backbone("resnet50", weights="IMAGENET1K_V2")
+    url = torchvision.models.ResNet50_Weights.IMAGENET1K_V2.url
+    assert asked == [(url, str(offline / "resnet50-11ad3fa6.pth"), "11ad3fa6")]  # sha256 prefix
     message = str(caught.value)
     assert "\n" not in message
     assert "put resnet50-11ad3fa6.pth (from " in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,7 +245,10 @@ def _hub_state_dict(architecture: str, weights: str, url: str) -> dict[str, torc
     if not target.is_file():
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(url, str(target), progress=False)
+            # The file name carries a prefix of its sha256 (resnet50-11ad3fa6.pth): torch checks it.
+            match = re.search(torch.hub.HASH_REGEX, target.name)
+            prefix = match.group(1) if match else None
+            torch.hub.download_url_to_file(url, str(target), prefix, progress=False)
         except Exception as error:  # URLError, HTTPError, timeouts, a read-only cache ...
             reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise PlpModelsError(
