@@ -161,7 +161,11 @@ def test_more_neighbours_than_items() -> None:
         ({"k2": 2.5}, "k2 must be an integer >= 1, got 2.5"),
         ({"block_size": 0}, "block_size must be an integer >= 1, got 0"),
         ({"lambda_value": 1.5}, r"lambda_value must be in \[0, 1\], got 1.5"),
-        ({"query_in_gallery": True}, "query_in_gallery needs the queries to be the gallery"),
+        (
+            {"query_in_gallery": True},
+            r"query_in_gallery needs the queries to be the gallery: query_features \(2, 3\) "
+            r"differ from gallery_features \(4, 3\)",
+        ),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, object], message: str) -> None:
@@ -170,6 +174,8 @@ def test_bad_arguments(kwargs: dict[str, object], message: str) -> None:
 
 
 def test_bad_features() -> None:
+    with pytest.raises(PlpEvalError, match=r"query_features \(4, 3\) differ from gallery"):
+        rerank(np.zeros((4, 3)), np.ones((4, 3)), query_in_gallery=True)
     with pytest.raises(PlpEvalError, match="query_features have dimension 3, gallery_features 2"):
         rerank(np.zeros((2, 3)), np.ones((4, 2)))
     with pytest.raises(PlpEvalError, match="gallery_features has 1 rows with NaN or inf"):

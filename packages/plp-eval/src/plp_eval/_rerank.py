@@ -98,10 +98,10 @@ def rerank(
             f"query_features have dimension {queries.shape[1]}, gallery_features {gallery.shape[1]}"
         )
     if query_in_gallery:
-        if queries.shape != gallery.shape:
+        if queries.shape != gallery.shape or not np.array_equal(queries, gallery):
             raise PlpEvalError(
-                f"query_in_gallery needs the queries to be the gallery: query_features have "
-                f"shape {queries.shape}, gallery_features {gallery.shape}"
+                f"query_in_gallery needs the queries to be the gallery: query_features "
+                f"{queries.shape} differ from gallery_features {gallery.shape}"
             )
         items = gallery
         query_items = np.arange(len(gallery))
