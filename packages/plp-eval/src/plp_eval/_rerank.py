@@ -107,7 +107,7 @@ def rerank(
         query_items = np.arange(len(gallery))
         gallery_items = query_items
     else:
-        items = np.concatenate([queries, gallery.astype(queries.dtype, copy=False)])
+        items = np.concatenate([queries, gallery])  # the wider of the two dtypes
         query_items = np.arange(len(queries))
         gallery_items = np.arange(len(queries), len(items))
     dtype = torch.float64 if np.float64 in (queries.dtype, gallery.dtype) else torch.float32
