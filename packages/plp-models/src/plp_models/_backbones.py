@@ -172,7 +172,8 @@ class TorchvisionBackbone(Backbone):
             network = torchvision.models.get_model(
                 architecture, weights=None, num_classes=num_classes
             )
-            _load_state(network, _hub_state_dict(architecture, weights, chosen.url), chosen.url)
+            state = _hub_state_dict(architecture, weights, chosen.url)
+            _load_state(network, state, hub_weights_file(chosen.url))
         if weights_path is not None:
             _load_local_weights(network, weights_path)
         if architecture.startswith("resnet"):
