@@ -79,7 +79,12 @@ def check_components(config: Config, source: str | None = None) -> None:
         ConfigError: One line: ``<file>: <key>: <problem> (given: <value>)``, naming the
             allowed names or keys.
     """
+    import plp_viz
+
     source = source or config.source
+    if config.explain.algorithm not in plp_viz.ATTRIBUTIONS:
+        unknown = plp_viz.ATTRIBUTIONS.unknown_message(config.explain.algorithm)
+        raise ConfigError(f"{source}: explain.algorithm: {unknown}")
     for component in components_of(config):
         registry = component.registry
         if component.name not in registry:

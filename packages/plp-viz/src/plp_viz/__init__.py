@@ -4,6 +4,7 @@ Evaluation plots: CMC curves, rank-list grids, confusion matrices, pair-distance
 """
 
 from plp_viz._attributions import (
+    ATTRIBUTIONS,
     available_attributions,
     default_layer,
     explain,
@@ -37,6 +38,7 @@ __all__ = [
     "plot_rank_list",
     "rank_list_queries",
     # attributions
+    "ATTRIBUTIONS",
     "available_attributions",
     "default_layer",
     "explain",

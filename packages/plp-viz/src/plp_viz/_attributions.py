@@ -14,12 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plp_losses import Registry
 from plp_viz._errors import PlpVizError
 from plp_viz._names import check_class_names, label_text
 from plp_viz._plots import _save, pyplot
 
 __all__ = [
     "ALGORITHMS",
+    "ATTRIBUTIONS",
     "LAYER_ALGORITHMS",
     "available_attributions",
     "default_layer",
@@ -42,17 +44,17 @@ class _Batch:
 
 
 _Method = Callable[[_Batch, dict[str, Any]], torch.Tensor]
-_METHODS: dict[str, _Method] = {}
+ATTRIBUTIONS: Registry[torch.Tensor] = Registry(
+    "attribution", error=PlpVizError, filled=("batch", "options")
+)
 _NEEDS_LAYER: set[str] = set()
 
 
 def _register(name: str, *, needs_layer: bool = False) -> Callable[[_Method], _Method]:
-    """Return a decorator that registers an attribution method under ``name``."""
+    """Return a decorator that registers an attribution method under ``name`` (once only)."""
 
     def decorate(method: _Method) -> _Method:
-        if name in _METHODS:
-            raise PlpVizError(f"attribution {name!r} is registered twice")
-        _METHODS[name] = method
+        ATTRIBUTIONS.register(name)(method)
         if needs_layer:
             _NEEDS_LAYER.add(name)
         return method
@@ -175,7 +177,7 @@ def _layer_map(result: torch.Tensor, batch: _Batch) -> torch.Tensor:
     return summed.expand(-1, batch.images.shape[1], -1, -1)
 
 
-ALGORITHMS = tuple(_METHODS)
+ALGORITHMS = tuple(ATTRIBUTIONS.available())
 """Names :func:`explain` accepts, in registration order."""
 
 LAYER_ALGORITHMS = tuple(name for name in ALGORITHMS if name in _NEEDS_LAYER)
@@ -265,8 +267,8 @@ def explain(
     """
     from tqdm import tqdm
 
-    if algorithm not in _METHODS:
-        raise PlpVizError(f"unknown attribution {algorithm!r}; available: {', '.join(ALGORITHMS)}")
+    if algorithm not in ATTRIBUTIONS:
+        raise PlpVizError(ATTRIBUTIONS.unknown_message(algorithm))
     if images.dim() != 4:
         raise PlpVizError(f"images must be (N, C, H, W), got {tuple(images.shape)}")
     if batch_size < 1:
@@ -319,7 +321,7 @@ def explain(
                 layer=layer_module,
                 layer_name=layer,
             )
-            parts.append(_METHODS[algorithm](batch, dict(kwargs)).detach())
+            parts.append(ATTRIBUTIONS.get(algorithm)(batch, dict(kwargs)).detach())
     finally:
         model.train(was_training)
     return torch.cat(parts) if parts else torch.zeros_like(images)
