@@ -117,7 +117,9 @@ class ImageFolderDataModule(ImageDataModule):
         )
 
 
-MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_(\d+)\.jpg$")
+# ASCII digits only: \d would also take other scripts' digits, which int() then accepts.
+MARKET_NAME = re.compile(r"^(-?[0-9]+)_c([0-9]+)s([0-9]+)_([0-9]+)_([0-9]+)\.jpg$")
+MARKET_MAX_NUMBER = 2**31 - 1  # ids and cameras beyond this are not Market-1501 names
 
 
 def parse_market1501_name(path: str | Path) -> tuple[int, int]:
@@ -127,14 +129,23 @@ def parse_market1501_name(path: str | Path) -> tuple[int, int]:
     ``c`` (1-6).
 
     Raises:
-        PlpDataError: The name does not follow the Market-1501 pattern.
+        PlpDataError: The name does not follow the Market-1501 pattern, or its id (other than
+            -1) or camera is outside ``0 .. 2**31 - 1`` (one line naming the file).
     """
     match = MARKET_NAME.match(Path(path).name)
     if match is None:
         raise PlpDataError(
             f"{path}: not a Market-1501 image name (expected e.g. 0002_c1s1_000451_03.jpg)"
         )
-    return int(match.group(1)), int(match.group(2))
+    person, camera = int(match.group(1)), int(match.group(2))
+    if not (person == -1 or 0 <= person <= MARKET_MAX_NUMBER):
+        raise PlpDataError(
+            f"{path}: person id {match.group(1)} is neither -1 (junk) nor in "
+            f"0..{MARKET_MAX_NUMBER}"
+        )
+    if camera > MARKET_MAX_NUMBER:
+        raise PlpDataError(f"{path}: camera {match.group(2)} is outside 0..{MARKET_MAX_NUMBER}")
+    return person, camera
 
 
 def _read_market_folder(folder: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:

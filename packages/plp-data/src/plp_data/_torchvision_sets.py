@@ -3,15 +3,27 @@
 The files are the real distribution formats, read with torchvision's idx parser and (for CIFAR) a
 restricted unpickler that only rebuilds numpy arrays, so a tampered batch file cannot run code.
 Downloads go through torchvision; without network the error says which files to put where.
+
+Unpacking is all-or-nothing: a ``.gz`` is unpacked into a temporary file in the same folder and a
+``.tar.gz`` into a temporary folder beside its target, and each is renamed into place only when
+complete and checked, so a corrupt or truncated download leaves nothing behind that a later run
+could mistake for data. An unpacked idx file older than its ``.gz``, of another size than the
+``.gz`` holds, or whose header disagrees with its size is stale and unpacked again. Labels are
+checked against the class count when loaded, before any training starts.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import pickle
 import shutil
+import struct
 import tarfile
+import uuid
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,7 +31,7 @@ import numpy as np
 
 from plp_data._base import Splits
 from plp_data._datasets import ArrayImageDataset
-from plp_data._errors import DataNotFoundError, PlpDataError
+from plp_data._errors import PlpDataError
 from plp_data._image import ImageDataModule, resized
 from plp_data._transforms import (
     CIFAR10_DEFAULTS,
@@ -43,13 +55,119 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+MNIST_IMAGE_SHAPE = (28, 28)  # of the idx files, whatever size the transforms resize to
+
+# What a failed write means to a user, by errno.
+_WRITE_FAILURES = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
 
 
-def _gunzip(source: Path, target: Path) -> None:
-    partial = target.with_name(target.name + ".partial")
-    with gzip.open(source, "rb") as packed, partial.open("wb") as out:
-        shutil.copyfileobj(packed, out)
-    os.replace(partial, target)
+def _write_failure(error: OSError, where: Path) -> PlpDataError | None:
+    """Return the one-line error for a full, read-only or forbidden disk (None: another error).
+
+    It names the file the error names (e.g. an unreadable ``.gz``), or ``where`` (the folder
+    being written) when the error names none or only a temporary file, which is gone by then.
+    """
+    reason = _WRITE_FAILURES.get(error.errno or 0)
+    if reason is None:
+        return None
+    named = error.filename is not None and ".partial" not in str(error.filename)
+    return PlpDataError(f"{error.filename if named else where}: {reason} ({error.strerror})")
+
+
+def _temporary_name(beside: Path) -> Path:
+    """Return a fresh hidden name in ``beside``'s folder, unique per process and call."""
+    return beside.with_name(f".{beside.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+
+
+def _idx_problem(path: Path, shape_tail: tuple[int, ...]) -> str | None:
+    """Return what is wrong with the idx file of unsigned bytes at ``path`` (None: nothing).
+
+    Cheap: reads the header only. The magic number must say unsigned bytes (``0x08``) with
+    ``1 + len(shape_tail)`` dimensions, the dimensions after the first must be ``shape_tail``,
+    and the file size must be the header plus one byte per item.
+    """
+    ndim = 1 + len(shape_tail)
+    with path.open("rb") as file:
+        header = file.read(4 + 4 * ndim)
+    magic = bytes([0, 0, 0x08, ndim])
+    if header[:4] != magic:
+        found = header[:4].hex() or "an empty file"
+        return f"expected an idx{ndim} file of unsigned bytes (magic {magic.hex()}), found {found}"
+    if len(header) < 4 + 4 * ndim:
+        return f"idx header cut short ({len(header)} bytes, expected {4 + 4 * ndim})"
+    dims = struct.unpack(f">{ndim}I", header[4:])
+    if dims[1:] != shape_tail:
+        return f"items of shape {dims[1:]}, expected {shape_tail}"
+    expected = 4 + 4 * ndim + int(np.prod(dims))
+    size = path.stat().st_size
+    if size != expected:
+        return f"{size} bytes, but its header {dims} needs {expected}: truncated or padded"
+    return None
+
+
+def _gzip_size(path: Path) -> int:
+    """Return the unpacked size a single-member ``.gz`` records in its trailer (modulo 2**32)."""
+    with path.open("rb") as file:
+        file.seek(-4, os.SEEK_END)
+        return int.from_bytes(file.read(4), "little")
+
+
+def _gunzip(packed: Path, target: Path, shape_tail: tuple[int, ...]) -> None:
+    """Unpack ``packed`` into ``target`` through a temporary file, renamed only when valid.
+
+    Raises:
+        PlpDataError: ``packed`` is not a complete gzip file of a valid idx file, or the disk is
+            full or read-only (one line naming the file); no temporary file is left behind.
+    """
+    partial = _temporary_name(target)
+    try:
+        with gzip.open(packed, "rb") as source, partial.open("xb") as out:
+            shutil.copyfileobj(source, out)
+        problem = _idx_problem(partial, shape_tail)
+        if problem is not None:
+            raise PlpDataError(f"{packed}: unpacks to an invalid idx file: {problem}")
+        os.replace(partial, target)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise PlpDataError(f"{packed}: not a complete gzip file ({error})") from None
+    except OSError as error:
+        failure = _write_failure(error, target.parent)
+        if failure is not None:
+            raise failure from None
+        raise PlpDataError(f"{packed}: cannot unpack ({error})") from None
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _is_stale(unpacked: Path, packed: Path, shape_tail: tuple[int, ...]) -> bool:
+    """Return whether ``unpacked`` must be unpacked again from ``packed``.
+
+    It is stale when older than ``packed``, of another size than ``packed`` records, or invalid.
+    """
+    if unpacked.stat().st_mtime_ns < packed.stat().st_mtime_ns:
+        return True
+    if unpacked.stat().st_size % 2**32 != _gzip_size(packed):
+        return True
+    return _idx_problem(unpacked, shape_tail) is not None
+
+
+def _check_labels(labels: np.ndarray, path: Path, num_classes: int) -> None:
+    """Raise unless every label is in ``0 .. num_classes - 1``.
+
+    Raises:
+        PlpDataError: One line naming ``path``, the first bad label, its position and the range.
+    """
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(bad):
+        raise PlpDataError(
+            f"{path}: label {labels[bad[0]]} at item {bad[0]} is outside 0..{num_classes - 1} "
+            f"({len(bad)} label{'s' if len(bad) > 1 else ''} out of range)"
+        )
 
 
 class _ArraySplits(ImageDataModule):
@@ -95,7 +213,7 @@ class _MnistFamily(_ArraySplits):
 
     folder: ClassVar[str]
     in_channels = 1
-    image_size = (28, 28)
+    image_size = MNIST_IMAGE_SHAPE
     num_classes = 10
 
     @property
@@ -118,16 +236,27 @@ class _MnistFamily(_ArraySplits):
             cls(self.root, train=train, download=True)
 
     def _ensure_files(self) -> None:
+        """Unpack each ``.gz`` whose unpacked file is missing or stale; check the idx headers.
+
+        Raises:
+            PlpDataError: A ``.gz`` or an idx file is corrupt or truncated, or the disk is full
+                or read-only (one line naming the file).
+            DataNotFoundError: Files are missing and downloading is off or failed.
+        """
         raw = self.raw_folder
-        missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
-        for name in list(missing):
-            packed = raw / f"{name}.gz"
+        missing = []
+        for name in MNIST_FILES:
+            unpacked, packed = raw / name, raw / f"{name}.gz"
+            shape_tail = MNIST_IMAGE_SHAPE if "images" in name else ()
             if packed.is_file():
-                try:
-                    _gunzip(packed, raw / name)
-                except (OSError, EOFError) as error:
-                    raise PlpDataError(f"{packed}: not a valid gzip file ({error})") from None
-                missing.remove(name)
+                if not unpacked.is_file() or _is_stale(unpacked, packed, shape_tail):
+                    _gunzip(packed, unpacked, shape_tail)
+            elif unpacked.is_file():
+                problem = _idx_problem(unpacked, shape_tail)
+                if problem is not None:
+                    raise PlpDataError(f"{unpacked}: {problem}")
+            else:
+                missing.append(name)
         if missing:
             files = ", ".join(f"{name}.gz" for name in missing)
             self.fetch(self.folder, raw, files, self._torchvision_download)
@@ -149,6 +278,7 @@ class _MnistFamily(_ArraySplits):
             raise PlpDataError(
                 f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels"
             )
+        _check_labels(labels, labels_path, self.num_classes)
         return images, labels
 
     def load_splits(self) -> Splits:
@@ -214,6 +344,46 @@ def _load_batch(path: Path) -> dict[str, Any]:
     return entry
 
 
+def _extract(archive: Path, member: str, expected: Sequence[str], root: Path) -> None:
+    """Extract the folder ``member`` of ``archive`` into ``root`` through a temporary folder.
+
+    The archive is extracted whole into a hidden folder beside the target and checked for every
+    ``expected`` file first; then the folder is renamed into place (or, when an incomplete folder
+    is already there, each extracted file is renamed over its namesake). A corrupt or truncated
+    archive, or a full disk, leaves nothing extracted.
+
+    Raises:
+        PlpDataError: One line naming the archive (corrupt, truncated, lacking a file) or the
+            folder (disk full, read-only, permission denied).
+    """
+    target = root / member
+    scratch = _temporary_name(target)
+    try:
+        scratch.mkdir()
+        with tarfile.open(archive) as tar:
+            tar.extractall(scratch, filter="data")
+        extracted = scratch / member
+        missing = [name for name in expected if not (extracted / name).is_file()]
+        if missing:
+            raise PlpDataError(
+                f"{archive}: holds no {member}/{missing[0]} (is it the right archive?)"
+            )
+        if not target.is_dir():
+            os.replace(extracted, target)
+        else:
+            for path in extracted.iterdir():
+                os.replace(path, target / path.name)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise PlpDataError(f"{archive}: corrupt or truncated archive ({error})") from None
+    except OSError as error:
+        failure = _write_failure(error, root)
+        if failure is not None:
+            raise failure from None
+        raise PlpDataError(f"{archive}: cannot extract ({error})") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 class _CifarFamily(_ArraySplits):
     """The CIFAR python batches: 32x32 RGB; trainval is the official 50k training set.
 
@@ -264,16 +434,19 @@ class _CifarFamily(_ArraySplits):
         getattr(datasets, name)(self.root, train=True, download=True)
 
     def _ensure_files(self) -> None:
+        """Extract the archive when batch files are missing; fetch when there is no archive.
+
+        Raises:
+            PlpDataError: The archive is corrupt, truncated or lacks a batch file, or the disk is
+                full or read-only (one line naming the archive or the folder).
+            DataNotFoundError: Files are missing and downloading is off or failed.
+        """
         expected = (*self.train_files, *self.test_files)
         if all((self.folder / name).is_file() for name in expected):
             return
         archive = Path(self.root) / self.archive
         if archive.is_file():
-            try:
-                with tarfile.open(archive) as tar:
-                    tar.extractall(self.root, filter="data")
-            except (tarfile.TarError, OSError) as error:
-                raise PlpDataError(f"{archive}: cannot extract ({error})") from None
+            _extract(archive, self.base_folder, expected, Path(self.root))
         if not all((self.folder / name).is_file() for name in expected):
             missing = [name for name in expected if not (self.folder / name).is_file()]
             files = f"{', '.join(missing)} (or {self.archive} in {self.root})"
@@ -290,9 +463,15 @@ class _CifarFamily(_ArraySplits):
             if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
                 raise PlpDataError(f"{path}: 'data' has shape {data.shape}, expected (N, 3072)")
             images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-            labels.append(np.asarray(entry[self.label_key], dtype=np.int64))
+            try:
+                labels.append(np.asarray(entry[self.label_key], dtype=np.int64).reshape(-1))
+            except (TypeError, ValueError, OverflowError) as error:
+                raise PlpDataError(
+                    f"{path}: {self.label_key!r} must be a list of integers ({error})"
+                ) from None
             if len(labels[-1]) != len(images[-1]):
                 raise PlpDataError(f"{path}: {len(images[-1])} images, {len(labels[-1])} labels")
+            _check_labels(labels[-1], path, self.num_classes)
         return np.concatenate(images), np.concatenate(labels)
 
     def load_splits(self) -> Splits:
@@ -300,12 +479,6 @@ class _CifarFamily(_ArraySplits):
         self._ensure_files()
         train_images, train_labels = self._read(self.train_files)
         test_images, test_labels = self._read(self.test_files)
-        for labels, what in ((train_labels, "training"), (test_labels, "test")):
-            if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
-                raise DataNotFoundError(
-                    f"{self.folder}: {what} labels outside 0..{self.num_classes - 1}: "
-                    f"is this really {self.base_folder}?"
-                )
         return self.array_splits(train_images, train_labels, test_images, test_labels)
 
 

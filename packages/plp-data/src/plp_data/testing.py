@@ -2,10 +2,11 @@
 
 Each writer produces files that the matching datamodule reads through its normal code path:
 ``write_idx_dataset`` (MNIST-style gzipped idx files), ``write_cifar_batches`` (CIFAR python
-pickles), ``write_market1501`` (Market-1501 named JPEGs) and the metric-learning benchmarks'
-annotation files with tiny JPEGs: ``write_cub200``, ``write_cars196`` (a real MATLAB
-``cars_annos.mat``), ``write_sop`` and ``write_inshop``. Pixels are seeded random noise and
-labels cycle through the classes, so every class is present in every split.
+pickles), ``write_cifar_archive`` (the same as the distributed ``.tar.gz``),
+``write_market1501`` (Market-1501 named JPEGs) and the metric-learning benchmarks' annotation
+files with tiny JPEGs: ``write_cub200``, ``write_cars196`` (a real MATLAB ``cars_annos.mat``),
+``write_sop`` and ``write_inshop``. Pixels are seeded random noise and labels cycle through the
+classes, so every class is present in every split.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+import tarfile
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from PIL import Image
 
 __all__ = [
     "write_cars196",
+    "write_cifar_archive",
     "write_cifar_batches",
     "write_cub200",
     "write_idx_dataset",
@@ -96,6 +100,25 @@ def write_cifar_batches(
     write_cifar_batch(folder / "test_batch", np.arange(num_test) % num_classes, seed=9)
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list("abcdefghij")}))
     return folder
+
+
+def write_cifar_archive(
+    root: str | Path, per_batch: int = 10, num_test: int = 20, cifar100: bool = False
+) -> Path:
+    """Write the ``.tar.gz`` of :func:`write_cifar_batches`'s folder into ``root``; return it.
+
+    The archive is named and laid out as distributed (``cifar-10-python.tar.gz`` holding
+    ``cifar-10-batches-py/``, or ``cifar-100-python.tar.gz`` holding ``cifar-100-python/``);
+    no extracted folder is left in ``root``.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / ("cifar-100-python.tar.gz" if cifar100 else "cifar-10-python.tar.gz")
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = write_cifar_batches(scratch, per_batch, num_test, cifar100)
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(folder, arcname=folder.name)
+    return archive
 
 
 MARKET_EXAMPLE: Mapping[str, Sequence[str]] = {
