@@ -6,7 +6,7 @@ import os
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -24,6 +24,7 @@ from plp_data._device import (
 from plp_data._errors import PlpDataError
 from plp_data._sampler_registry import build_sampler, check_sampler_spec
 from plp_data._samplers import PKBatchSampler, ShuffleSampler
+from plp_losses import NonNegativeInt, PositiveInt, Range
 
 __all__ = ["DEVICE_MEMORY_SHARE", "PIPELINES", "PlpDataModule", "Splits", "split_indices"]
 
@@ -87,13 +88,13 @@ class PlpDataModule(pl.LightningDataModule):
     def __init__(
         self,
         root: str = "data",
-        batch_size: int = 64,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        seed: int = 0,
-        val_fraction: float = 0.1,
+        batch_size: PositiveInt = 64,
+        eval_batch_size: PositiveInt | None = None,
+        num_workers: NonNegativeInt = 0,
+        seed: Annotated[int, Range(ge=0, lt=2**32)] = 0,
+        val_fraction: Annotated[float, Range(ge=0, lt=1)] = 0.1,
         sampler: Mapping[str, Any] | None = None,
-        pipeline: str = "auto",
+        pipeline: Literal["auto", "device", "workers"] = "auto",
     ) -> None:
         super().__init__()
         if batch_size < 1:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
@@ -9,6 +11,7 @@ from sklearn.datasets import load_digits
 from plp_data._base import PlpDataModule, Splits, split_indices
 from plp_data._datasets import TensorImageDataset
 from plp_data._device import DeviceImageDataset, DevicePlan, DeviceSplits
+from plp_losses import Fraction, NonNegativeInt
 
 __all__ = ["DigitsDataModule"]
 
@@ -36,8 +39,10 @@ class DigitsDataModule(PlpDataModule):
     in_channels = 1
     image_size = (8, 8)
 
-    def __init__(self, test_fraction: float = 0.25, split_seed: int = 0, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self, test_fraction: Fraction = 0.25, split_seed: NonNegativeInt = 0, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
         self.test_fraction = test_fraction
         self.split_seed = split_seed
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
@@ -13,6 +13,7 @@ from plp_data._cache import decoded_images, default_cache_dir
 from plp_data._device import DeviceImageDataset, DevicePlan, DeviceSplits, device_augmentation
 from plp_data._errors import DataNotFoundError, PlpDataError
 from plp_data._transforms import TransformDefaults, resolve_transforms, transforms_of
+from plp_losses import Range
 
 __all__ = ["ImageDataModule"]
 
@@ -46,7 +47,7 @@ class ImageDataModule(PlpDataModule):
         std: Sequence[float] | None = None,
         image_size: Sequence[int] | None = None,
         augment: Sequence[Mapping[str, Any]] | None = None,
-        random_erasing: float | None = None,
+        random_erasing: Annotated[float, Range(ge=0, le=1)] | None = None,
         cache_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -137,7 +138,6 @@ class ImageDataModule(PlpDataModule):
 
         return DevicePlan(nbytes, load, unsupported)
 
-
     def file_device_plan(
         self,
         paths: dict[str, Sequence[Path]],
@@ -171,6 +171,7 @@ class ImageDataModule(PlpDataModule):
         nbytes = sum(len(files) for files in distinct.values()) * size[0] * size[1] * 3
         readers = {name: reader(files) for name, files in paths.items()}
         return self.device_plan(readers, labels, cameras, nbytes=nbytes)
+
 
 def resized(images: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     """Return uint8 ``images`` resized to ``size`` as the workers path's ``Resize`` does (PIL)."""
