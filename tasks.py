@@ -30,11 +30,22 @@ def _is_user_error(error: BaseException) -> bool:
 
 
 @contextmanager
-def _user_facing() -> Iterator[None]:
-    """Turn plp's bad-input errors into one line on stderr and exit code 2."""
+def _user_facing(verbose: bool = False) -> Iterator[None]:
+    """Turn plp's bad-input errors into one line on stderr and exit code 2.
+
+    A training stopped by SIGTERM exits with 143 (128 + SIGTERM) after its one line, so that
+    schedulers see the preemption. Unless ``verbose``, Lightning's tips, device lines and
+    known-harmless warnings are kept quiet.
+    """
+    if not verbose:
+        from plp_pipelines._console import quiet_console
+
+        quiet_console()
     try:
         yield
     except Exception as error:
+        if type(error).__name__ == "TrainingStoppedError":
+            raise Exit(f"plp: {error}", code=getattr(error, "EXIT_CODE", 143)) from None
         if _is_user_error(error):
             raise Exit(f"plp: error: {error}", code=2) from None
         raise
@@ -65,7 +76,10 @@ def _say(*lines: str) -> None:
         "runs": "folder of run directories (default: runs)",
         "skip_evaluate": "do not run the test pipeline after training, whatever "
         "[evaluate] after_training says",
-        "resume": "continue the newest unfinished run of this config from its last checkpoint",
+        "resume": "continue the newest unfinished run of this config (one with a last.ckpt "
+        "and no run.json) from its last checkpoint; --run names the run instead",
+        "run": "with --resume: the run directory to continue",
+        "verbose": "show Lightning's own messages and warnings",
     },
     iterable=["set_"],
 )
@@ -76,20 +90,29 @@ def train(
     runs: str = RUNS,
     skip_evaluate: bool = False,
     resume: bool = False,
+    run: str | None = None,
+    verbose: bool = False,
 ) -> None:
     """Train the model a config describes; write a run directory; then test it if configured."""
-    with _user_facing():
+    with _user_facing(verbose):
         import plp_pipelines
 
-        recipe = plp_pipelines.load_config(config, set_ or [])
         evaluate = False if skip_evaluate else None
+        if run is not None and not resume:
+            raise plp_pipelines.ConfigError("--run names the run to continue: add --resume")
         if resume:
             if set_:
                 raise plp_pipelines.ConfigError("--resume continues a run as it was: drop --set")
+            name = None if run is not None else plp_pipelines.load_config(config).name
             result = plp_pipelines.resume(
-                name=recipe.name, runs_root=runs, evaluate=evaluate, progress_bar=_interactive()
+                run,
+                name=name,
+                runs_root=runs,
+                evaluate=evaluate,
+                progress_bar=_interactive(),
             )
         else:
+            recipe = plp_pipelines.load_config(config, set_ or [])
             result = plp_pipelines.train(
                 recipe, runs_root=runs, evaluate=evaluate, progress_bar=_interactive()
             )
@@ -105,6 +128,7 @@ def train(
         "checkpoint": "a checkpoint to evaluate instead of the run's best",
         "method": "accuracy, reid, clustering or all (default: all)",
         "runs": "folder of run directories (default: runs)",
+        "verbose": "show third-party messages and warnings",
     }
 )
 def evaluate(
@@ -113,6 +137,7 @@ def evaluate(
     checkpoint: str | None = None,
     method: str = "all",
     runs: str = RUNS,
+    verbose: bool = False,
 ) -> None:
     """Extract features of trainval and test, draw their UMAP, compute and print metrics."""
     if method not in METHOD_CHOICES:
@@ -121,7 +146,7 @@ def evaluate(
             f"{', '.join(METHOD_CHOICES)}",
             code=2,
         )
-    with _user_facing():
+    with _user_facing(verbose):
         import plp_pipelines
 
         methods = None if method == "all" else [method]
@@ -135,9 +160,11 @@ def evaluate(
     help={
         "run": "run directory (default: the newest run)",
         "algorithm": "integrated_gradients, saliency, input_x_gradient, gradient_shap, "
-        "occlusion or layer_gradcam (default: the config's [explain] algorithm)",
+        "occlusion, layer_gradcam, layer_integrated_gradients or layer_conductance "
+        "(default: the config's [explain] algorithm)",
         "samples": "how many test images (default: the config's [explain] samples)",
-        "layer": "dotted module name for layer methods, e.g. backbone.features.6",
+        "layer": "dotted module name for layer methods, e.g. backbone.features.6 "
+        "(default: the model's last Conv2d)",
         "checkpoint": "a checkpoint instead of the run's best",
         "runs": "folder of run directories (default: runs)",
     }

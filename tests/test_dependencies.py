@@ -27,8 +27,17 @@ ALLOWED: dict[str, set[str]] = {
         "numpy",
         "PIL",
         "plp_losses",  # the one registry
+        "scipy",  # Cars196's cars_annos.mat
     },
-    "plp_models": {"torch", "torchvision", "pytorch_lightning", "torchmetrics", "plp_losses"},
+    "plp_models": {
+        "torch",
+        "torchvision",
+        "pytorch_lightning",
+        "torchmetrics",
+        "plp_losses",
+        "timm",
+        "huggingface_hub",  # timm's hub errors, for the offline message
+    },
     "plp_eval": {
         "numpy",
         "numba",
@@ -60,6 +69,7 @@ ALLOWED: dict[str, set[str]] = {
         "torch",
         "numpy",
         "matplotlib",
+        "onnxruntime",  # export checks the ONNX model against PyTorch
     },
 }
 
@@ -73,7 +83,7 @@ DISTRIBUTION = {
     **{name: name.replace("_", "-") for name in SIBLINGS},
 }
 # Distributions that arrive with a declared one (graphviz with torchviz, scipy with scikit-learn).
-TRANSITIVE = {"graphviz": "torchviz", "scipy": "scikit-learn"}
+TRANSITIVE = {"graphviz": "torchviz", "scipy": "scikit-learn", "huggingface_hub": "timm"}
 
 
 def imported_modules(path: Path) -> set[str]:

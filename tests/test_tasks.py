@@ -14,7 +14,17 @@ def test_listing_tasks_imports_no_torch(invoke) -> None:
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
     listing = invoke("--list")
     assert listing.returncode == 0
-    for name in ("train", "evaluate", "explain", "graph", "align", "test", "lint", "bench"):
+    for name in (
+        "train",
+        "evaluate",
+        "explain",
+        "graph",
+        "align",
+        "export",
+        "test",
+        "lint",
+        "bench",
+    ):
         assert f"  {name} " in listing.stdout
 
 

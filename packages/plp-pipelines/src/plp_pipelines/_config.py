@@ -124,6 +124,10 @@ class EvaluateConfig(_Section):
     reid_metric: Literal["euclidean", "cosine"] = "euclidean"
     protocol: Protocol = "trainval_test"
     max_rank: int = Field(default=50, ge=1)
+    rerank: bool = False
+    rerank_k1: int = Field(default=20, ge=1)
+    rerank_k2: int = Field(default=6, ge=1)
+    rerank_lambda: float = Field(default=0.3, ge=0.0, le=1.0)
     umap: bool = True
     umap_max_samples: int = Field(default=10_000, ge=10)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "PlpError", "RunError", "TrainingDivergedError"]
+__all__ = ["ConfigError", "PlpError", "RunError", "TrainingDivergedError", "TrainingStoppedError"]
 
 
 class PlpError(Exception):
@@ -19,3 +19,13 @@ class RunError(PlpError):
 
 class TrainingDivergedError(PlpError):
     """The training loss became NaN or infinite; the message names the epoch and step."""
+
+
+class TrainingStoppedError(PlpError):
+    """Training was stopped by a signal (SIGTERM); the message says how to resume it.
+
+    The command line exits with :data:`EXIT_CODE` (128 + SIGTERM), as a process killed by the
+    signal would, so schedulers see the preemption.
+    """
+
+    EXIT_CODE = 143

@@ -11,11 +11,7 @@ import numpy as np
 import torch
 
 import plp_viz
-from plp_pipelines._build import build_datamodule
-from plp_pipelines._checkpoints import load_model
-from plp_pipelines._config import load_config
-from plp_pipelines._evaluate import resolve_checkpoint
-from plp_pipelines._runs import RunPaths, resolve_run
+from plp_pipelines._run import Run
 
 __all__ = ["explain"]
 
@@ -53,16 +49,13 @@ def explain(
         datamodule: The datamodule whose ``split_dataloader("test")`` gives the images; its
             ``class_names`` (when it has them) title the rows.
     """
-    paths = RunPaths(resolve_run(run, runs_root))
-    config = load_config(paths.config)
+    opened = Run.open(run, runs_root=runs_root, checkpoint=checkpoint)
+    paths, config = opened.paths, opened.config
     algorithm = algorithm or config.explain.algorithm
     samples = samples or config.explain.samples
     layer = layer if layer is not None else config.explain.layer
-    model = load_model(
-        resolve_checkpoint(paths, checkpoint), model, config, f"the config of run {paths.root}"
-    ).eval()
-    if datamodule is None:
-        datamodule = build_datamodule(config, str(paths.config))
+    model = opened.load_model(checkpoint, model).eval()
+    datamodule = opened.build_datamodule(datamodule)
     datamodule.setup("test")
     test = datamodule.split_dataloader("test").dataset
     size = len(test)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plp_pipelines._config import load_config
 from plp_pipelines._errors import ConfigError, PlpError, RunError
-from plp_pipelines._runs import RunPaths, atomic_write, resolve_run
+from plp_pipelines._run import Run
+from plp_pipelines._runs import atomic_write
 
 if TYPE_CHECKING:
     import torch
@@ -89,17 +89,12 @@ def export(
         raise ConfigError(f"--inputs {inputs!r}: expected one of {', '.join(INPUTS)}")
     if samples < 1:
         raise ConfigError(f"--samples must be >= 1, got {samples}")
-    from plp_pipelines._checkpoints import load_model
-    from plp_pipelines._evaluate import resolve_checkpoint
-
-    paths = RunPaths(resolve_run(run, runs_root))
-    config = load_config(paths.config)
-    model = load_model(
-        resolve_checkpoint(paths, checkpoint), model, config, f"the config of run {paths.root}"
-    )
+    opened = Run.open(run, runs_root=runs_root, checkpoint=checkpoint)
+    paths, config = opened.paths, opened.config
+    model = opened.load_model(checkpoint, model)
     embedder = _embedder(model.cpu()).eval()
     if inputs == "test":
-        images = _test_images(config, paths, datamodule, samples)
+        images = _test_images(opened, datamodule, samples)
     else:
         images = _random_images(model, config.trainer.seed, samples)
     data = _to_onnx(embedder, images)
@@ -130,16 +125,14 @@ def _embedder(model: torch.nn.Module) -> torch.nn.Module:
     return Embedder(model)
 
 
-def _test_images(config: Any, paths: RunPaths, datamodule: Any, samples: int) -> torch.Tensor:
+def _test_images(run: Run, datamodule: Any, samples: int) -> torch.Tensor:
     """Return the first ``samples`` images of the run's test split, on the CPU."""
     import torch
 
     import plp_data
-    from plp_pipelines._build import build_datamodule
 
     try:
-        if datamodule is None:
-            datamodule = build_datamodule(config, str(paths.config))
+        datamodule = run.build_datamodule(datamodule)
         datamodule.setup("test")
         batches = []
         count = 0

@@ -19,6 +19,11 @@ HEADLINE = (
     ("reid", "rank-5", "reid rank-5"),
     ("reid", "mAP", "reid mAP"),
     ("reid", "mINP", "reid mINP"),
+    ("reid", "precision@1", "reid precision@1"),
+    ("reid", "R-precision", "reid R-precision"),
+    ("reid", "MAP@R", "reid MAP@R"),
+    ("reid_reranked", "rank-1", "reid re-ranked rank-1"),
+    ("reid_reranked", "mAP", "reid re-ranked mAP"),
     ("clustering", "nmi", "clustering NMI"),
     ("clustering", "ari", "clustering ARI"),
 )
@@ -30,7 +35,7 @@ def headline_metrics(
     """Return ``(label, value)`` for the headline numbers in ``metrics`` (of ``methods`` only)."""
     rows = []
     for section, key, label in HEADLINE:
-        if methods is not None and section not in methods:
+        if methods is not None and section.removesuffix("_reranked") not in methods:
             continue
         value = metrics.get(section, {}).get(key)
         if isinstance(value, int | float):
@@ -82,10 +87,21 @@ def plot_training_curves(csv_path: Path, png_path: Path) -> Path | None:
     return png_path
 
 
-def write_report(paths: RunPaths, config: Config, metrics: dict[str, Any]) -> Path:
-    """Write ``report.md``: config summary, training curves, metrics table, links to plots."""
+def write_report(
+    paths: RunPaths, config: Config, metrics: dict[str, Any], out: RunPaths | None = None
+) -> Path:
+    """Write ``report.md``: config summary, training curves, metrics table, links to plots.
+
+    Args:
+        paths: The run (its logs are read from here).
+        config: The run's config.
+        metrics: What ``metrics.json`` holds.
+        out: Where to write ``report.md`` and the training curves (a staging copy of the
+            run's layout); the run itself by default.
+    """
+    out = out or paths
     curves = plot_training_curves(
-        paths.logs / "csv" / "metrics.csv", paths.plots / "training_curves.png"
+        paths.logs / "csv" / "metrics.csv", out.plots / "training_curves.png"
     )
     terms = ", ".join(
         f"{term.weight:g} x {term.name}" if term.weight != 1 else term.name
@@ -98,13 +114,15 @@ def write_report(paths: RunPaths, config: Config, metrics: dict[str, Any]) -> Pa
         "",
         f"- data: `{config.data.name}` {config.data.args or ''}",
         f"- model: `{config.model.backbone.name}` backbone, `{config.model.head.name}` head, "
-        f"embedding size {config.model.embedding_size}",
+        f"embedding size {config.model.embedding_size or 'the model default'}",
         f"- loss: {terms}",
         f"- optimizer: `{config.optimizer.name}` {config.optimizer.args or ''}; "
         f"scheduler: `{config.scheduler.name}`",
         f"- trainer: {config.trainer.epochs} epochs, seed {config.trainer.seed}, "
         f"{config.trainer.devices} x {config.trainer.accelerator}",
         f"- checkpoint evaluated: `checkpoints/{metrics.get('checkpoint', '?')}`",
+        f"- evaluation protocol: `{metrics.get('protocol', config.evaluate.protocol)}`; "
+        f"training batches served by the `{metrics.get('data_pipeline') or 'workers'}` data path",
         "- full config: [config.toml](config.toml)",
         "",
         "## Metrics",
@@ -125,5 +143,5 @@ def write_report(paths: RunPaths, config: Config, metrics: dict[str, Any]) -> Pa
         if "umap" in plots:
             lines += ["", f"![UMAP of the test features]({plots['umap']})"]
         lines.append("")
-    atomic_write_text(paths.report, "\n".join(lines))
-    return paths.report
+    atomic_write_text(out.report, "\n".join(lines))
+    return out.report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -18,6 +19,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_json",
     "atomic_write_text",
+    "check_runs_root",
     "create_run_dir",
     "newest_run",
     "record_newest",
@@ -74,13 +76,32 @@ class RunPaths:
         return self.root / "run.json"
 
 
+def check_runs_root(runs_root: str | Path) -> None:
+    """Raise RunError if ``runs_root`` cannot record runs (checked before training starts).
+
+    ``runs_root/LATEST`` must be a file (or absent): a folder or anything else there would make
+    the run unrecordable after training, so it is refused now, in one line.
+    """
+    latest = Path(runs_root) / LATEST_FILE
+    if latest.is_symlink() or (latest.exists() and not latest.is_file()):
+        raise RunError(
+            f"{latest} is not plp's record of the newest run (a file): it is a "
+            f"{'symlink' if latest.is_symlink() else 'folder'}; move it away"
+        )
+    if Path(runs_root).exists() and not Path(runs_root).is_dir():
+        raise RunError(f"cannot create run directory under {runs_root}: Not a directory")
+
+
 def create_run_dir(runs_root: str | Path, name: str) -> Path:
     """Create and return a new, empty ``runs_root/name/<YYYYmmdd-HHMMSS>[-N]`` directory."""
+    if name == LATEST_FILE:
+        raise RunError(f"{name!r} is reserved: {runs_root}/{LATEST_FILE} records the newest run")
     parent = Path(runs_root) / name
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise RunError(f"cannot create run directory under {parent}: {error.strerror}") from None
+        reason = STORAGE_ERRORS.get(error.errno or 0, error.strerror)
+        raise RunError(f"cannot create run directory under {parent}: {reason}") from None
     if not os.access(parent, os.W_OK):
         raise RunError(f"run directory {parent} is not writable")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -100,20 +121,48 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
 
     A crash or kill at any moment leaves either the old file or the new one, never half of one.
+    The file gets the permissions the umask gives a new file (``mkstemp`` alone gives 0600).
+
+    Raises:
+        RunError: The disk is full, read-only or not writable (one line naming the path).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
         with os.fdopen(handle, "wb") as file:
+            os.fchmod(file.fileno(), 0o666 & ~_umask())
             write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in STORAGE_ERRORS:
+            raise RunError(f"cannot write {path}: {STORAGE_ERRORS[error.errno]}") from None
         raise
     return path
+
+
+# OS errors a full, read-only or locked-down disk gives, in the user's words.
+STORAGE_ERRORS = {
+    errno.ENOSPC: "disk full (no space left on the device)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+
+
+def _umask() -> int:
+    """Return the process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -127,9 +176,13 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
 
 
 def record_newest(run_dir: str | Path, runs_root: str | Path) -> None:
-    """Record ``run_dir`` as the newest run of ``runs_root`` (atomically)."""
-    run_dir, runs_root = Path(run_dir).resolve(), Path(runs_root).resolve()
-    atomic_write_text(runs_root / LATEST_FILE, str(run_dir.relative_to(runs_root)) + "\n")
+    """Record ``run_dir`` as the newest run of ``runs_root`` (atomically), relative to it.
+
+    The path is taken as written, symlinks not resolved, so a ``runs/<name>`` that is a link to
+    another disk keeps its runs recorded as ``<name>/<timestamp>``.
+    """
+    relative = os.path.relpath(os.path.abspath(run_dir), os.path.abspath(runs_root))
+    atomic_write_text(Path(runs_root) / LATEST_FILE, relative + "\n")
 
 
 def newest_run(runs_root: str | Path) -> Path:
@@ -140,7 +193,16 @@ def newest_run(runs_root: str | Path) -> Path:
             f"no run recorded in {runs_root}/ yet: train one first "
             "(uv run invoke train --config configs/digits.toml)"
         )
-    run_dir = Path(runs_root) / latest.read_text(encoding="utf-8").strip()
+    try:
+        recorded = latest.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise RunError(f"cannot read {latest}: {error}") from None
+    if not recorded or Path(recorded).is_absolute() or ".." in Path(recorded).parts:
+        raise RunError(
+            f"{latest} holds {recorded!r}, not a run folder under {runs_root}/: "
+            "train a run to rewrite it, or name the run with --run"
+        )
+    run_dir = Path(runs_root) / recorded
     if not run_dir.is_dir():
         raise RunError(f"{latest} points to {run_dir}, which does not exist")
     return run_dir

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 import plp_data
 import plp_models
@@ -19,10 +22,16 @@ from plp_pipelines._build import build_datamodule, build_model
 from plp_pipelines._callbacks import AtomicCheckpointIO, StopOnNonFiniteLoss
 from plp_pipelines._components import check_components
 from plp_pipelines._config import Config, config_to_toml
-from plp_pipelines._errors import ConfigError, RunError
+from plp_pipelines._errors import ConfigError, RunError, TrainingStoppedError
 from plp_pipelines._protocols import SIZES, check_datamodule, check_model
 from plp_pipelines._run import RunInfo, class_name
-from plp_pipelines._runs import RunPaths, atomic_write_text, create_run_dir, record_newest
+from plp_pipelines._runs import (
+    RunPaths,
+    atomic_write_text,
+    check_runs_root,
+    create_run_dir,
+    record_newest,
+)
 
 __all__ = ["RUN_DIR_ENV", "TrainResult", "resume", "train"]
 
@@ -91,6 +100,7 @@ def train(
     if not isinstance(model, pl.LightningModule):  # the config's components are used
         check_components(config)
     check_trainer(config)
+    check_runs_root(runs_root)
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = datamodule or build_datamodule(config)
     # A config's model is sized from the datamodule; a plain network needs the class count.
@@ -126,7 +136,8 @@ def resume(
     interrupted one did; with the same seed its final metrics equal an uninterrupted run's.
 
     Args:
-        run: The run directory; by default the newest unfinished run of config ``name``.
+        run: The run directory; by default the newest unfinished run (no ``run.json``) of
+            config ``name`` that has a ``last.ckpt``.
         name: The config name whose newest run to resume (``runs_root/name/``).
         runs_root: Folder holding the run directories.
         evaluate: Run the test pipeline afterwards; defaults to ``[evaluate] after_training``.
@@ -144,6 +155,7 @@ def resume(
     config = load_config(paths.config)
     check_components(config)
     check_trainer(config)
+    check_runs_root(runs_root)
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = build_datamodule(config)
     model = build_model(config, datamodule)
@@ -161,9 +173,14 @@ def _newest_unfinished(runs_root: Path, name: str | None) -> Path:
         raise RunError("resume: name the run (--run) or the config whose newest run to resume")
     folder = runs_root / name
     candidates = sorted(folder.glob("*/checkpoints/last.ckpt")) if folder.is_dir() else []
-    if not candidates:
-        raise RunError(f"resume: no run of {name!r} under {runs_root}/ has a checkpoint yet")
-    return candidates[-1].parent.parent
+    unfinished = [
+        c.parent.parent for c in candidates if not RunPaths(c.parent.parent).run_info.exists()
+    ]
+    if not unfinished:
+        raise RunError(
+            f"resume: no unfinished run of {name!r} under {runs_root}/ has a checkpoints/last.ckpt"
+        )
+    return unfinished[-1]
 
 
 def _in_shared_run(
@@ -221,7 +238,14 @@ def _fit_and_test(
         enable_model_summary=False,
         use_distributed_sampler=not getattr(datamodule, "uses_custom_sampler", False),
     )
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    history = _csv_history(paths) if resume_from is not None else []
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    except SIGTERMException:
+        raise _stopped(trainer, paths) from None
+    finally:
+        if history:
+            _keep_csv_history(paths, history)
     best = Path(
         trainer.strategy.broadcast(checkpoint.best_model_path or checkpoint.last_model_path)
     )
@@ -375,3 +399,46 @@ def _recipe(config: Config, model: Any, datamodule: Any, made_from_objects: bool
         header.append(f"#   network:    {model.hparams['network']}")
     header.append("# Its [trainer], [evaluate], [loss] and [optimizer] settings are the ones used.")
     return "\n".join(header) + "\n" + text
+
+
+def _stopped(trainer: pl.Trainer, paths: RunPaths) -> TrainingStoppedError:
+    """Return the error for a SIGTERM: ``last.ckpt`` kept (saved now if none yet) and how to go on.
+
+    The ``last.ckpt`` of the last finished epoch is kept as it is: resuming from an epoch's end
+    gives the uninterrupted run's numbers exactly. Stopped in the first epoch, the current state
+    is saved as ``last.ckpt`` so that the run can still be resumed.
+    """
+    last = paths.checkpoints / "last.ckpt"
+    if not last.exists():
+        trainer.save_checkpoint(last)
+    return TrainingStoppedError(
+        f"training stopped by SIGTERM in epoch {trainer.current_epoch}; {last} kept: resume with "
+        f"`uv run invoke train --resume --run {paths.root}`"
+    )
+
+
+CSV_LOG = Path("logs") / "csv" / "metrics.csv"
+
+
+def _csv_history(paths: RunPaths) -> list[dict[str, str]]:
+    """Return the rows of the run's CSV log (read before a resumed fit overwrites it)."""
+    log = paths.root / CSV_LOG
+    if not log.is_file():
+        return []
+    with log.open(newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def _keep_csv_history(paths: RunPaths, history: list[dict[str, str]]) -> None:
+    """Put the epochs logged before a resume back in front of the resumed fit's CSV log."""
+    new_rows = _csv_history(paths)
+    resumed_from = min((int(row["epoch"]) for row in new_rows if row.get("epoch")), default=None)
+    if resumed_from is not None:
+        history = [row for row in history if row.get("epoch") and int(row["epoch"]) < resumed_from]
+    rows = history + new_rows
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(paths.root / CSV_LOG, buffer.getvalue())
