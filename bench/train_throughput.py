@@ -181,6 +181,10 @@ def floor_images_per_second(root: Path, batches: int, device: str) -> float:
     return epoch()
 
 
+def _rate(images_per_second: float) -> str:
+    return f"{images_per_second:,.0f}" if images_per_second >= 100 else f"{images_per_second:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", choices=sorted(SIZES), default="small")
@@ -221,14 +225,14 @@ def main() -> None:
     )
     print("| what | images/s | / floor |\n| --- | ---: | ---: |")
     floor = rows["floor"]
-    print(f"| plain loop, batches on the device (floor) | {floor:,.0f} | 1.00 |")
+    print(f"| plain loop, batches on the device (floor) | {_rate(floor)} | 1.00 |")
     for pipeline in ("device", "workers"):
         speed = rows[pipeline]
         what = f"plp train, pipeline={pipeline} (used: {used[pipeline]})"
-        print(f"| {what} | {speed:,.0f} | {speed / floor:.2f} |")
+        print(f"| {what} | {_rate(speed)} | {speed / floor:.2f} |")
     for pipeline in ("device", "workers"):
         what = f"plp train loader alone, pipeline={pipeline}"
-        print(f"| {what} | {rows[f'data {pipeline}']:,.0f} | - |")
+        print(f"| {what} | {_rate(rows[f'data {pipeline}'])} | - |")
 
 
 if __name__ == "__main__":
