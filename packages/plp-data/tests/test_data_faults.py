@@ -20,7 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plp_data import ArrayImageDataset, PlpDataError, build_datamodule, parse_market1501_name
+from plp_data import (
+    ArrayImageDataset,
+    PlpDataError,
+    _torchvision_sets,
+    build_datamodule,
+    parse_market1501_name,
+)
 from plp_data.testing import (
     write_cifar_archive,
     write_cifar_batch,
@@ -141,11 +147,51 @@ def test_valid_unpacked_file_newer_than_its_gz_is_kept(tmp_path: Path) -> None:
     np.testing.assert_array_equal(_load_mnist(tmp_path), np.full(20, 7))
 
 
-def test_invalid_unpacked_file_without_gz_is_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (_idx_bytes(GOOD_LABELS)[:-5], r"23 bytes, but its header \(20,\) needs 28"),
+        (b"\x00\x00\x08\x01\x00", r"idx header cut short \(5 bytes, expected 8\)"),
+        (b"", "found an empty file"),
+    ],
+    ids=["truncated", "short-header", "empty"],
+)
+def test_invalid_unpacked_file_without_gz_is_named(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
     raw = _mnist(tmp_path)
     (raw / f"{LABELS}.gz").unlink()
-    (raw / LABELS).write_bytes(_idx_bytes(GOOD_LABELS)[:-5])
-    with pytest.raises(PlpDataError, match=rf"^{re.escape(str(raw / LABELS))}: 23 bytes"):
+    (raw / LABELS).write_bytes(content)
+    with pytest.raises(PlpDataError, match=rf"^{re.escape(str(raw / LABELS))}: .*{message}"):
+        _load_mnist(tmp_path)
+
+
+def test_gz_too_short_for_a_trailer_is_named(tmp_path: Path) -> None:
+    raw = _mnist(tmp_path)
+    _load_mnist(tmp_path)  # unpacked, then the .gz is replaced by a stub
+    (raw / f"{LABELS}.gz").write_bytes(b"\x1f\x8b")
+    _make_older(raw / f"{LABELS}.gz", raw / LABELS)
+    expected = rf"^{re.escape(str(raw / LABELS))}.gz: not a complete gzip file"
+    with pytest.raises(PlpDataError, match=expected):
+        _load_mnist(tmp_path)
+    assert (raw / LABELS).is_file()  # the earlier unpacked file is left as it was
+
+
+def test_unreadable_idx_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = _mnist(tmp_path)
+    (raw / f"{LABELS}.gz").unlink()
+    (raw / LABELS).write_bytes(_idx_bytes(GOOD_LABELS))
+
+    check = _torchvision_sets._idx_problem
+
+    def refuse(path: Path, shape_tail: tuple[int, ...]) -> str | None:
+        if path == raw / LABELS:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return check(path, shape_tail)
+
+    monkeypatch.setattr(_torchvision_sets, "_idx_problem", refuse)
+    expected = rf"^{re.escape(str(raw / LABELS))}: cannot read \(Permission denied\)$"
+    with pytest.raises(PlpDataError, match=expected):
         _load_mnist(tmp_path)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import math
 import os
 import pickle
 import shutil
@@ -104,7 +105,7 @@ def _idx_problem(path: Path, shape_tail: tuple[int, ...]) -> str | None:
     dims = struct.unpack(f">{ndim}I", header[4:])
     if dims[1:] != shape_tail:
         return f"items of shape {dims[1:]}, expected {shape_tail}"
-    expected = 4 + 4 * ndim + int(np.prod(dims))
+    expected = 4 + 4 * ndim + math.prod(dims)  # exact: a garbage header cannot overflow it
     size = path.stat().st_size
     if size != expected:
         return f"{size} bytes, but its header {dims} needs {expected}: truncated or padded"
@@ -112,7 +113,12 @@ def _idx_problem(path: Path, shape_tail: tuple[int, ...]) -> str | None:
 
 
 def _gzip_size(path: Path) -> int:
-    """Return the unpacked size a single-member ``.gz`` records in its trailer (modulo 2**32)."""
+    """Return the unpacked size a single-member ``.gz`` records in its trailer (modulo 2**32).
+
+    -1 for a file too short to be a gzip file (18 bytes at least), which unpacking then reports.
+    """
+    if path.stat().st_size < 18:
+        return -1
     with path.open("rb") as file:
         file.seek(-4, os.SEEK_END)
         return int.from_bytes(file.read(4), "little")
@@ -154,6 +160,33 @@ def _is_stale(unpacked: Path, packed: Path, shape_tail: tuple[int, ...]) -> bool
     if unpacked.stat().st_size % 2**32 != _gzip_size(packed):
         return True
     return _idx_problem(unpacked, shape_tail) is not None
+
+
+def _ensure_unpacked(unpacked: Path, shape_tail: tuple[int, ...]) -> bool:
+    """Make ``unpacked`` a valid idx file, from its ``.gz`` when missing or stale.
+
+    Returns:
+        False when neither ``unpacked`` nor its ``.gz`` exists, True otherwise.
+
+    Raises:
+        PlpDataError: The ``.gz`` or the idx file is corrupt, truncated or unreadable, or the disk
+            is full or read-only (one line naming the file).
+    """
+    packed = unpacked.with_name(unpacked.name + ".gz")
+    try:
+        if packed.is_file():
+            if not unpacked.is_file() or _is_stale(unpacked, packed, shape_tail):
+                _gunzip(packed, unpacked, shape_tail)
+            return True
+        if not unpacked.is_file():
+            return False
+        problem = _idx_problem(unpacked, shape_tail)
+    except OSError as error:  # reading a header or trailer (_gunzip raises PlpDataError only)
+        where = error.filename or unpacked
+        raise PlpDataError(f"{where}: cannot read ({error.strerror})") from None
+    if problem is not None:
+        raise PlpDataError(f"{unpacked}: {problem}")
+    return True
 
 
 def _check_labels(labels: np.ndarray, path: Path, num_classes: int) -> None:
@@ -244,19 +277,11 @@ class _MnistFamily(_ArraySplits):
             DataNotFoundError: Files are missing and downloading is off or failed.
         """
         raw = self.raw_folder
-        missing = []
-        for name in MNIST_FILES:
-            unpacked, packed = raw / name, raw / f"{name}.gz"
-            shape_tail = MNIST_IMAGE_SHAPE if "images" in name else ()
-            if packed.is_file():
-                if not unpacked.is_file() or _is_stale(unpacked, packed, shape_tail):
-                    _gunzip(packed, unpacked, shape_tail)
-            elif unpacked.is_file():
-                problem = _idx_problem(unpacked, shape_tail)
-                if problem is not None:
-                    raise PlpDataError(f"{unpacked}: {problem}")
-            else:
-                missing.append(name)
+        missing = [
+            name
+            for name in MNIST_FILES
+            if not _ensure_unpacked(raw / name, MNIST_IMAGE_SHAPE if "images" in name else ())
+        ]
         if missing:
             files = ", ".join(f"{name}.gz" for name in missing)
             self.fetch(self.folder, raw, files, self._torchvision_download)
