@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,8 @@ class ReidMetrics:
             the first R of (matches up to that rank) / rank.
         num_queries: Queries given.
         num_valid_queries: Queries with at least one match (R >= 1) left in the gallery.
+        average_precision: ``(num_queries,)`` AP of each query, NaN where it has no match
+            (for picking the worst queries; not part of :meth:`to_dict`).
     """
 
     cmc: np.ndarray
@@ -43,6 +45,7 @@ class ReidMetrics:
     map_at_r: float
     num_queries: int
     num_valid_queries: int
+    average_precision: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the metrics as a flat JSON-serialisable dict."""
@@ -130,4 +133,5 @@ def summarize(values: np.ndarray, max_rank: int) -> ReidMetrics:
         map_at_r=float(means[3]),
         num_queries=len(values),
         num_valid_queries=num_valid,
+        average_precision=np.where(valid, values[:, 1], np.nan),
     )
