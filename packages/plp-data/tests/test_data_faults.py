@@ -121,6 +121,18 @@ def test_unpacked_file_older_than_its_gz_is_unpacked_again(tmp_path: Path) -> No
     np.testing.assert_array_equal(_load_mnist(tmp_path), GOOD_LABELS)
 
 
+def test_older_valid_unpacked_file_in_a_read_only_folder_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = _mnist(tmp_path)
+    _load_mnist(tmp_path)
+    (raw / LABELS).write_bytes(_idx_bytes(np.full(20, 3)))
+    _make_older(raw / LABELS, raw / f"{LABELS}.gz")
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: access(path, mode) and path != raw)
+    np.testing.assert_array_equal(_load_mnist(tmp_path), np.full(20, 3))
+
+
 @pytest.mark.parametrize(
     "content",
     [

@@ -7,9 +7,9 @@ Downloads go through torchvision; without network the error says which files to 
 Unpacking is all-or-nothing: a ``.gz`` is unpacked into a temporary file in the same folder and a
 ``.tar.gz`` into a temporary folder beside its target, and each is renamed into place only when
 complete and checked, so a corrupt or truncated download leaves nothing behind that a later run
-could mistake for data. An unpacked idx file older than its ``.gz``, of another size than the
-``.gz`` holds, or whose header disagrees with its size is stale and unpacked again. Labels are
-checked against the class count when loaded, before any training starts.
+could mistake for data. An unpacked idx file of another size than its ``.gz`` holds, whose
+header disagrees with its size, or (in a writable folder) older than its ``.gz`` is stale and
+unpacked again. Labels are checked against the class count when loaded, before any training.
 """
 
 from __future__ import annotations
@@ -153,13 +153,17 @@ def _gunzip(packed: Path, target: Path, shape_tail: tuple[int, ...]) -> None:
 def _is_stale(unpacked: Path, packed: Path, shape_tail: tuple[int, ...]) -> bool:
     """Return whether ``unpacked`` must be unpacked again from ``packed``.
 
-    It is stale when older than ``packed``, of another size than ``packed`` records, or invalid.
+    It is stale when invalid, of another size than ``packed`` records, or older than ``packed``
+    (unpacked from an earlier download). The age rule is waived in a folder that cannot be
+    written, where a valid file of the right size is used as it is: a read-only copy made
+    without keeping file times must not stop a run.
     """
-    if unpacked.stat().st_mtime_ns < packed.stat().st_mtime_ns:
-        return True
     if unpacked.stat().st_size % 2**32 != _gzip_size(packed):
         return True
-    return _idx_problem(unpacked, shape_tail) is not None
+    if _idx_problem(unpacked, shape_tail) is not None:
+        return True
+    older = unpacked.stat().st_mtime_ns < packed.stat().st_mtime_ns
+    return older and os.access(unpacked.parent, os.W_OK)
 
 
 def _ensure_unpacked(unpacked: Path, shape_tail: tuple[int, ...]) -> bool:
