@@ -143,7 +143,7 @@ def worker(methods: list[str], num_queries: int, num_gallery: int, dim: int, rep
                 floor(queries, gallery, threads)
                 timings.append(time.perf_counter() - start)
             return {"floor_time": min(timings)}
-        result = _ranking._evaluate(*data, method="count" if method == "plp" else "sort")
+        result = _ranking._evaluate(*data, method="numba" if method == "plp" else "sort")
         return {"mAP": result.mean_average_precision, "rank-1": float(result.cmc[0])}
 
     small = make_data(64, 512, dim, seed=1)  # compile / load the numba kernel outside the timing

@@ -1,6 +1,7 @@
 import doctest
 import subprocess
 import sys
+import threading
 import tracemalloc
 from fractions import Fraction
 
@@ -12,13 +13,27 @@ import plp_eval
 from plp_eval import (
     PlpEvalError,
     _match_ranks,
+    _numpy_ranking,
+    _problem,
     _ranking,
     rank_lists,
     reid_metrics,
     reid_metrics_from_distances,
 )
 
-BACKENDS = ["numba", "torch"]  # torch on the CPU here: CI has no GPU
+# torch on the CPU here (CI has no GPU); numpy: the cold-start path for small problems.
+BACKENDS = ["numba", "torch", "numpy"]
+
+
+# Exact ties by the thousand: numpy (rational arithmetic per tie) hands over to numba there.
+TIE_BACKENDS = ["numba", "torch"]
+
+
+def evaluate(*args, backend, **kwargs):
+    """reid_metrics on one backend (numpy: the path a process without numba loaded takes)."""
+    if backend == "numpy":
+        return _ranking._evaluate(*args, method="numpy", **kwargs)
+    return reid_metrics(*args, backend=backend, **kwargs)
 
 
 def reference(
@@ -91,6 +106,8 @@ def assert_same_bits(result, other):
 @pytest.mark.parametrize("cameras", [False, True])
 @pytest.mark.parametrize("integer", [False, True], ids=["random", "ties"])
 def test_equals_slow_reference(metric, cameras, integer, backend):
+    if integer and backend == "numpy":
+        pytest.skip("numpy hands many real ties over to numba (test_many_ties_go_to_numba)")
     rng = np.random.default_rng(0)
     if integer and metric == "cosine":
         # Signed one-hot rows: unit norm exactly, so cosine ties are exact too.
@@ -110,7 +127,7 @@ def test_equals_slow_reference(metric, cameras, integer, backend):
     qf, gf = draw(40, 4), draw(300, 4)
     ql, gl = rng.integers(0, 8, 40), rng.integers(0, 8, 300)
     qc, gc = (rng.integers(0, 3, 40), rng.integers(0, 3, 300)) if cameras else (None, None)
-    result = reid_metrics(qf, ql, gf, gl, qc, gc, metric=metric, max_rank=20, backend=backend)
+    result = evaluate(qf, ql, gf, gl, qc, gc, metric=metric, max_rank=20, backend=backend)
     assert_equals_reference(result, reference(qf, ql, gf, gl, qc, gc, metric, 20))
 
 
@@ -123,7 +140,7 @@ def test_worked_example_doctest():
 def test_hand_computed_ties_follow_gallery_index(backend):
     # All four gallery items at the same distance; matches at indices 1 and 3 -> ranks 2 and 4.
     gallery = np.array([[1.0, 0], [0, 1.0], [-1.0, 0], [0, -1.0]])
-    result = reid_metrics(np.zeros((1, 2)), [5], gallery, [0, 5, 1, 5], max_rank=4, backend=backend)
+    result = evaluate(np.zeros((1, 2)), [5], gallery, [0, 5, 1, 5], max_rank=4, backend=backend)
     assert result.cmc.tolist() == [0, 1, 1, 1]
     assert result.mean_average_precision == pytest.approx((1 / 2 + 2 / 4) / 2)
     # R = 2; one match (rank 2) within the first 2: R-precision 1/2, AP@R (1/2) / 2.
@@ -149,7 +166,7 @@ def test_hand_computed_precision_metrics_over_two_queries():
 def test_same_camera_matches_are_removed_and_unmatched_queries_counted(backend):
     gallery = np.array([[0.0], [1.0], [2.0]])
     with pytest.warns(UserWarning, match="1 of 2 queries have no match"):
-        result = reid_metrics(
+        result = evaluate(
             np.array([[0.0], [0.0]]), [1, 2], gallery, [1, 1, 3], [0, 0], [0, 1, 1], max_rank=3,
             backend=backend,
         )  # fmt: skip
@@ -161,7 +178,7 @@ def test_same_camera_matches_are_removed_and_unmatched_queries_counted(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_accepts_tensors_and_short_galleries_pad_the_cmc(backend):
-    result = reid_metrics(
+    result = evaluate(
         torch.zeros(1, 2), torch.tensor([1]), torch.ones(2, 2), [0, 1], max_rank=5, backend=backend
     )
     assert result.cmc.tolist() == [0, 1, 1, 1, 1]
@@ -262,7 +279,7 @@ def test_peak_memory_does_not_grow_with_the_number_of_queries(metric):
     assert one_block <= 1.5 * (_ranking.BLOCK * 10000 * 4 + gallery.nbytes) + 256 * 1024
 
 
-@pytest.mark.parametrize("method", ["count", "sort", "torch"])
+@pytest.mark.parametrize("method", ["numba", "sort", "torch", "numpy"])
 def test_methods_agree_on_a_larger_case(method):
     rng = np.random.default_rng(3)
     centres = rng.normal(size=(60, 32))
@@ -277,7 +294,7 @@ def test_methods_agree_on_a_larger_case(method):
     expected = reference(qf[:40], q_labels[:40], gf, g_labels, qc[:40], gc)
     head = _ranking._evaluate(qf[:40], q_labels[:40], gf, g_labels, qc[:40], gc, **options)
     assert_equals_reference(head, expected)
-    other = _ranking._evaluate(qf, q_labels, gf, g_labels, qc, gc, method="count")
+    other = _ranking._evaluate(qf, q_labels, gf, g_labels, qc, gc, method="numba")
     if method == "sort":  # float64 ranking: equal up to the rounding of the sums
         assert result.mean_average_precision == pytest.approx(
             other.mean_average_precision, abs=1e-12
@@ -287,12 +304,48 @@ def test_methods_agree_on_a_larger_case(method):
         assert_same_bits(result, other)
 
 
+def test_many_ties_go_to_numba(monkeypatch):
+    # A cold process ranks small problems in numpy, until the ties exceed its budget.
+    rng = np.random.default_rng(13)
+    qf, gf = rng.integers(-1, 2, (20, 3)) + 0.0, rng.integers(-1, 2, (400, 3)) + 0.0
+    ql, gl = rng.integers(0, 4, 20), rng.integers(0, 4, 400)
+    problem = _problem.prepare(qf, ql, gf, gl, None, None, "cosine", 50, False)
+    with pytest.raises(_numpy_ranking.TooManyTiesError):
+        _numpy_ranking.numpy_values(problem, range(20))
+    monkeypatch.setattr(_ranking, "_NUMBA_READY", threading.Event())  # as if cold
+    monkeypatch.setattr(_ranking, "_warming", [])
+    result = _ranking._evaluate(qf, ql, gf, gl, metric="cosine")
+    assert _ranking._NUMBA_READY.is_set() and not _ranking._warming  # handed over
+    assert_equals_reference(result, reference(qf, ql, gf, gl, metric="cosine", exact=True))
+
+
+def test_a_cold_process_ranks_small_problems_in_numpy_and_loads_numba_meanwhile(monkeypatch):
+    monkeypatch.setattr(_ranking, "_NUMBA_READY", threading.Event())
+    monkeypatch.setattr(_ranking, "_warming", [])
+    calls = []
+
+    def numpy_values(*args):
+        calls.append(1)
+        return _numpy_ranking.numpy_values(*args)
+
+    monkeypatch.setattr(_ranking, "numpy_values", numpy_values)
+    rng = np.random.default_rng(14)
+    qf, gf = rng.normal(size=(30, 4)), rng.normal(size=(200, 4))
+    ql, gl = rng.integers(0, 3, 30), rng.integers(0, 3, 200)
+    first = reid_metrics(qf, ql, gf, gl)
+    assert calls == [1]
+    _ranking._warming[0].join()
+    assert _ranking._NUMBA_READY.is_set()
+    assert_same_bits(reid_metrics(qf, ql, gf, gl), first)  # now numba
+    assert calls == [1]
+
+
 def test_public_api_is_exactly_all():
     public = {name for name in dir(plp_eval) if not name.startswith("_")}
     assert public == set(plp_eval.__all__)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", TIE_BACKENDS)
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 @pytest.mark.parametrize("integer", [False, True], ids=["random", "ties"])
 def test_many_matches_per_query_agree_with_the_sort_method(metric, integer, backend):
@@ -308,7 +361,7 @@ def test_many_matches_per_query_agree_with_the_sort_method(metric, integer, back
         qf, gf = rng.normal(size=(50, 6)), rng.normal(size=(3000, 6))
     ql, gl = rng.integers(0, 6, 50), rng.integers(0, 6, 3000)
     qc, gc = rng.integers(0, 3, 50), rng.integers(0, 3, 3000)
-    fast = reid_metrics(qf, ql, gf, gl, qc, gc, metric=metric, backend=backend)
+    fast = evaluate(qf, ql, gf, gl, qc, gc, metric=metric, backend=backend)
     slow = _ranking._evaluate(qf, ql, gf, gl, qc, gc, metric=metric, method="sort")
     np.testing.assert_array_equal(fast.cmc, slow.cmc)
     for name in ("mean_average_precision", "mean_inp", "r_precision", "map_at_r"):
@@ -327,7 +380,7 @@ def test_near_ties_below_float32_resolution_follow_the_exact_order(metric, backe
     g_labels = rng.integers(0, 3, 400)
     queries = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.5]])
     q_labels = np.array([0, 1, 2])
-    result = reid_metrics(
+    result = evaluate(
         queries, q_labels, gallery, g_labels, metric=metric, max_rank=400, backend=backend
     )
     expected = reference(queries, q_labels, gallery, g_labels, None, None, metric, 400, exact=True)
@@ -340,7 +393,7 @@ def test_huge_and_tiny_features_use_the_float64_scores(scale, backend):
     rng = np.random.default_rng(6)
     qf, gf = rng.normal(size=(30, 5)) * scale, rng.normal(size=(500, 5)) * scale
     ql, gl = rng.integers(0, 5, 30), rng.integers(0, 5, 500)
-    result = reid_metrics(qf, ql, gf, gl, backend=backend)
+    result = evaluate(qf, ql, gf, gl, backend=backend)
     assert_equals_reference(result, reference(qf, ql, gf, gl))
 
 
@@ -373,9 +426,7 @@ def test_ties_in_real_arithmetic_are_ties(metric, cameras, backend):
         if cameras
         else (None, None)
     )
-    result = reid_metrics(
-        queries, ql, gallery, gl, qc, gc, metric=metric, max_rank=90, backend=backend
-    )
+    result = evaluate(queries, ql, gallery, gl, qc, gc, metric=metric, max_rank=90, backend=backend)
     expected = reference(queries, ql, gallery, gl, qc, gc, metric, 90, exact=True)
     assert_equals_reference(result, expected)
 
@@ -402,7 +453,7 @@ def test_leave_one_out_equals_the_reference(metric, backend):
     labels[50] = labels[10]
     labels[199] = 99  # a label seen once: no match once it leaves itself out
     with pytest.warns(UserWarning, match="1 of 200 queries have no match"):
-        result = reid_metrics(
+        result = evaluate(
             features, labels, features, labels, metric=metric, max_rank=200,
             query_in_gallery=True, backend=backend,
         )  # fmt: skip
@@ -572,3 +623,18 @@ def test_import_is_light():
     code = f"import sys, plp_eval; print(sorted({heavy} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_per_query_average_precision_is_kept_for_the_worst_queries():
+    # Query 0: matches at ranks 2 and 4 -> AP (1/2 + 2/4) / 2 = 0.5; query 1: no match -> NaN;
+    # query 2: its only match (label 1 at 0.0) first -> AP 1.
+    gallery = np.array([[0.0], [1.0], [2.0], [3.0]])
+    with pytest.warns(UserWarning, match="1 of 3 queries have no match"):
+        result = reid_metrics(
+            np.array([[0.1], [0.0], [-0.5]]), [7, 5, 1], gallery, [1, 7, 2, 7], max_rank=4
+        )
+    assert result.average_precision[0] == 0.5
+    assert np.isnan(result.average_precision[1])
+    assert result.average_precision[2] == 1.0
+    assert result.mean_average_precision == 0.75
+    assert "average_precision" not in result.to_dict()

@@ -444,10 +444,13 @@ def _rank_matches(
     # Many matches: sort the candidates once and binary-search each match's bounds, instead of
     # one counting pass per match (O(K log K + R log K) instead of O(R K)).
     sorted_pool = np.sort(pool) if many else pool
+    # Each match's bounds, and whether a non-match lies within them (see _settle_unsure).
+    lows = np.empty(num_matches, dtype=pool.dtype)
+    highs = np.empty(num_matches, dtype=pool.dtype)
+    unsure = np.zeros(num_matches, dtype=np.bool_)
     for j in range(num_matches):
         m = order[j]
         threshold = match_key[m]
-        gi = match_index[m]
         low = threshold - offset - error
         high = threshold - offset + error
         # Round outwards to the scores' precision (float32 rounding error < 2.4e-7 rel).
@@ -472,17 +475,109 @@ def _rank_matches(
                 upto -= 1
             elif x <= hi:
                 upto -= 1
-        ahead = below
-        if upto > below:  # non-matches too close to call in low precision
-            for c in range(pool.shape[0]):
-                x = pool[c]
-                g = pool_index[c]
-                if x >= lo and x <= hi and g_labels[g] != label:
-                    if mode == 2:
-                        key = float(x)
-                    else:
-                        key = _distance64(queries, qi, gallery, g, cosine, q_norms[r], g_norms)
-                    if _precedes(queries, qi, gallery, g, key, gi, threshold, mode):
-                        ahead += 1
-        ranks[j] = 1 + j + ahead
+        ranks[j] = 1 + j + below
+        lows[j] = lo
+        highs[j] = hi
+        unsure[j] = upto > below  # non-matches too close to call in low precision
+    if unsure.any():
+        _settle_unsure(
+            qi, queries, gallery, g_labels, label, q_norms[r], g_norms, mode, pool, pool_index,
+            match_index[order[:num_matches]], match_key[order[:num_matches]], lows, highs,
+            unsure, ranks,
+        )  # fmt: skip
     return num_matches
+
+
+@numba.njit(cache=True, nogil=True)
+def _settle_unsure(
+    qi: int,
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    g_labels: np.ndarray,
+    label: int,
+    q_norm: float,
+    g_norms: np.ndarray,
+    mode: int,
+    pool: np.ndarray,
+    pool_index: np.ndarray,
+    matches: np.ndarray,
+    match_keys: np.ndarray,
+    lows: np.ndarray,
+    highs: np.ndarray,
+    unsure: np.ndarray,
+    ranks: np.ndarray,
+) -> None:
+    """Add to ``ranks`` the non-matches within the bounds of a match that exactly precede it.
+
+    ``ranks[j]`` counts the non-matches certainly ahead of match ``j`` (matches in exact
+    order; score bounds ``lows[j]``, ``highs[j]``). The non-matches inside an unsure match's
+    bounds (set U) are sorted exactly together with the matches, once: the U members before
+    match ``j`` in that order, less those certainly ahead (score below ``lows[j]``: counted
+    already), are the ones to add. Sorting costs O((U + R) log(U + R)) float64 comparisons
+    and an exact one only between neighbours too close to call: with many real ties (hash
+    codes, integer features) this replaces U x R exact comparisons.
+    """
+    num_matches = matches.shape[0]
+    # The unsure bounds, merged into disjoint intervals.
+    starts = np.empty(num_matches, dtype=lows.dtype)
+    stops = np.empty(num_matches, dtype=lows.dtype)
+    num_intervals = 0
+    for j in np.argsort(lows, kind="mergesort"):
+        if not unsure[j]:
+            continue
+        if num_intervals > 0 and lows[j] <= stops[num_intervals - 1]:
+            stops[num_intervals - 1] = max(stops[num_intervals - 1], highs[j])
+        else:
+            starts[num_intervals] = lows[j]
+            stops[num_intervals] = highs[j]
+            num_intervals += 1
+    starts = starts[:num_intervals]
+    stops = stops[:num_intervals]
+    size = pool.shape[0]
+    members = np.empty(size + num_matches, dtype=np.int64)  # gallery indices
+    keys = np.empty(size + num_matches, dtype=np.float64)
+    is_match = np.zeros(size + num_matches, dtype=np.bool_)
+    scores = np.empty(size, dtype=np.float64)
+    count = 0
+    for c in range(size):
+        x = pool[c]
+        k = np.searchsorted(starts, x, side="right") - 1
+        if k < 0 or x > stops[k] or g_labels[pool_index[c]] == label:
+            continue
+        g = pool_index[c]
+        members[count] = g
+        scores[count] = x
+        if mode == 2:
+            keys[count] = float(x)
+        else:
+            keys[count] = _distance64(queries, qi, gallery, g, mode == 1, q_norm, g_norms)
+        count += 1
+    num_unsure = count
+    for j in range(num_matches):
+        members[count] = matches[j]
+        keys[count] = match_keys[j]
+        is_match[count] = True
+        count += 1
+    members = members[:count]
+    keys = keys[:count]
+    # (float64 key, gallery index), then neighbours too close to call settled exactly.
+    order = np.argsort(members, kind="mergesort")
+    order = order[np.argsort(keys[order], kind="mergesort")]
+    for i in range(1, count):
+        j = i
+        while j > 0 and _precedes(
+            queries, qi, gallery, members[order[j]], keys[order[j]],
+            members[order[j - 1]], keys[order[j - 1]], mode,
+        ):  # fmt: skip
+            order[j], order[j - 1] = order[j - 1], order[j]
+            j -= 1
+    unsure_scores = np.sort(scores[:num_unsure])
+    before = 0  # members of U before the current match
+    j = 0
+    for i in range(count):
+        if not is_match[order[i]]:
+            before += 1
+            continue
+        if unsure[j]:
+            ranks[j] += before - np.searchsorted(unsure_scores, lows[j], side="left")
+        j += 1

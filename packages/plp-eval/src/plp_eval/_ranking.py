@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import queue
+import sys
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -15,6 +17,7 @@ from plp_eval._arrays import as_labels
 from plp_eval._distributed import gather_values, share
 from plp_eval._errors import PlpEvalError
 from plp_eval._match_ranks import VALUES, ReidMetrics, query_values, summarize
+from plp_eval._numpy_ranking import SMALL, TooManyTiesError, numpy_values
 from plp_eval._problem import METRICS, Problem, check_max_rank, check_same_rows, prepare
 
 __all__ = [
@@ -81,7 +84,9 @@ def reid_metrics(
 
     Backends (same results, bit for bit):
 
-    - ``numba`` (CPU): one worker thread per core, each with single-threaded BLAS and its own
+    - ``numba`` (CPU; in a process that has not loaded numba yet, ``auto`` ranks problems of
+      at most 2**25 query x gallery pairs in numpy instead, the same ranking without paying
+      numba's start-up): one worker thread per core, each with single-threaded BLAS and its own
       block; at most ``BLOCK`` query rows in flight. Extra memory: the gallery in float32
       plus ``BLOCK x gallery`` float32 scores.
     - ``torch``: the matmul and the choice of candidates (items that may rank ahead of a
@@ -120,6 +125,7 @@ def reid_metrics(
         gallery_cameras,
         metric,
         max_rank,
+        method="numba" if backend == "numba" else "auto",
         query_in_gallery=query_in_gallery,
         device=torch_device,
         distributed=distributed,
@@ -132,6 +138,9 @@ def _torch_device(backend: str, device: Any, *features: Any) -> Any:
         raise PlpEvalError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if backend == "numba":
         return None
+    wants_cuda = str(device).startswith("cuda")
+    if backend == "auto" and not wants_cuda and "torch" not in sys.modules:
+        return None  # no tensor can be given without torch imported: nothing to import
     import torch
 
     on_cuda = any(isinstance(f, torch.Tensor) and f.is_cuda for f in features)
@@ -153,18 +162,24 @@ def _evaluate(
     gallery_cameras: Any = None,
     metric: str = "euclidean",
     max_rank: int = 50,
-    method: str = "count",
+    method: str = "auto",
     query_in_gallery: bool = False,
     device: Any = None,
     distributed: bool = False,
 ) -> ReidMetrics:
     """:func:`reid_metrics` with a choice of method (the bench and tests compare them).
 
-    Methods: ``count`` (the numba backend, or the torch one when ``device`` is given) and
-    ``sort`` (float64 distances per query block, full stable argsort of every row: the float64
-    ranking, which equals the exact one when the float64 distances are exact).
+    Methods (the torch backend whenever ``device`` is given, but for ``sort``):
+
+    - ``numba``: the numba kernels.
+    - ``auto``: ``numba``, except that a process which has not loaded the numba kernels yet
+      ranks problems of at most ``SMALL`` query x gallery pairs with ``numpy`` (handing over
+      to ``numba`` if they hold many real ties).
+    - ``numpy``: :mod:`plp_eval._numpy_ranking`, the same ranking without numba.
+    - ``sort``: float64 distances per query block, full stable argsort of every row: the
+      float64 ranking, which equals the exact one when the float64 distances are exact.
     """
-    if method not in ("count", "sort"):
+    if method not in ("auto", "numba", "numpy", "sort"):
         raise PlpEvalError(f"unknown method {method!r}")
     problem = prepare(
         query_features,
@@ -178,8 +193,17 @@ def _evaluate(
         query_in_gallery,
     )
     rows = share(len(problem.queries)) if distributed else range(len(problem.queries))
+    cold = not _NUMBA_READY.is_set()  # loading numba costs a fresh process a second or more
     if method == "sort":
         values = _sort_values(problem, rows)
+    elif method == "numpy":
+        values = numpy_values(problem, rows, tie_budget=np.inf)
+    elif method == "auto" and device is None and cold and len(rows) * len(problem.gallery) <= SMALL:
+        try:
+            values = numpy_values(problem, rows)
+            _warm_up_numba()  # in the background, for the next calls
+        except TooManyTiesError:
+            values = _numba_values(problem, rows)
     elif device is not None:
         from plp_eval._torch_ranking import torch_values
 
@@ -189,6 +213,25 @@ def _evaluate(
     if distributed:
         values = gather_values(values, rows, len(problem.queries))
     return summarize(values, max_rank)
+
+
+_NUMBA_READY = threading.Event()  # the numba kernels are loaded (and compiled)
+_WARM_UP = threading.Lock()
+_warming: list[threading.Thread] = []
+
+
+def _warm_up_numba() -> None:
+    """Load the numba kernels in a background thread, once (the next calls use them)."""
+    with _WARM_UP:
+        if _warming or _NUMBA_READY.is_set():
+            return
+        features = np.zeros((2, 1), dtype=np.float32)
+        problem = prepare(features, [0, 1], features, [0, 1], None, None, "euclidean", 1, False)
+        thread = threading.Thread(
+            target=_numba_values, args=(problem, range(2)), name="plp-eval numba", daemon=True
+        )
+        _warming.append(thread)
+        thread.start()
 
 
 def _numba_values(problem: Problem, rows: range) -> np.ndarray:
@@ -247,7 +290,9 @@ def _numba_values(problem: Problem, rows: range) -> np.ndarray:
         _blas_controller().limit(limits=1, user_api="blas"),
         ThreadPoolExecutor(max_workers=workers) as pool,
     ):
-        return np.concatenate(list(pool.map(evaluate_block, starts)))
+        values = np.concatenate(list(pool.map(evaluate_block, starts)))
+    _NUMBA_READY.set()
+    return values
 
 
 def _sort_values(problem: Problem, rows: range) -> np.ndarray:

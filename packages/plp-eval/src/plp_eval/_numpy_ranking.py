@@ -1,0 +1,172 @@
+"""The exact ranking in numpy alone: the cold-start path for small problems.
+
+Loading numba costs a fresh process a second or more; for a small problem that is more than
+the whole evaluation. Until the numba kernels are loaded, small problems are ranked here with
+the same scores, bounds and definitions as :mod:`plp_eval._kernels` (so the same result): each
+row of scores is sorted once, every match's rank counted by binary search, and the few
+non-matches within the error bound compared exactly (a float64 distance with its bound, then
+rational arithmetic on the given values).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+from plp_eval._match_ranks import VALUES, query_values
+from plp_eval._problem import Block, Problem
+
+__all__ = ["SMALL", "TIE_BUDGET", "TooManyTiesError", "numpy_values"]
+
+SMALL = 1 << 25  # queries x gallery up to which a cold process ranks here (2k x 10k: 2e7)
+TIE_BUDGET = 2000  # exact (rational) comparisons before handing over to numba
+_UNIT = 2.0**-53
+_FEW_MATCHES = 16  # up to this many matches, count instead of sorting the candidates
+
+
+class TooManyTiesError(Exception):
+    """More near ties than rational arithmetic settles quickly: use the numba kernels."""
+
+
+def numpy_values(
+    problem: Problem, rows: range, tie_budget: float = TIE_BUDGET, block_rows: int = 256
+) -> np.ndarray:
+    """Per-query values of query ``rows`` (as the numba backend's, without numba).
+
+    Raises:
+        TooManyTiesError: More than ``tie_budget`` pairs needed an exact comparison (integer
+            features with many real ties, say), which numba does much faster.
+    """
+    budget = [tie_budget]
+    values = []
+    for start in range(rows.start, rows.stop, block_rows):
+        block = problem.block(start, min(start + block_rows, rows.stop))
+        scores = block.left @ problem.matrix.T
+        match_ranks = np.zeros(block.out_size, dtype=np.int64)
+        num_matches = np.zeros(block.stop - block.start, dtype=np.int64)
+        for r in range(block.stop - block.start):
+            ranks = _rank_row(problem, block, r, scores[r], budget)
+            num_matches[r] = len(ranks)
+            match_ranks[block.out_start[r] : block.out_start[r] + len(ranks)] = ranks
+        values.append(query_values(match_ranks, num_matches, block.out_start))
+    return np.concatenate(values) if values else np.zeros((0, VALUES))
+
+
+def _rank_row(
+    problem: Problem,
+    block: Block,
+    r: int,
+    row: np.ndarray,
+    budget: list[float],
+) -> np.ndarray:
+    """The ascending ranks of row ``r``'s matches."""
+    query = block.start + r
+    items = problem.label_order[block.group_start[r] : block.group_stop[r]]
+    keep = np.ones(len(items), dtype=bool)
+    if problem.use_cameras:
+        keep &= problem.g_cameras[items] != problem.q_cameras[query]
+    if problem.leave_self_out:
+        keep &= items != query
+    matches = items[keep]
+    if len(matches) == 0:
+        return np.zeros(0, dtype=np.int64)
+    keys = _distances64(problem, query, block.q_norms[r], matches)
+    order = np.lexsort((matches, keys))  # (float64 distance, gallery index)
+    matches, keys = matches[order], keys[order]
+    _settle_near_ties(problem, query, matches, keys, budget)
+    # Bounds of each match's exact distance in score units, rounded outwards to float32.
+    low = keys - block.offsets[r] - block.errors[r]
+    high = keys - block.offsets[r] + block.errors[r]
+    low = (low - np.abs(low) * 2.4e-7 - 1e-37).astype(row.dtype)
+    high = (high + np.abs(high) * 2.4e-7 + 1e-37).astype(row.dtype)
+    # Only scores up to the last bound can be ahead of a match; label items never count.
+    pool, item_scores = row[row <= high.max()], row[items]
+    if len(matches) <= _FEW_MATCHES:  # count, match by match
+        below = (pool < low[:, None]).sum(1) - (item_scores < low[:, None]).sum(1)
+        upto = (pool <= high[:, None]).sum(1) - (item_scores <= high[:, None]).sum(1)
+    else:  # sort once, binary-search every match's bounds
+        pool.sort()
+        item_scores.sort()
+        below = np.searchsorted(pool, low, "left") - np.searchsorted(item_scores, low, "left")
+        upto = np.searchsorted(pool, high, "right") - np.searchsorted(item_scores, high, "right")
+    label = problem.q_labels[query]
+    for j in np.flatnonzero(upto > below):  # non-matches too close to call in low precision
+        close = np.flatnonzero((row >= low[j]) & (row <= high[j]))
+        close = close[problem.g_labels[close] != label]
+        close_keys = _distances64(problem, query, block.q_norms[r], close)
+        below[j] += sum(
+            _precedes(problem, query, int(g), key, int(matches[j]), keys[j], budget)
+            for g, key in zip(close, close_keys, strict=True)
+        )
+    return 1 + np.arange(len(matches)) + below
+
+
+def _distances64(problem: Problem, query: int, q_norm: float, items: np.ndarray) -> np.ndarray:
+    """Float64 distances of ``items`` as the numba kernel computes them (same bound)."""
+    q = problem.queries[query].astype(np.float64)
+    rows = problem.gallery[items].astype(np.float64)
+    if problem.cosine:
+        g_norms = problem.g_norms[items]
+        q_scale = q_norm if q_norm > 0 else 1.0
+        g_scale = np.where(g_norms > 0, g_norms, 1.0)
+        return 1.0 - ((q / q_scale)[None, :] * (rows / g_scale[:, None])).sum(axis=1)
+    return ((q[None, :] - rows) ** 2).sum(axis=1)
+
+
+def _error64(distance: float, dim: int, cosine: bool) -> float:
+    """Bound on |float64 distance - real distance| (as in :mod:`plp_eval._kernels`).
+
+    numpy's pairwise summation has a smaller error than the sequential bound used there.
+    """
+    if cosine:
+        return 2.0 * (2 * dim + 10) * _UNIT
+    return 2.0 * (dim + 3) * _UNIT * distance + (dim + 1) * 1e-320
+
+
+def _settle_near_ties(
+    problem: Problem, query: int, matches: np.ndarray, keys: np.ndarray, budget: list[float]
+) -> None:
+    """Reorder (in place) neighbours whose float64 distances are too close to call."""
+    for i in range(1, len(matches)):
+        j = i
+        while j > 0 and _precedes(
+            problem, query, int(matches[j]), keys[j], int(matches[j - 1]), keys[j - 1], budget
+        ):
+            matches[[j - 1, j]] = matches[[j, j - 1]]
+            keys[[j - 1, j]] = keys[[j, j - 1]]
+            j -= 1
+
+
+def _precedes(
+    problem: Problem, query: int, a: int, key_a: float, b: int, key_b: float, budget: list[float]
+) -> bool:
+    """Whether gallery item ``a`` ranks before ``b``: exact distance, then gallery index."""
+    dim = problem.gallery.shape[1]
+    error = _error64(key_a, dim, problem.cosine) + _error64(key_b, dim, problem.cosine)
+    if key_a + error < key_b:
+        return True
+    if key_a > key_b + error:
+        return False
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise TooManyTiesError
+    sign = _exact_sign(problem, query, a, b)
+    return sign < 0 or (sign == 0 and a < b)
+
+
+def _exact_sign(problem: Problem, query: int, a: int, b: int) -> int:
+    """Sign of distance(query, a) - distance(query, b) in rational arithmetic."""
+    q = [Fraction(float(x)) for x in problem.queries[query]]
+    x = [Fraction(float(v)) for v in problem.gallery[a]]
+    y = [Fraction(float(v)) for v in problem.gallery[b]]
+    if not problem.cosine:
+        difference = sum((u - v) ** 2 - (u - w) ** 2 for u, v, w in zip(q, x, y, strict=True))
+    else:  # distance a < b  <=>  sign(q.a) (q.a)^2 / |a|^2 > sign(q.b) (q.b)^2 / |b|^2
+        similarity = []
+        for g in (x, y):
+            dot = sum((u * v for u, v in zip(q, g, strict=True)), Fraction(0))
+            norm = sum((v * v for v in g), Fraction(0))
+            similarity.append(dot * abs(dot) / norm if norm else Fraction(0))
+        difference = similarity[1] - similarity[0]
+    return (difference > 0) - (difference < 0)
