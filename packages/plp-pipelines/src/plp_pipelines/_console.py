@@ -13,7 +13,17 @@ __all__ = ["QUIET_WARNINGS", "quiet_console"]
 
 # Lightning's loggers: "GPU available", "TPU available", "Tip: ... litlogger", "Loading
 # `train_dataloader` to estimate ...", "`Trainer.fit` stopped ..." are INFO messages there.
-LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric")
+# Importing Lightning sets its top-level logger back to INFO, so the loggers that emit them
+# (children, which Lightning leaves alone) are set too.
+LIGHTNING_LOGGERS = (
+    "pytorch_lightning",
+    "pytorch_lightning.utilities.rank_zero",
+    "lightning",
+    "lightning.pytorch",
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning_fabric",
+    "lightning_fabric.utilities.rank_zero",
+)
 
 # Warnings that say nothing a plp user can act on (plp chooses these settings on purpose).
 QUIET_WARNINGS = (
