@@ -14,9 +14,20 @@ Peak extra memory is read from the kernel: ``VmHWM`` (peak resident set) after a
   ``argsort`` of every row, the full ``matches`` matrix, then CMC / AP / mINP.
 - ``floor``: only the float32 matmul of the same queries and gallery, block by block: the
   faster of numpy's multithreaded BLAS and one single-threaded BLAS worker per core.
+- ``torch-cpu`` / ``torch-cuda``: ``reid_metrics(..., backend="torch", device=...)`` (the
+  matmul and the choice of candidates on the device, the exact ranking of the matches on the
+  host); ``torch-cuda`` and ``gpu-floor`` only where CUDA is available.
+- ``gpu-floor``: the float32 matmul plus a full sort of every row on the GPU, block by block,
+  features already on the device.
+
+``--cold`` instead times a fresh process: ``import plp_eval``, the first ``reid_metrics`` call
+at 2k x 10k x 128 (a cold process ranks it in numpy while numba loads in the background), and
+the steady-state call once numba is loaded; and, for comparison, a first call forced onto
+numba (``method="numba"``: what every fresh process paid before).
 
     uv run python bench/reid.py --sizes small   # make bench (< 60 s)
     uv run python bench/reid.py --sizes all     # the numbers in bench/README.md (minutes)
+    uv run python bench/reid.py --cold          # start-up cost of a fresh process
 """
 
 from __future__ import annotations
@@ -113,6 +124,55 @@ def floor(queries: np.ndarray, gallery: np.ndarray, threads: int) -> None:
         list(pool.map(product, starts))
 
 
+def gpu_floor(queries: np.ndarray, gallery: np.ndarray, rows: int = 2048) -> float:
+    """Seconds of the float32 matmul plus a full sort of every row on the GPU, by blocks."""
+    import torch
+
+    q = torch.from_numpy(queries).cuda()
+    g = torch.from_numpy(gallery).cuda()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for begin in range(0, len(q), rows):
+        torch.sort(q[begin : begin + rows] @ g.T, dim=1)
+    torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def cold() -> None:
+    """Print the start-up costs of fresh processes (see the module docstring)."""
+    script = """
+import json, sys, time
+start = time.perf_counter()
+import plp_eval
+from plp_eval import _ranking
+imported = time.perf_counter()
+sys.path.insert(0, {bench!r})
+from reid import make_data
+data = make_data(2000, 10000, 128)
+begin = time.perf_counter()
+_ranking._evaluate(*data, method={method!r})
+first = time.perf_counter() - begin
+for thread in _ranking._warming:
+    thread.join()
+steady = []
+for _ in range(3):
+    begin = time.perf_counter()
+    _ranking._evaluate(*data, method={method!r})
+    steady.append(time.perf_counter() - begin)
+print(json.dumps({{"import": imported - start, "first": first, "steady": min(steady)}}))
+"""
+    print("| first call | import plp_eval s | first call s | steady call s | first - steady s |")
+    print("|---|---|---|---|---|")
+    for method, name in (("auto", "plp (auto)"), ("numba", "numba forced")):
+        code = script.format(bench=str(Path(__file__).parent), method=method)
+        done = subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True
+        )
+        times = json.loads(done.stdout.strip().splitlines()[-1])
+        cells = [times["import"], times["first"], times["steady"], times["first"] - times["steady"]]
+        print(f"| {name} | " + " | ".join(f"{t:.2f}" for t in cells) + " |", flush=True)
+
+
 def _status(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -143,11 +203,19 @@ def worker(methods: list[str], num_queries: int, num_gallery: int, dim: int, rep
                 floor(queries, gallery, threads)
                 timings.append(time.perf_counter() - start)
             return {"floor_time": min(timings)}
-        result = _ranking._evaluate(*data, method="numba" if method == "plp" else "sort")
+        if method == "gpu-floor":
+            return {"floor_time": gpu_floor(queries, gallery)}
+        if method.startswith("torch-"):
+            result = _ranking._evaluate(*data, device=method.removeprefix("torch-"))
+        else:
+            result = _ranking._evaluate(*data, method="numba" if method == "plp" else "sort")
         return {"mAP": result.mean_average_precision, "rank-1": float(result.cmc[0])}
 
     small = make_data(64, 512, dim, seed=1)  # compile / load the numba kernel outside the timing
-    _ranking._evaluate(*small)
+    _ranking._evaluate(*small, method="numba")
+    for method in methods:
+        if method.startswith("torch-"):
+            _ranking._evaluate(*small, device=method.removeprefix("torch-"))
     results: dict[str, dict[str, float]] = {}
     for _ in range(repeats):
         for method in methods:
@@ -163,12 +231,19 @@ def worker(methods: list[str], num_queries: int, num_gallery: int, dim: int, rep
 
 
 # Per size: groups of methods, each group run in turns in one subprocess.
+def _gpu() -> tuple[str, ...]:
+    """The GPU methods, where CUDA is available."""
+    import torch
+
+    return ("torch-cuda", "gpu-floor") if torch.cuda.is_available() else ()
+
+
 SIZES = {
-    "small": [(2000, 10000, 128, (("plp", "floor", "plp-sort"), ("baseline",)))],
+    "small": [(2000, 10000, 128, (("plp", "floor", "plp-sort", "torch-cpu"), ("baseline",)))],
     "all": [
-        (2000, 10000, 128, (("plp", "floor", "plp-sort"), ("baseline",))),
-        (10000, 50000, 256, (("plp", "floor"), ("baseline",))),
-        (20000, 100000, 512, (("plp", "floor"),)),
+        (2000, 10000, 128, (("plp", "floor", "plp-sort", "torch-cpu"), ("baseline",))),
+        (10000, 50000, 256, (("plp", "floor", "torch-cpu"), ("baseline",))),
+        (20000, 100000, 512, (("plp", "floor", "torch-cpu"),)),
     ],
 }
 
@@ -179,7 +254,11 @@ def main() -> None:
     parser.add_argument("--sizes", choices=["small", "all"], default="small")
     parser.add_argument("--repeats", type=int, default=None, help="runs per method: 3 small, 2 all")
     parser.add_argument("--worker", nargs=4, metavar=("METHODS", "Q", "G", "D"), help="internal")
+    parser.add_argument("--cold", action="store_true", help="time fresh processes instead")
     args = parser.parse_args()
+    if args.cold:
+        cold()
+        return
     repeats = args.repeats or (3 if args.sizes == "small" else 2)
     if args.worker:
         methods, *shape = args.worker
@@ -191,7 +270,7 @@ def main() -> None:
     )
     for num_queries, num_gallery, dim, groups in SIZES[args.sizes]:
         results = {}
-        for group in groups:
+        for group in (*groups, _gpu()) if _gpu() else groups:
             runs = 1 if "baseline" in group and num_queries > 2000 else repeats
             command = [sys.executable, __file__, "--repeats", str(runs), "--worker"]
             command += [",".join(group), str(num_queries), str(num_gallery), str(dim)]
@@ -204,7 +283,8 @@ def main() -> None:
             results.update(json.loads(done.stdout.strip().splitlines()[-1]))
         for method, result in results.items():
             speedup = results["baseline"]["time"] / result["time"] if "baseline" in results else 0
-            to_floor = result["time"] / results["floor"]["time"] if "floor" in results else 0
+            floor_name = "gpu-floor" if method in ("torch-cuda", "gpu-floor") else "floor"
+            to_floor = result["time"] / results[floor_name]["time"] if floor_name in results else 0
             cells = [
                 f"{num_queries // 1000}k x {num_gallery // 1000}k x {dim}",
                 method,
