@@ -6,6 +6,7 @@ the Python API with a model that turns its loss into NaN in the second epoch.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -127,3 +128,43 @@ def test_a_killed_run_resumes_to_the_uninterrupted_metrics(
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "LATEST").read_text().strip() == str(run_dir.relative_to(tmp_path))
     assert _metrics(tmp_path) == uninterrupted
+
+
+def test_sigterm_stops_with_143_and_the_run_resumes_to_the_uninterrupted_metrics(
+    uninterrupted: dict[str, object], tmp_path: Path, invoke
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "train", "--runs", str(tmp_path), *_SETS],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob("digits/*/checkpoints/last.ckpt")):
+        assert process.poll() is None, "training ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)  # how schedulers and CI preempt a job
+    _, stderr = process.communicate(timeout=300)
+    (run_dir,) = tmp_path.glob("digits/*")
+    assert process.returncode == 143, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (
+        f"plp: training stopped by SIGTERM in epoch {_epoch_of(stderr)}; "
+        f"{run_dir / 'checkpoints' / 'last.ckpt'} kept: resume with "
+        f"`uv run invoke train --resume --run {run_dir}`"
+    )
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert not (run_dir / "run.json").exists() and not (tmp_path / "LATEST").exists()
+
+    result = invoke("train", "--runs", str(tmp_path), "--resume", "--run", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _metrics(tmp_path) == uninterrupted
+    # The CSV log keeps the epochs before the stop: one row per epoch with a training loss.
+    with (run_dir / "logs" / "csv" / "metrics.csv").open() as file:
+        rows = [row for row in csv.DictReader(file) if row.get("train_loss")]
+    assert sorted(int(row["epoch"]) for row in rows) == list(range(5))
+
+
+def _epoch_of(stderr: str) -> str:
+    return stderr.rsplit("SIGTERM in epoch ", 1)[1].split(";", 1)[0]

@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 from pathlib import Path
@@ -5,7 +6,15 @@ from pathlib import Path
 import pytest
 
 from plp_pipelines import RunError, format_metrics_table, newest_run
-from plp_pipelines._runs import atomic_write_json, create_run_dir, record_newest, resolve_run
+from plp_pipelines._run import Run
+from plp_pipelines._runs import (
+    atomic_write_json,
+    check_runs_root,
+    create_run_dir,
+    record_newest,
+    resolve_run,
+)
+from plp_pipelines._train import _newest_unfinished
 
 
 def test_run_dirs_are_unique_and_newest_is_recorded(tmp_path: Path) -> None:
@@ -56,3 +65,83 @@ def test_metrics_table_lists_headline_numbers_in_order() -> None:
     assert format_metrics_table({"reid": {"mAP": 0.25}, "clustering": {"nmi": 0.5}}, ["reid"]) == (
         "reid mAP  0.2500"
     )
+
+
+def test_files_honour_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o027)
+    try:
+        atomic_write_json(tmp_path / "a.json", {})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (errno.ENOSPC, "disk full"),
+        (errno.EROFS, "read-only file system"),
+        (errno.EACCES, "permission denied"),
+    ],
+)
+def test_a_full_or_read_only_disk_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, words: str
+) -> None:
+    def fail(*args: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(RunError, match=rf"cannot write .*metrics\.json: {words}"):
+        atomic_write_json(tmp_path / "metrics.json", {"a": 1})
+    assert os.listdir(tmp_path) == []  # the temporary file is gone too
+
+
+def test_the_runs_root_is_checked_before_training(tmp_path: Path) -> None:
+    check_runs_root(tmp_path)  # empty: fine
+    (tmp_path / "LATEST").mkdir()
+    with pytest.raises(RunError, match=r"LATEST is not plp's record of the newest run .*folder"):
+        check_runs_root(tmp_path)
+    with pytest.raises(RunError, match="'LATEST' is reserved"):
+        create_run_dir(tmp_path / "other", "LATEST")
+
+
+@pytest.mark.parametrize("recorded", ["/etc", "../outside", ""])
+def test_a_latest_record_outside_the_runs_folder_is_refused(tmp_path: Path, recorded: str) -> None:
+    (tmp_path / "LATEST").write_text(recorded + "\n")
+    with pytest.raises(RunError, match=r"LATEST holds .*not a run folder under"):
+        newest_run(tmp_path)
+
+
+def test_a_symlinked_config_folder_keeps_its_runs_recorded(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "other-disk"
+    elsewhere.mkdir()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "digits").symlink_to(elsewhere)
+    run_dir = create_run_dir(runs, "digits")
+    record_newest(run_dir, runs)
+    assert (runs / "LATEST").read_text().strip() == f"digits/{run_dir.name}"
+    assert newest_run(runs).resolve() == (elsewhere / run_dir.name).resolve()
+
+
+def test_a_garbage_run_record_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('name = "x"\n')
+    (tmp_path / "run.json").write_text("{not json")
+    with pytest.raises(RunError, match=r"run\.json: not a JSON run record"):
+        Run.open(tmp_path)
+    (tmp_path / "run.json").write_text('{"best_checkpoint": 3}')
+    with pytest.raises(RunError, match=r"run\.json: not a plp run record: best_checkpoint"):
+        Run.open(tmp_path)
+
+
+def test_resume_takes_the_newest_unfinished_run(tmp_path: Path) -> None:
+    for stamp, finished in (("20260101-000000", False), ("20260102-000000", True)):
+        checkpoints = tmp_path / "digits" / stamp / "checkpoints"
+        checkpoints.mkdir(parents=True)
+        (checkpoints / "last.ckpt").write_bytes(b"")
+        if finished:
+            (checkpoints.parent / "run.json").write_text("{}")
+    assert _newest_unfinished(tmp_path, "digits").name == "20260101-000000"
+    (tmp_path / "digits" / "20260101-000000" / "run.json").write_text("{}")
+    with pytest.raises(RunError, match="no unfinished run of 'digits'"):
+        _newest_unfinished(tmp_path, "digits")
