@@ -114,7 +114,7 @@ class PlpDataModule(pl.LightningDataModule):
         self.val_fraction = val_fraction
         self.sampler = check_sampler_spec(sampler)
         self.pipeline = pipeline
-        self._data_pipeline: str | None = None
+        self._data_pipelines: dict[torch.device, str] = {}
         self._device_splits: dict[torch.device, DeviceSplits] = {}
         self._loaded_device_splits: DeviceSplits | None = None
         self._splits: Splits | None = None
@@ -273,10 +273,9 @@ class PlpDataModule(pl.LightningDataModule):
 
     @property
     def data_pipeline(self) -> str:
-        """The data path in use, ``"device"`` or ``"workers"`` (decided on first use)."""
+        """The data path in use on :meth:`data_device`: ``"device"`` or ``"workers"``."""
         self._device_path()
-        assert self._data_pipeline is not None
-        return self._data_pipeline
+        return self._data_pipelines[self.data_device()]
 
     def data_device(self) -> torch.device:
         """The device batches are served on: the trainer's root device, else the CPU."""
@@ -287,12 +286,12 @@ class PlpDataModule(pl.LightningDataModule):
     def _device_path(self) -> DeviceSplits | None:
         """Return the splits on the device path on :meth:`data_device`, or None for workers."""
         plan = self.splits.device
-        if self._data_pipeline is None:
-            self._data_pipeline = self._choose_pipeline(plan)
-        if self._data_pipeline == "workers":
+        device = self.data_device()
+        if device not in self._data_pipelines:  # decided per device: CPU checks, then the GPU
+            self._data_pipelines[device] = self._choose_pipeline(plan)
+        if self._data_pipelines[device] == "workers":
             return None
         assert plan is not None
-        device = self.data_device()
         if device not in self._device_splits:
             if self._loaded_device_splits is None:
                 self._loaded_device_splits = plan.load()
