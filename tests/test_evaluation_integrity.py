@@ -34,9 +34,8 @@ def test_another_checkpoints_method_never_shows_the_old_numbers(run_dir: Path) -
     before = json.loads((run_dir / "metrics.json").read_text())
     best = before["checkpoint"]
     assert {before[m]["checkpoint"] for m in ("accuracy", "reid", "clustering")} == {best}
-    metrics = evaluate(
-        run_dir, checkpoint=run_dir / "checkpoints" / "last.ckpt", methods=["clustering"]
-    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    metrics = evaluate(run_dir, checkpoint=last, methods=["clustering"])
     written = json.loads((run_dir / "metrics.json").read_text())
     assert written == json.loads(json.dumps(metrics))
     assert written["checkpoint"] == written["clustering"]["checkpoint"] == "last.ckpt"
