@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from plp_data._base import Splits, split_indices
-from plp_data._cache import decoded_images, default_cache_dir
 from plp_data._datasets import FileImageDataset
 from plp_data._errors import DataNotFoundError, PlpDataError
 from plp_data._image import ImageDataModule
