@@ -11,6 +11,7 @@ rational arithmetic on the given values).
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -43,14 +44,95 @@ def numpy_values(
     for start in range(rows.start, rows.stop, block_rows):
         block = problem.block(start, min(start + block_rows, rows.stop))
         scores = block.left @ problem.matrix.T
-        match_ranks = np.zeros(block.out_size, dtype=np.int64)
-        num_matches = np.zeros(block.stop - block.start, dtype=np.int64)
-        for r in range(block.stop - block.start):
-            ranks = _rank_row(problem, block, r, scores[r], budget)
-            num_matches[r] = len(ranks)
-            match_ranks[block.out_start[r] : block.out_start[r] + len(ranks)] = ranks
+        if scores.dtype == np.float32:
+            match_ranks, num_matches = _rank_block(problem, block, scores, budget)
+        else:  # float64 scores (huge or tiny values): row by row
+            match_ranks = np.zeros(block.out_size, dtype=np.int64)
+            num_matches = np.zeros(block.stop - block.start, dtype=np.int64)
+            for r in range(block.stop - block.start):
+                ranks = _rank_row(problem, block, r, scores[r], budget)
+                num_matches[r] = len(ranks)
+                match_ranks[block.out_start[r] : block.out_start[r] + len(ranks)] = ranks
         values.append(query_values(match_ranks, num_matches, block.out_start))
     return np.concatenate(values) if values else np.zeros((0, VALUES))
+
+
+def _rank_block(
+    problem: Problem, block: Block, scores: np.ndarray, budget: list[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Match ranks and counts of a block, vectorised; rows with near ties go one by one."""
+    size = block.stop - block.start
+    sizes = block.group_stop - block.group_start
+    item_rows = np.repeat(np.arange(size), sizes)
+    within = np.arange(block.out_size) - np.repeat(block.out_start, sizes)
+    items = problem.label_order[np.repeat(block.group_start, sizes) + within]
+    keep = np.ones(block.out_size, dtype=bool)
+    if problem.use_cameras:
+        keep &= problem.g_cameras[items] != problem.q_cameras[block.start + item_rows]
+    if problem.leave_self_out:
+        keep &= items != block.start + item_rows
+    rows, matches = item_rows[keep], items[keep]
+    keys = _pair_distances64(problem, block, rows, matches)
+    order = np.lexsort((matches, keys, rows))  # by row, then (float64 distance, index)
+    rows, matches, keys = rows[order], matches[order], keys[order]
+    num_matches = np.bincount(rows, minlength=size)
+    first = np.cumsum(num_matches) - num_matches
+    position = np.arange(len(rows)) - first[rows]  # index of the match within its row
+    # Bounds of each match's exact distance in score units, rounded outwards to float32.
+    low = keys - block.offsets[rows] - block.errors[rows]
+    high = keys - block.offsets[rows] + block.errors[rows]
+    low = (low - np.abs(low) * 2.4e-7 - 1e-37).astype(scores.dtype)
+    high = (high + np.abs(high) * 2.4e-7 + 1e-37).astype(scores.dtype)
+    # Scores below / up to each bound in the match's row: counted for the k-th matches of all
+    # rows at once (rows with many matches go one by one, sorting their candidates instead).
+    below = np.zeros(len(rows), dtype=np.int64)
+    upto = np.zeros(len(rows), dtype=np.int64)
+    for k in range(min(int(num_matches.max(initial=0)), _FEW_MATCHES)):
+        slot = np.flatnonzero(position == k)
+        row_scores = scores[rows[slot]]
+        below[slot] = (row_scores < low[slot, None]).sum(1)
+        upto[slot] = (row_scores <= high[slot, None]).sum(1)
+    # ... less the label items among them (never non-matches).
+    group = sizes[rows]
+    pairs = np.repeat(np.arange(len(rows)), group)
+    pair_items = np.arange(len(pairs)) - np.repeat(np.cumsum(group) - group, group)
+    pair_scores = scores[rows[pairs], items[block.out_start[rows[pairs]] + pair_items]]
+    below -= np.bincount(pairs, pair_scores < low[pairs], minlength=len(rows)).astype(np.int64)
+    upto -= np.bincount(pairs, pair_scores <= high[pairs], minlength=len(rows)).astype(np.int64)
+    ranks = 1 + position + below
+    # Rows with matches too close to call (to each other or to a non-match): one by one.
+    dim = problem.gallery.shape[1]
+    errors = _error64(keys, dim, problem.cosine) + np.zeros(len(keys))
+    near = (rows[1:] == rows[:-1]) & (keys[1:] - keys[:-1] <= errors[1:] + errors[:-1])
+    many = np.flatnonzero(num_matches > _FEW_MATCHES)
+    slow = np.union1d(np.union1d(rows[1:][near], rows[upto > below]), many)
+    match_ranks = np.zeros(block.out_size, dtype=np.int64)
+    match_ranks[block.out_start[rows] + position] = ranks
+    for r in slow:
+        row_ranks = _rank_row(problem, block, int(r), scores[r], budget)
+        match_ranks[block.out_start[r] : block.out_start[r] + len(row_ranks)] = row_ranks
+    return match_ranks, num_matches
+
+
+def _pair_distances64(
+    problem: Problem, block: Block, rows: np.ndarray, items: np.ndarray, chunk: int = 1 << 20
+) -> np.ndarray:
+    """Float64 distances of (block row, gallery item) pairs, as the numba kernel's."""
+    out = np.empty(len(rows), dtype=np.float64)
+    step = max(1, chunk // max(problem.gallery.shape[1], 1))
+    for begin in range(0, len(rows), step):
+        part_rows, part = rows[begin : begin + step], items[begin : begin + step]
+        q = problem.queries[block.start + part_rows].astype(np.float64)
+        g = problem.gallery[part].astype(np.float64)
+        if problem.cosine:
+            q_norms = block.q_norms[part_rows]
+            g_norms = problem.g_norms[part]
+            q /= np.where(q_norms > 0, q_norms, 1.0)[:, None]
+            g /= np.where(g_norms > 0, g_norms, 1.0)[:, None]
+            out[begin : begin + step] = 1.0 - (q * g).sum(axis=1)
+        else:
+            out[begin : begin + step] = ((q - g) ** 2).sum(axis=1)
+    return out
 
 
 def _rank_row(
@@ -114,7 +196,7 @@ def _distances64(problem: Problem, query: int, q_norm: float, items: np.ndarray)
     return ((q[None, :] - rows) ** 2).sum(axis=1)
 
 
-def _error64(distance: float, dim: int, cosine: bool) -> float:
+def _error64(distance: Any, dim: int, cosine: bool) -> Any:
     """Bound on |float64 distance - real distance| (as in :mod:`plp_eval._kernels`).
 
     numpy's pairwise summation has a smaller error than the sequential bound used there.
