@@ -116,7 +116,12 @@ def train(
             result = plp_pipelines.train(
                 recipe, runs_root=runs, evaluate=evaluate, progress_bar=_interactive()
             )
-    _say("", f"run directory: {result.run_dir}", f"best checkpoint: {result.best_checkpoint}")
+    _say(
+        "",
+        f"run directory: {result.run_dir}",
+        f"best checkpoint: {result.best_checkpoint}",
+        f"training batches: the {result.data_pipeline} data path",
+    )
     if result.metrics:
         _say("", plp_pipelines.format_metrics_table(result.metrics))
         _say("", f"report: {result.run_dir / 'report.md'}")

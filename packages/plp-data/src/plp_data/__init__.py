@@ -13,7 +13,12 @@ from plp_data._datamodules import (
     build_datamodule,
     register_datamodule,
 )
-from plp_data._datasets import ArrayImageDataset, FileImageDataset, TensorImageDataset
+from plp_data._datasets import (
+    ArrayImageDataset,
+    FileImageDataset,
+    ImageReadError,
+    TensorImageDataset,
+)
 from plp_data._digits import DigitsDataModule
 from plp_data._errors import DataNotFoundError, PlpDataError
 from plp_data._folders import ImageFolderDataModule, Market1501DataModule, parse_market1501_name
@@ -67,6 +72,7 @@ __all__ = [
     "build_sampler",
     # errors
     "DataNotFoundError",
+    "ImageReadError",
     "PlpDataError",
     "SamplerError",
 ]

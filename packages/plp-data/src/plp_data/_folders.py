@@ -13,6 +13,7 @@ from plp_data._datasets import FileImageDataset
 from plp_data._errors import DataNotFoundError, PlpDataError
 from plp_data._image import ImageDataModule
 from plp_data._transforms import IMAGENET_DEFAULTS, REID_DEFAULTS
+from plp_losses import Fraction, NonNegativeInt
 
 __all__ = ["ImageFolderDataModule", "Market1501DataModule", "parse_market1501_name"]
 
@@ -47,7 +48,9 @@ class ImageFolderDataModule(ImageDataModule):
 
     transform_defaults = IMAGENET_DEFAULTS
 
-    def __init__(self, test_fraction: float = 0.2, split_seed: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self, test_fraction: Fraction = 0.2, split_seed: NonNegativeInt = 0, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if not 0.0 < test_fraction < 1.0:
             raise PlpDataError(f"test_fraction must be in (0, 1), got {test_fraction}")
@@ -139,8 +142,7 @@ def parse_market1501_name(path: str | Path) -> tuple[int, int]:
     person, camera = int(match.group(1)), int(match.group(2))
     if not (person == -1 or 0 <= person <= MARKET_MAX_NUMBER):
         raise PlpDataError(
-            f"{path}: person id {match.group(1)} is neither -1 (junk) nor in "
-            f"0..{MARKET_MAX_NUMBER}"
+            f"{path}: person id {match.group(1)} is neither -1 (junk) nor in 0..{MARKET_MAX_NUMBER}"
         )
     if camera > MARKET_MAX_NUMBER:
         raise PlpDataError(f"{path}: camera {match.group(2)} is outside 0..{MARKET_MAX_NUMBER}")

@@ -27,6 +27,7 @@ __all__ = [
     "write_cifar_archive",
     "write_cifar_batches",
     "write_cub200",
+    "market1501_names",
     "write_idx_dataset",
     "write_inshop",
     "write_market1501",
@@ -148,6 +149,32 @@ def write_market1501(root: str | Path, names: Mapping[str, Sequence[str]] = MARK
         for i, name in enumerate(files):
             Image.new("RGB", (64, 128), (i * 30 % 256, 0, 0)).save(root / folder / name, "JPEG")
     return root
+
+
+def market1501_names(
+    identities: int = 20, per_identity: int = 4, cameras: int = 3
+) -> dict[str, list[str]]:
+    """Return Market-1501 file names for a small set that ``configs/market1501.toml`` can train on.
+
+    ``identities`` training identities (at least the config's P = 16 for its P x K sampler)
+    with ``per_identity`` images each (K = 4) across ``cameras`` cameras; as many other
+    identities each with one query and, from other cameras, two gallery images; plus one junk
+    and one distractor gallery image.
+    """
+    train = [
+        f"{pid:04d}_c{image % cameras + 1}s1_{pid * 100 + image:06d}_01.jpg"
+        for pid in range(1, identities + 1)
+        for image in range(per_identity)
+    ]
+    test_ids = range(identities + 1, 2 * identities + 1)
+    query = [f"{pid:04d}_c1s1_{pid * 100:06d}_00.jpg" for pid in test_ids]
+    gallery = [
+        f"{pid:04d}_c{camera}s1_{pid * 100 + camera:06d}_01.jpg"
+        for pid in test_ids
+        for camera in range(2, 4)
+    ]
+    gallery += ["-1_c1s1_000401_03.jpg", "0000_c1s1_000151_01.jpg"]
+    return {"bounding_box_train": train, "query": query, "bounding_box_test": gallery}
 
 
 def write_jpeg(path: str | Path, seed: int, size: tuple[int, int] = (24, 32)) -> Path:

@@ -22,6 +22,7 @@ from plp_pipelines._build import build_datamodule, build_model
 from plp_pipelines._callbacks import AtomicCheckpointIO, StopOnNonFiniteLoss
 from plp_pipelines._components import check_components
 from plp_pipelines._config import Config, config_to_toml
+from plp_pipelines._devices import DeviceSpeedups, resolve_precision
 from plp_pipelines._errors import ConfigError, RunError, TrainingStoppedError
 from plp_pipelines._protocols import SIZES, check_datamodule, check_model
 from plp_pipelines._run import RunInfo, class_name
@@ -48,11 +49,13 @@ class TrainResult:
         run_dir: The run directory.
         best_checkpoint: The checkpoint with the lowest validation loss (or the last one).
         metrics: The test metrics when ``[evaluate] after_training``, else empty.
+        data_pipeline: How the training batches were served (``device`` or ``workers``).
     """
 
     run_dir: Path
     best_checkpoint: Path
     metrics: dict[str, Any]
+    data_pipeline: str = "workers"
 
 
 def check_data(datamodule: pl.LightningDataModule) -> None:
@@ -223,12 +226,15 @@ def _fit_and_test(
         accelerator=config.trainer.accelerator,
         devices=config.trainer.devices,
         strategy=config.trainer.strategy,
-        precision=resolve_precision(config),  # type: ignore[arg-type]
+        precision=resolve_precision(  # type: ignore[arg-type]
+            config.trainer.precision, config.trainer.accelerator
+        ),
         deterministic=config.trainer.deterministic,
         log_every_n_steps=config.trainer.log_every_n_steps,
+        limit_val_batches=1.0 if has_validation else 0,  # val_fraction = 0: no validation
         gradient_clip_val=config.trainer.gradient_clip_val,
         default_root_dir=paths.root,
-        callbacks=[checkpoint, StopOnNonFiniteLoss()],
+        callbacks=[checkpoint, StopOnNonFiniteLoss(), DeviceSpeedups(config.trainer.deterministic)],
         plugins=[AtomicCheckpointIO()],
         logger=[
             CSVLogger(paths.root, name="logs", version="csv"),
@@ -272,7 +278,7 @@ def _fit_and_test(
         metrics = run_evaluation(
             paths.root, checkpoint=best, model=model, datamodule=datamodule, config=config
         )
-    return TrainResult(paths.root, best, metrics)
+    return TrainResult(paths.root, best, metrics, getattr(datamodule, "data_pipeline", "workers"))
 
 
 def _has_validation(datamodule: pl.LightningDataModule) -> bool:
@@ -312,16 +318,6 @@ def check_trainer(config: Config) -> None:
             f"{source}: trainer.devices: {trainer.devices} GPUs asked for, this machine has "
             f"{torch.cuda.device_count()}"
         )
-
-
-def resolve_precision(config: Config) -> str:
-    """Return the Lightning precision for ``trainer.precision`` (``auto``: by device)."""
-    precision = config.trainer.precision
-    if precision != "auto":
-        return precision
-    if config.trainer.accelerator != "cpu" and torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
 
 
 # Bytes per parameter while training: weights, gradients and two Adam moments in float32.
