@@ -59,6 +59,38 @@ def _image_folder(tmp: Path, per_class: dict[str, int], test: dict[str, int]) ->
     return tmp / "images"
 
 
+def _with_unreadable_image(tmp: Path) -> Path:
+    root = _image_folder(tmp, {"a": 3, "b": 3}, {"a": 1, "b": 1})
+    (root / "train" / "b" / "notes.jpg").write_text("not a picture")
+    return root
+
+
+def _corrupt_mnist(tmp: Path) -> Path:
+    raw = tmp / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
+        (raw / f"{name}.gz").write_bytes(b"\x1f\x8b" + b"truncated" * 4)
+    return tmp / "mnist"
+
+
+def _run_with_garbage_record(tmp: Path, run: Path) -> str:
+    copy = tmp / "copied_run"
+    copy.mkdir()
+    (copy / "config.toml").write_text((run / "config.toml").read_text())
+    (copy / "run.json").write_text("{ garbage")
+    return str(copy)
+
+
+def _runs_with_latest_folder(tmp: Path) -> str:
+    (tmp / "other_runs" / "LATEST").mkdir(parents=True)
+    return str(tmp / "other_runs")
+
+
 def _checkpoint(run: Path) -> Path:
     return run / "checkpoints" / "last.ckpt"
 
@@ -309,6 +341,42 @@ CASES = [
         "the reserved run name `LATEST`",
         _train("name=LATEST"),
         lambda t, r: r"name: 'LATEST' is reserved",
+    ),
+    Case(
+        "`runs/LATEST` that is a folder",
+        lambda t, r: ["train", "--runs", _runs_with_latest_folder(t)],
+        lambda t, r: r"other_runs/LATEST is not plp's record of the newest run \(a file\)",
+    ),
+    Case(
+        "a garbage `run.json`",
+        lambda t, r: ["evaluate", "--run", _run_with_garbage_record(t, r)],
+        lambda t, r: r"copied_run/run\.json: not a JSON run record",
+    ),
+    Case(
+        "an unreadable image",
+        lambda t, r: _train(
+            "data.name=image_folder",
+            f"data.root={_with_unreadable_image(t)}",
+            "data.image_size=[8, 8]",
+        )(t, r),
+        lambda t, r: r"notes\.jpg: not a readable image",
+    ),
+    Case(
+        "a corrupt MNIST `.gz`",
+        lambda t, r: _train(f"data.root={_corrupt_mnist(t)}", config="configs/mnist.toml")(t, r),
+        lambda t, r: r"train-images-idx3-ubyte\.gz: not a complete gzip file",
+    ),
+    Case(
+        "unknown pretrained weights",
+        _train("model.backbone={{name = 'resnet18', args = {{weights = 'V9'}}}}"),
+        lambda t, r: (
+            r"model\.backbone\.args\.weights: resnet18: unknown weights 'V9'; valid: IMAGENET1K_V1"
+        ),
+    ),
+    Case(
+        "an unknown export format",
+        lambda t, r: ["export", "--run", str(r), "--format", "tflite"],
+        lambda t, r: r"--format 'tflite' is not an export format; expected one of onnx",
     ),
 ]
 
