@@ -93,7 +93,7 @@ def plp_images_per_second(
 ) -> tuple[float, str]:
     """Return images/s of the second (timed) epoch of plp's training, and the path it used."""
     config = _config(root, pipeline, batches, device)
-    pl.seed_everything(config.trainer.seed, verbose=False)
+    pl.seed_everything(config.seed, verbose=False)
     datamodule = build_datamodule(config)
     model = build_model(config, datamodule)
     timer = EpochTimer()
@@ -141,7 +141,7 @@ def data_only_images_per_second(root: Path, pipeline: str, batches: int, device:
 def floor_images_per_second(root: Path, batches: int, device: str) -> float:
     """Return images/s of a plain loop on batches already on the device (same model and loss)."""
     config = _config(root, "device", batches, device)
-    pl.seed_everything(config.trainer.seed, verbose=False)
+    pl.seed_everything(config.seed, verbose=False)
     datamodule = build_datamodule(config)
     model = build_model(config, datamodule).to(device)
     precision = resolve_precision(config.trainer.precision, config.trainer.accelerator)

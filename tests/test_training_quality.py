@@ -22,7 +22,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 def _train(config_name: str) -> tuple[object, object]:
     config = load_config(CONFIGS / config_name)
-    pl.seed_everything(config.trainer.seed, verbose=False)
+    pl.seed_everything(config.seed, verbose=False)
     datamodule = build_datamodule(config)
     model = build_model(config, datamodule)
     trainer = pl.Trainer(

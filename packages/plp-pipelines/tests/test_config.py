@@ -40,7 +40,7 @@ def write(tmp_path: Path, text: str) -> Path:
         ("[trainer]\nepochs = 'ten'\n", r"bad\.toml: trainer\.epochs: .*integer.*\(given: 'ten'\)"),
         ("[trainer]\nepochs = 0\n", r"trainer\.epochs: .*greater than or equal to 1"),
         ("[evaluate]\nmethods = ['reid', 'map']\n", r"evaluate\.methods\.1: expected 'accuracy'"),
-        ("bogus = 1\n", r"unknown key 'bogus'; allowed here: name, data, model"),
+        ("bogus = 1\n", r"unknown key 'bogus'; allowed here: name, seed, data, model"),
         ("[loss]\nname = 'a'\nterms = [{name = 'b'}]\n", r"loss: .*either name .* or terms"),
         ("[loss]\nterms = [{name = 'b', wieght = 2}]\n", r"unknown key 'loss\.terms\.0\.wieght'"),
         ("name = 'a/b'\n", r"name: .*plain folder name"),
@@ -72,7 +72,16 @@ def test_overrides_parse_toml_values_and_reject_unknown_keys() -> None:
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         apply_overrides({}, ["trainer.epochs"])
     with pytest.raises(ConfigError, match="'seed' is a value, not a section"):
-        apply_overrides({"trainer": {"seed": 1}}, ["trainer.seed.x=3"])
+        apply_overrides({"seed": 1}, ["seed.x=3"])
+
+
+def test_the_seed_sits_at_the_top_and_trainer_seed_still_reads() -> None:
+    assert validate_config({"seed": 7}).seed == 7
+    assert validate_config({"trainer": {"seed": 7, "epochs": 2}}).seed == 7  # older run configs
+    assert apply_overrides({}, ["trainer.seed=3"]) == {"seed": 3}
+    with pytest.raises(ConfigError, match=r"seed and trainer\.seed differ"):
+        validate_config({"seed": 1, "trainer": {"seed": 2}})
+    assert "seed = 0" in config_to_toml(validate_config({})).splitlines()[:2]
 
 
 def test_loss_forms() -> None:

@@ -55,7 +55,7 @@ def align(
         labels = result.labels
     assert labels is not None
     embeddings = plp_viz.aligned_umap_2d(
-        features, seed=config.trainer.seed, max_samples=config.align.max_samples
+        features, seed=config.seed, max_samples=config.align.max_samples
     )
     out = Path(output_dir) if output_dir else _new_dir(Path(runs_root) / "align")
     out.mkdir(parents=True, exist_ok=True)

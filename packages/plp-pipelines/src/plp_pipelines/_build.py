@@ -14,8 +14,8 @@ __all__ = ["build_datamodule", "build_model"]
 
 
 def build_datamodule(config: Config, source: str | None = None) -> plp_data.PlpDataModule:
-    """Return the datamodule of ``config.data``, seeded with ``trainer.seed`` unless set."""
-    args: dict[str, Any] = {"seed": config.trainer.seed, **config.data.args}
+    """Return the datamodule of ``config.data``, seeded with the config's ``seed`` unless set."""
+    args: dict[str, Any] = {"seed": config.seed, **config.data.args}
     try:
         return plp_data.build_datamodule(config.data.name, **args)
     except plp_data.PlpDataError as error:

@@ -110,7 +110,6 @@ class TrainerConfig(_Section):
     devices: int = Field(default=1, ge=1)
     strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"] = "auto"
     precision: Precision = "auto"
-    seed: int = Field(default=0, ge=0, lt=2**32)
     deterministic: bool = True
     log_every_n_steps: int = Field(default=10, ge=1)
     gradient_clip_val: float | None = Field(default=None, gt=0, allow_inf_nan=False)
@@ -151,6 +150,7 @@ class Config(_Section):
     """A whole plp recipe."""
 
     name: str = "run"
+    seed: int = Field(default=0, ge=0, lt=2**32)
     _source: str = PrivateAttr(default="the Config object")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -161,6 +161,18 @@ class Config(_Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_at_the_top(cls, raw: Any) -> Any:
+        """Take ``[trainer] seed`` (where configs before the top-level seed kept it) as ``seed``."""
+        if isinstance(raw, dict) and isinstance(raw.get("trainer"), dict):
+            trainer = raw["trainer"]
+            if "seed" in trainer:
+                raw = {**raw, "trainer": {k: v for k, v in trainer.items() if k != "seed"}}
+                if raw.setdefault("seed", trainer["seed"]) != trainer["seed"]:
+                    raise ValueError("seed and trainer.seed differ: keep the top-level seed only")
+        return raw
 
     @field_validator("name")
     @classmethod
@@ -230,7 +242,7 @@ def apply_overrides(
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. trainer.epochs=3")
-        key = _resolve_key(key, source)
+        key = "seed" if key == "trainer.seed" else _resolve_key(key, source)
         try:
             value = tomllib.loads(f"value = {text}")["value"]
         except tomllib.TOMLDecodeError:

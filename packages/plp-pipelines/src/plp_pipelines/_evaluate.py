@@ -256,9 +256,7 @@ def _clustering(test: SplitFeatures, config: Config) -> dict[str, Any]:
     classes = len(np.unique(test.labels))
     if len(test.labels) <= classes:
         return {"skipped": f"{len(test.labels)} test images for {classes} classes: too few"}
-    return plp_eval.clustering_metrics(
-        test.features, test.labels, seed=config.trainer.seed
-    ).to_dict()
+    return plp_eval.clustering_metrics(test.features, test.labels, seed=config.seed).to_dict()
 
 
 def _query_gallery(protocol: str) -> tuple[str, str]:
@@ -335,7 +333,7 @@ def _plots(
     if config.evaluate.umap and len(features["test"].labels) >= UMAP_MIN_SAMPLES:
         test = features["test"]
         embedding = plp_viz.umap_2d(
-            test.features, seed=config.trainer.seed, max_samples=config.evaluate.umap_max_samples
+            test.features, seed=config.seed, max_samples=config.evaluate.umap_max_samples
         )
         plots["umap"] = plp_viz.plot_embedding(
             embedding.points,
@@ -376,7 +374,7 @@ def _reid_plots(
             average_precision,
             num_worst=num_worst,
             num_random=RANK_LIST_QUERIES - num_worst,
-            seed=config.trainer.seed,
+            seed=config.seed,
         )
         chosen = np.concatenate([worst, random])  # worst first, as plot_rank_list expects
         top_k = min(RANK_LIST_TOP_K, len(gallery.labels) - int(leave_one_out))
@@ -409,7 +407,7 @@ def _reid_plots(
             worst_queries=len(worst),
             query_average_precision=average_precision[chosen],
             class_names=class_names,
-            seed=config.trainer.seed,
+            seed=config.seed,
         )
     if len(query.labels) >= 2:
         plots["distances"] = plp_viz.plot_distance_histogram(
@@ -417,6 +415,6 @@ def _reid_plots(
             query.labels,
             stage.file(paths.plots / "distance_histogram.png"),
             metric=config.evaluate.reid_metric,
-            seed=config.trainer.seed,
+            seed=config.seed,
         )
     return plots

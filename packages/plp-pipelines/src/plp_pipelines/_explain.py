@@ -59,7 +59,7 @@ def explain(
     datamodule.setup("test")
     test = datamodule.split_dataloader("test").dataset
     size = len(test)
-    rng = np.random.default_rng(config.trainer.seed)
+    rng = np.random.default_rng(config.seed)
     chosen = np.sort(rng.choice(size, size=min(samples, size), replace=False))
     items = [test[int(i)] for i in chosen]
     images = torch.stack([item[0] for item in items])

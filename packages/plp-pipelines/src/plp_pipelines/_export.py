@@ -96,7 +96,7 @@ def export(
     if inputs == "test":
         images = _test_images(opened, datamodule, samples)
     else:
-        images = _random_images(model, config.trainer.seed, samples)
+        images = _random_images(model, config.seed, samples)
     data = _to_onnx(embedder, images)
     batch_sizes = (len(images), 1) if len(images) > 1 else (1,)
     difference = _max_abs_diff(data, embedder, images)

@@ -118,7 +118,7 @@ def write_report(
         f"- loss: {terms}",
         f"- optimizer: `{config.optimizer.name}` {config.optimizer.args or ''}; "
         f"scheduler: `{config.scheduler.name}`",
-        f"- trainer: {config.trainer.epochs} epochs, seed {config.trainer.seed}, "
+        f"- trainer: {config.trainer.epochs} epochs, seed {config.seed}, "
         f"{config.trainer.devices} x {config.trainer.accelerator}",
         f"- checkpoint evaluated: `checkpoints/{metrics.get('checkpoint', '?')}`",
         f"- evaluation protocol: `{metrics.get('protocol', config.evaluate.protocol)}`; "

@@ -104,7 +104,7 @@ def train(
         check_components(config)
     check_trainer(config)
     check_runs_root(runs_root)
-    pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = datamodule or build_datamodule(config)
     # A config's model is sized from the datamodule; a plain network needs the class count.
     needs = SIZES if model is None else () if isinstance(model, pl.LightningModule) else SIZES[:1]
@@ -159,7 +159,7 @@ def resume(
     check_components(config)
     check_trainer(config)
     check_runs_root(runs_root)
-    pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = build_datamodule(config)
     model = build_model(config, datamodule)
     check_data(datamodule)
@@ -263,7 +263,7 @@ def _fit_and_test(
             best_checkpoint=best.name,
             last_checkpoint=Path(checkpoint.last_model_path).name,
             epochs=trainer.current_epoch,
-            seed=config.trainer.seed,
+            seed=config.seed,
             made_from="objects" if made_from_objects else "config",
             model=class_name(model),
             datamodule=class_name(datamodule),
