@@ -155,10 +155,15 @@ def evaluate(
         import plp_pipelines
 
         methods = None if method == "all" else [method]
+        # The metrics are printed as soon as they are known; plots (UMAP) and files follow.
         metrics = plp_pipelines.evaluate(
-            run, checkpoint=checkpoint, methods=methods, runs_root=runs
+            run,
+            checkpoint=checkpoint,
+            methods=methods,
+            runs_root=runs,
+            on_metrics=lambda m: _say(plp_pipelines.format_metrics_table(m, methods)),
         )
-    _say(plp_pipelines.format_metrics_table(metrics, methods))
+    _say("", f"written: metrics.json, report.md and {len(metrics['plots'])} plots of the run")
 
 
 @task(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ def evaluate(
     model: torch.nn.Module | None = None,
     datamodule: Any = None,
     config: Config | None = None,
+    on_metrics: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run and return its metrics, also written to ``metrics.json``.
 
@@ -77,6 +78,9 @@ def evaluate(
             from objects rather than a config).
         datamodule: The datamodule to read the splits from instead of the config's.
         config: The run's config instead of the one saved in the run directory.
+        on_metrics: Called with the metrics as soon as they are computed, before the plots
+            (UMAP's first fit in a process takes seconds): the command line prints them then.
+            Nothing is written until the plots are done too.
 
     Raises:
         ConfigError: An unknown method, or a model/datamodule lacking what evaluation needs.
@@ -123,6 +127,8 @@ def evaluate(
         metrics[method]["checkpoint"] = checkpoint_path.name
     if "reid_reranked" in metrics:
         metrics["reid_reranked"]["checkpoint"] = checkpoint_path.name
+    if on_metrics is not None:
+        on_metrics(metrics)
 
     stage = _Stage(paths)
     try:
