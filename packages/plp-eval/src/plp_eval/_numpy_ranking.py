@@ -87,13 +87,15 @@ def _rank_block(
     # rows at once (rows with many matches go one by one, sorting their candidates instead).
     below = np.zeros(len(rows), dtype=np.int64)
     upto = np.zeros(len(rows), dtype=np.int64)
+    few = num_matches[rows] <= _FEW_MATCHES
     for k in range(min(int(num_matches.max(initial=0)), _FEW_MATCHES)):
-        slot = np.flatnonzero(position == k)
-        row_scores = scores[rows[slot]]
-        below[slot] = (row_scores < low[slot, None]).sum(1)
-        upto[slot] = (row_scores <= high[slot, None]).sum(1)
+        slot = np.flatnonzero((position == k) & few)
+        for part in np.array_split(slot, max(1, len(slot) // 32)):  # 32 rows copied at a time
+            row_scores = scores[rows[part]]
+            below[part] = (row_scores < low[part, None]).sum(1)
+            upto[part] = (row_scores <= high[part, None]).sum(1)
     # ... less the label items among them (never non-matches).
-    group = sizes[rows]
+    group = np.where(few, sizes[rows], 0)
     pairs = np.repeat(np.arange(len(rows)), group)
     pair_items = np.arange(len(pairs)) - np.repeat(np.cumsum(group) - group, group)
     pair_scores = scores[rows[pairs], items[block.out_start[rows[pairs]] + pair_items]]
@@ -115,7 +117,7 @@ def _rank_block(
 
 
 def _pair_distances64(
-    problem: Problem, block: Block, rows: np.ndarray, items: np.ndarray, chunk: int = 1 << 20
+    problem: Problem, block: Block, rows: np.ndarray, items: np.ndarray, chunk: int = 1 << 16
 ) -> np.ndarray:
     """Float64 distances of (block row, gallery item) pairs, as the numba kernel's."""
     out = np.empty(len(rows), dtype=np.float64)
