@@ -77,3 +77,30 @@ def test_a_failing_evaluation_leaves_the_previous_results(
         evaluate(run_dir, methods=["reid", "clustering"])
     assert _state(run_dir) == state
     assert not list(run_dir.glob(".evaluate-*"))
+
+
+def test_a_tiny_test_split_loses_only_what_needs_more_rows(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for split, count in (("train", 6), ("test", 1)):
+        for name in ("a", "b"):
+            for i in range(count):
+                path = tmp_path / "images" / split / name / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                shade = (40 if name == "a" else 200) + i
+                Image.new("RGB", (8, 8), (shade, shade, shade)).save(path)
+    config = load_config(
+        ROOT / "configs" / "digits.toml",
+        [
+            "data.name=image_folder",
+            f"data.root={tmp_path / 'images'}",
+            "data.image_size=[8, 8]",
+            "data.batch_size=4",
+            "trainer.epochs=1",
+        ],
+    )
+    metrics = train(config, runs_root=tmp_path / "runs", progress_bar=False).metrics
+    assert metrics["accuracy"]["top-1"] in (0.0, 0.5, 1.0)  # 2 test images
+    assert metrics["reid"]["num_queries"] == 2
+    assert "skipped" in metrics["clustering"]  # 2 images for 2 classes: nothing to cluster
+    assert "umap" not in metrics["plots"] and "cmc" in metrics["plots"]

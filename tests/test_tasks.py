@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -52,3 +54,22 @@ def test_unknown_method_and_missing_run(invoke, tmp_path: Path) -> None:
     result = invoke("evaluate", "--runs", str(tmp_path))
     assert result.returncode == 2
     assert f"no run recorded in {tmp_path}/ yet" in result.stderr
+
+
+@pytest.mark.slow
+def test_training_is_quiet_unless_verbose(invoke, tmp_path: Path) -> None:
+    args = ("train", "--runs", str(tmp_path), "--skip-evaluate", "--set", "trainer.epochs=1")
+    quiet = invoke(*args)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    for noise in (
+        "Tip:",
+        "GPU available",
+        "TPU available",
+        "LeafSpec",
+        "Loading `train_dataloader`",
+    ):
+        assert noise not in quiet.stderr, noise
+    assert "training batches: the device data path" in quiet.stdout
+    verbose = invoke(*args, "--verbose")
+    assert verbose.returncode == 0, verbose.stderr[-2000:]
+    assert "GPU available" in verbose.stderr

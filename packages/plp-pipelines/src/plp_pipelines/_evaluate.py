@@ -151,6 +151,8 @@ def evaluate(
         }
         metrics = {**kept, **metrics, "plots": {**kept_plots, **plots}}
         metrics["data_pipeline"] = getattr(datamodule, "data_pipeline", None)
+        class_names = getattr(datamodule, "class_names", None)
+        metrics["class_names"] = list(class_names) if class_names is not None else None
         atomic_write_json(stage.file(paths.metrics), metrics)
         write_report(paths, config, metrics, out=RunPaths(stage.root))
         stale = [

@@ -87,6 +87,14 @@ def plot_training_curves(csv_path: Path, png_path: Path) -> Path | None:
     return png_path
 
 
+def _classes(names: Any) -> str:
+    """Return the dataset's class names for the report (the first few), or 'unnamed'."""
+    if not isinstance(names, list) or not names:
+        return "unnamed (labels 0..N-1)"
+    shown = ", ".join(f"`{name}`" for name in names[:12])
+    return f"{len(names)}: {shown}{', ...' if len(names) > 12 else ''}"
+
+
 def write_report(
     paths: RunPaths, config: Config, metrics: dict[str, Any], out: RunPaths | None = None
 ) -> Path:
@@ -120,6 +128,7 @@ def write_report(
         f"scheduler: `{config.scheduler.name}`",
         f"- trainer: {config.trainer.epochs} epochs, seed {config.seed}, "
         f"{config.trainer.devices} x {config.trainer.accelerator}",
+        f"- classes: {_classes(metrics.get('class_names'))}",
         f"- checkpoint evaluated: `checkpoints/{metrics.get('checkpoint', '?')}`",
         f"- evaluation protocol: `{metrics.get('protocol', config.evaluate.protocol)}`; "
         f"training batches served by the `{metrics.get('data_pipeline') or 'workers'}` data path",
