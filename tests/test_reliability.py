@@ -98,25 +98,32 @@ def test_same_config_and_seed_give_identical_metrics(
     assert _metrics(tmp_path) == uninterrupted
 
 
+def _train_until_the_first_checkpoint(runs: Path, **popen: object) -> subprocess.Popen[str]:
+    """Start ``invoke train`` in a subprocess; return it once ``last.ckpt`` exists."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "train", "--runs", str(runs), *_SETS],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        **popen,
+    )
+    deadline = time.monotonic() + 300
+    while not list(runs.glob("digits/*/checkpoints/last.ckpt")):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("training ended, or made no checkpoint within 300 s")
+        time.sleep(0.05)
+    return process
+
+
 def test_a_killed_run_resumes_to_the_uninterrupted_metrics(
     uninterrupted: dict[str, object], tmp_path: Path, invoke
 ) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "train", "--runs", str(tmp_path), *_SETS],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    process = _train_until_the_first_checkpoint(
+        tmp_path, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    deadline = time.monotonic() + 300
-    try:
-        while not list(tmp_path.glob("digits/*/checkpoints/last.ckpt")):
-            assert process.poll() is None, "training ended before its first checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint within 300 s"
-            time.sleep(0.05)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
     (run_dir,) = tmp_path.glob("digits/*")
     assert not (run_dir / "run.json").exists()  # killed before the end of training
     assert not (tmp_path / "LATEST").exists()  # a crashed run is never the newest
@@ -133,18 +140,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_metrics(
 def test_sigterm_stops_with_143_and_the_run_resumes_to_the_uninterrupted_metrics(
     uninterrupted: dict[str, object], tmp_path: Path, invoke
 ) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "train", "--runs", str(tmp_path), *_SETS],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 300
-    while not list(tmp_path.glob("digits/*/checkpoints/last.ckpt")):
-        assert process.poll() is None, "training ended before its first checkpoint"
-        assert time.monotonic() < deadline, "no checkpoint within 300 s"
-        time.sleep(0.05)
+    process = _train_until_the_first_checkpoint(tmp_path, stderr=subprocess.PIPE)
     process.send_signal(signal.SIGTERM)  # how schedulers and CI preempt a job
     _, stderr = process.communicate(timeout=300)
     (run_dir,) = tmp_path.glob("digits/*")
