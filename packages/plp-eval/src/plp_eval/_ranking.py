@@ -225,20 +225,41 @@ def _warm_up_numba() -> None:
     with _WARM_UP:
         if _warming or _NUMBA_READY.is_set():
             return
-        features = np.zeros((2, 1), dtype=np.float32)
-        problem = prepare(features, [0, 1], features, [0, 1], None, None, "euclidean", 1, False)
-        thread = threading.Thread(
-            target=_numba_values, args=(problem, range(2)), name="plp-eval numba", daemon=True
-        )
+        # (not through _numba_values: its BLAS thread limit is process-wide)
+        thread = threading.Thread(target=_load_numba, name="plp-eval numba", daemon=True)
         _warming.append(thread)
         thread.start()
 
 
-def _numba_values(problem: Problem, rows: range) -> np.ndarray:
-    """Per-query values of query ``rows``: float32 matmul per block, then the numba kernel."""
+def _numba_block(problem: Problem, start: int, stop: int, buffer: np.ndarray) -> np.ndarray:
+    """Per-query values of queries ``start:stop``, their scores written into ``buffer``."""
     from plp_eval._kernels import COSINE, L2, rank_block  # numba: compiled (and cached) once
 
-    mode = COSINE if problem.cosine else L2
+    block = problem.block(start, stop)
+    match_ranks = np.empty(block.out_size, dtype=np.int64)
+    num_matches = np.empty(stop - start, dtype=np.int64)
+    scores = buffer[: stop - start]
+    np.matmul(block.left, problem.matrix.T, out=scores)
+    rank_block(
+        scores, start, problem.queries, problem.gallery, problem.q_labels, problem.g_labels,
+        problem.q_cameras, problem.g_cameras, problem.use_cameras, problem.leave_self_out,
+        problem.label_order, block.group_start, block.group_stop, block.offsets, block.errors,
+        block.q_norms, problem.g_norms, COSINE if problem.cosine else L2, block.out_start,
+        match_ranks, num_matches,
+    )  # fmt: skip
+    return query_values(match_ranks, num_matches, block.out_start)
+
+
+def _load_numba() -> None:
+    """Load (and compile, the first time) the numba kernels on a tiny problem."""
+    features = np.zeros((2, 1), dtype=np.float32)
+    problem = prepare(features, [0, 1], features, [0, 1], None, None, "euclidean", 1, False)
+    _numba_block(problem, 0, 2, np.empty((2, 2), dtype=np.float32))
+    _NUMBA_READY.set()
+
+
+def _numba_values(problem: Problem, rows: range) -> np.ndarray:
+    """Per-query values of query ``rows``: float32 matmul per block, then the numba kernel."""
     # One worker thread per core, each with its own block of scores: single-threaded BLAS and
     # numba kernels side by side, never two thread pools competing for the same cores.
     workers = _num_workers()
@@ -249,39 +270,11 @@ def _numba_values(problem: Problem, rows: range) -> np.ndarray:
         buffers.put(np.empty(shape, dtype=problem.matrix.dtype))
 
     def evaluate_block(start: int) -> np.ndarray:
-        block = problem.block(start, min(start + block_rows, rows.stop))
-        match_ranks = np.empty(block.out_size, dtype=np.int64)
-        num_matches = np.empty(block.stop - block.start, dtype=np.int64)
         buffer = buffers.get()
         try:
-            scores = buffer[: block.stop - block.start]
-            np.matmul(block.left, problem.matrix.T, out=scores)
-            rank_block(
-                scores,
-                block.start,
-                problem.queries,
-                problem.gallery,
-                problem.q_labels,
-                problem.g_labels,
-                problem.q_cameras,
-                problem.g_cameras,
-                problem.use_cameras,
-                problem.leave_self_out,
-                problem.label_order,
-                block.group_start,
-                block.group_stop,
-                block.offsets,
-                block.errors,
-                block.q_norms,
-                problem.g_norms,
-                mode,
-                block.out_start,
-                match_ranks,
-                num_matches,
-            )
+            return _numba_block(problem, start, min(start + block_rows, rows.stop), buffer)
         finally:
             buffers.put(buffer)
-        return query_values(match_ranks, num_matches, block.out_start)
 
     starts = range(rows.start, rows.stop, block_rows)
     if len(starts) == 0:
