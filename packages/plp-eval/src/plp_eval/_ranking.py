@@ -93,7 +93,9 @@ def reid_metrics(
       match) run on ``device``; the matches are ranked on the CPU from the candidates only.
       Extra device memory: the gallery in float32 plus ``rows x gallery x 17`` bytes (scores,
       mask, candidate indices), ``rows`` chosen so that this stays under 1 GiB (at least one
-      row). TF32 is switched off for the matmul.
+      row); host memory: the candidates of at most one block per core plus one, ranked on
+      the host (numba, one thread per core) while the device scores the next blocks. TF32 is
+      switched off for the matmul.
     - ``auto``: ``torch`` when the features are CUDA tensors or ``device`` is a CUDA device,
       else ``numba``.
 

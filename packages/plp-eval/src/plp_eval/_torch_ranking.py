@@ -10,19 +10,23 @@ any score within the bound gives the same ranks, so both backends agree bit for 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from plp_eval._match_ranks import VALUES, query_values
-from plp_eval._problem import Problem
+from plp_eval._problem import Block, Problem
 
 __all__ = ["DEVICE_BUDGET", "torch_values"]
 
 DEVICE_BUDGET = 1 << 30  # bytes of per-block device memory: rows x gallery x 17 at most
 CPU_ROWS = 256  # rows per block on the CPU (as the numba backend)
+# Per block: candidate start per row, candidate scores, their gallery indices, label items' scores.
+_Candidates = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def torch_values(problem: Problem, rows: range, device: Any) -> np.ndarray:
@@ -30,6 +34,7 @@ def torch_values(problem: Problem, rows: range, device: Any) -> np.ndarray:
     import torch
 
     from plp_eval._kernels import COSINE, L2, rank_compact
+    from plp_eval._ranking import _num_workers
 
     device = torch.device(device)
     num_gallery = len(problem.gallery)
@@ -37,8 +42,28 @@ def torch_values(problem: Problem, rows: range, device: Any) -> np.ndarray:
     per_device = max(1, DEVICE_BUDGET // (17 * num_gallery))
     block_rows = CPU_ROWS if device.type == "cpu" else per_device
     mode = COSINE if problem.cosine else L2
+
+    def rank_on_host(block: Block, candidates: _Candidates) -> np.ndarray:
+        candidate_start, candidate_scores, candidate_index, item_scores = candidates
+        match_ranks = np.empty(block.out_size, dtype=np.int64)
+        num_matches = np.empty(block.stop - block.start, dtype=np.int64)
+        rank_compact(
+            candidate_start, candidate_scores, candidate_index, item_scores, block.start,
+            problem.queries,
+            problem.gallery, problem.q_labels, problem.g_labels, problem.q_cameras,
+            problem.g_cameras, problem.use_cameras, problem.leave_self_out,
+            problem.label_order, block.group_start, block.group_stop, block.offsets,
+            block.errors, block.q_norms, problem.g_norms, mode, block.out_start,
+            match_ranks, num_matches,
+        )  # fmt: skip
+        return query_values(match_ranks, num_matches, block.out_start)
+
+    # The host ranks earlier blocks (numba, without the GIL) while the device scores the next
+    # ones; at most ``workers + 1`` blocks of candidates wait on the host.
+    workers = _num_workers()
+    pending: collections.deque[Future[np.ndarray]] = collections.deque()
     values = []
-    with _full_float32_matmul():
+    with _full_float32_matmul(), ThreadPoolExecutor(max_workers=workers) as host:
         matrix = torch.from_numpy(problem.matrix).to(device)
         for start in range(rows.start, rows.stop, block_rows):
             block = problem.block(start, min(start + block_rows, rows.stop))
@@ -70,20 +95,14 @@ def torch_values(problem: Problem, rows: range, device: Any) -> np.ndarray:
             candidate_scores = scores.view(-1)[flat].cpu().numpy()
             candidate_index = (flat % num_gallery).cpu().numpy()
             del scores, mask, flat
+            item_host = item_scores.double().cpu().numpy()
             candidate_start = np.zeros(size + 1, dtype=np.int64)
             np.cumsum(counts.cpu().numpy(), out=candidate_start[1:])
-            match_ranks = np.empty(block.out_size, dtype=np.int64)
-            num_matches = np.empty(size, dtype=np.int64)
-            rank_compact(
-                candidate_start, candidate_scores, candidate_index,
-                item_scores.double().cpu().numpy(), block.start, problem.queries,
-                problem.gallery, problem.q_labels, problem.g_labels, problem.q_cameras,
-                problem.g_cameras, problem.use_cameras, problem.leave_self_out,
-                problem.label_order, block.group_start, block.group_stop, block.offsets,
-                block.errors, block.q_norms, problem.g_norms, mode, block.out_start,
-                match_ranks, num_matches,
-            )  # fmt: skip
-            values.append(query_values(match_ranks, num_matches, block.out_start))
+            candidates = (candidate_start, candidate_scores, candidate_index, item_host)
+            pending.append(host.submit(rank_on_host, block, candidates))
+            while len(pending) > workers:
+                values.append(pending.popleft().result())
+        values.extend(future.result() for future in pending)
     return np.concatenate(values) if values else np.zeros((0, VALUES))
 
 
