@@ -5,8 +5,9 @@ float32 (or float64) approximation of the query's distance to gallery item ``g``
 per-query constant (``||g||^2 - 2 q.g`` for L2, ``-q.g / (|q| |g|)`` for cosine), with a proven
 error bound ``errors[r]``. For each match ``m`` (in exact order) the rank is
 ``1 + matches before m + non-matches before m``; a non-match whose score is below
-``t_m - error`` is certainly before ``m`` (``t_m``: the match's float64 distance minus the
-offset), above ``t_m + error`` certainly after, and the few in between are compared exactly.
+``t_m - error - e_m`` is certainly before ``m`` (``t_m``: the match's float64 distance minus
+the offset; ``e_m``: that float64 distance's own bound), above ``t_m + error + e_m``
+certainly after, and the few in between are compared exactly.
 
 Exact comparison (:func:`_precedes`), for real-arithmetic ties: a float64 distance with a
 proven error bound decides when two distances are farther apart than their bounds; otherwise
@@ -451,8 +452,10 @@ def _rank_matches(
     for j in range(num_matches):
         m = order[j]
         threshold = match_key[m]
-        low = threshold - offset - error
-        high = threshold - offset + error
+        # The window holds the match's real distance: its float64 key's own bound added.
+        margin = error + _error64(threshold, queries.shape[1], mode)
+        low = threshold - offset - margin
+        high = threshold - offset + margin
         # Round outwards to the scores' precision (float32 rounding error < 2.4e-7 rel).
         bounds[0] = low - abs(low) * 2.4e-7 - 1e-37
         bounds[1] = high + abs(high) * 2.4e-7 + 1e-37

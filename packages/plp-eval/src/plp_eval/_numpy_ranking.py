@@ -79,8 +79,10 @@ def _rank_block(
     first = np.cumsum(num_matches) - num_matches
     position = np.arange(len(rows)) - first[rows]  # index of the match within its row
     # Bounds of each match's exact distance in score units, rounded outwards to float32.
-    low = keys - block.offsets[rows] - block.errors[rows]
-    high = keys - block.offsets[rows] + block.errors[rows]
+    dim = problem.gallery.shape[1]
+    margin = block.errors[rows] + _error64(keys, dim, problem.cosine)  # + the key's own bound
+    low = keys - block.offsets[rows] - margin
+    high = keys - block.offsets[rows] + margin
     low = (low - np.abs(low) * 2.4e-7 - 1e-37).astype(scores.dtype)
     high = (high + np.abs(high) * 2.4e-7 + 1e-37).astype(scores.dtype)
     # Scores below / up to each bound in the match's row: counted for the k-th matches of all
@@ -103,7 +105,6 @@ def _rank_block(
     upto -= np.bincount(pairs, pair_scores <= high[pairs], minlength=len(rows)).astype(np.int64)
     ranks = 1 + position + below
     # Rows with matches too close to call (to each other or to a non-match): one by one.
-    dim = problem.gallery.shape[1]
     errors = _error64(keys, dim, problem.cosine) + np.zeros(len(keys))
     near = (rows[1:] == rows[:-1]) & (keys[1:] - keys[:-1] <= errors[1:] + errors[:-1])
     many = np.flatnonzero(num_matches > _FEW_MATCHES)
@@ -160,8 +161,9 @@ def _rank_row(
     matches, keys = matches[order], keys[order]
     _settle_near_ties(problem, query, matches, keys, budget)
     # Bounds of each match's exact distance in score units, rounded outwards to float32.
-    low = keys - block.offsets[r] - block.errors[r]
-    high = keys - block.offsets[r] + block.errors[r]
+    margin = block.errors[r] + _error64(keys, problem.gallery.shape[1], problem.cosine)
+    low = keys - block.offsets[r] - margin
+    high = keys - block.offsets[r] + margin
     low = (low - np.abs(low) * 2.4e-7 - 1e-37).astype(row.dtype)
     high = (high + np.abs(high) * 2.4e-7 + 1e-37).astype(row.dtype)
     # Only scores up to the last bound can be ahead of a match; label items never count.
