@@ -78,8 +78,8 @@ def plot_training_curves(csv_path: Path, png_path: Path) -> Path | None:
     for axis, title in zip(axes, ("loss", "accuracy"), strict=True):
         axis.set_title(title)
         axis.set_xlabel("epoch")
-        if axis.lines:
-            axis.legend()
+        if axis.lines:  # an explicit place: loc="best" warns when its search is slow
+            axis.legend(loc="upper right" if title == "loss" else "lower right")
     figure.tight_layout()
     png_path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(png_path, dpi=100)

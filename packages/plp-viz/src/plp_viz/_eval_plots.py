@@ -657,6 +657,7 @@ def plot_distance_histogram(
             axis.plot([], [], color=colour, label=label)
     axis.set_xlabel("L2 distance" if metric == "euclidean" else "cosine distance (1 - cos)")
     axis.set_ylabel("density")
-    axis.legend(fontsize=8)
+    # An explicit place: loc="best" searches the histogram's data, and warns when that is slow.
+    axis.legend(fontsize=8, loc="upper right")
     axis.set_title(f"pair distances ({metric})")
     return _save(figure, path)
