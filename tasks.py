@@ -20,15 +20,6 @@ RUNS = "runs"
 METHOD_CHOICES = ("accuracy", "reid", "clustering", "all")
 
 
-def _is_user_error(error: BaseException) -> bool:
-    """Return whether ``error`` is one of plp's own errors (each package's base or subclass).
-
-    plp raises its own exception classes only for bad input (config, arguments, data, runs), so
-    the class's home module is the test; this needs no import of the packages themselves.
-    """
-    return any(cls.__module__.split(".")[0].startswith("plp_") for cls in type(error).__mro__)
-
-
 @contextmanager
 def _user_facing(verbose: bool = False) -> Iterator[None]:
     """Turn plp's bad-input errors into one line on stderr and exit code 2.
@@ -37,18 +28,19 @@ def _user_facing(verbose: bool = False) -> Iterator[None]:
     schedulers see the preemption. Unless ``verbose``, Lightning's tips, device lines and
     known-harmless warnings are kept quiet.
     """
+    from plp_core import PlpError
+    from plp_pipelines import TrainingStoppedError
+
     if not verbose:
         from plp_pipelines._console import quiet_console
 
         quiet_console()
     try:
         yield
-    except Exception as error:
-        if type(error).__name__ == "TrainingStoppedError":
-            raise Exit(f"plp: {error}", code=getattr(error, "EXIT_CODE", 143)) from None
-        if _is_user_error(error):
-            raise Exit(f"plp: error: {error}", code=2) from None
-        raise
+    except TrainingStoppedError as error:
+        raise Exit(f"plp: {error}", code=error.EXIT_CODE) from None
+    except PlpError as error:  # the root of every bad-input error of every plp package
+        raise Exit(f"plp: error: {error}", code=2) from None
 
 
 def _expand(pattern: str) -> list[str]:
@@ -292,10 +284,25 @@ def export(
 
 @task
 def lint(c: Context) -> None:
-    """Check formatting and lint with ruff, then types with mypy."""
+    """Check formatting and lint with ruff (complexity <= 15), file lengths, then mypy."""
     c.run("ruff format --check .", pty=False)
     c.run("ruff check .", pty=False)
+    too_long = _files_over(MAX_FILE_LINES)
+    if too_long:
+        raise Exit(f"plp: files over {MAX_FILE_LINES} lines: {', '.join(too_long)}", code=1)
     c.run("mypy packages/*/src tasks.py", pty=False)
+
+
+MAX_FILE_LINES = 600
+
+
+def _files_over(limit: int) -> list[str]:
+    """Return the Python files of the project (sources, tests, benchmarks) over ``limit`` lines."""
+    files = [Path("tasks.py"), *Path().glob("packages/*/src/**/*.py")]
+    files += [*Path().glob("packages/*/tests/**/*.py"), *Path().glob("tests/**/*.py")]
+    files += [*Path().glob("bench/**/*.py"), *Path().glob("examples/**/*.py")]
+    counts = {path: len(path.read_text(encoding="utf-8").splitlines()) for path in files}
+    return [f"{path} ({count})" for path, count in sorted(counts.items()) if count > limit]
 
 
 @task(help={"args": "extra pytest arguments, e.g. '-k reid -x'"})

@@ -14,11 +14,20 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ROOT / "packages"
 
 LIGHTNING = {"pytorch_lightning", "lightning", "lightning_fabric"}
-SIBLINGS = {"plp_losses", "plp_data", "plp_models", "plp_eval", "plp_viz", "plp_pipelines"}
+SIBLINGS = {
+    "plp_core",
+    "plp_losses",
+    "plp_data",
+    "plp_models",
+    "plp_eval",
+    "plp_viz",
+    "plp_pipelines",
+}
 
 # What each package's runtime code may import, besides the standard library and itself.
 ALLOWED: dict[str, set[str]] = {
-    "plp_losses": {"torch"},
+    "plp_core": set(),  # the standard library only
+    "plp_losses": {"torch", "plp_core"},
     "plp_data": {
         "torch",
         "torchvision",
@@ -26,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
         "sklearn",
         "numpy",
         "PIL",
-        "plp_losses",  # the one registry
+        "plp_core",  # the registry, bounds, the root error
         "scipy",  # Cars196's cars_annos.mat
     },
     "plp_models": {
@@ -34,6 +43,7 @@ ALLOWED: dict[str, set[str]] = {
         "torchvision",
         "pytorch_lightning",
         "torchmetrics",
+        "plp_core",
         "plp_losses",
         "timm",
         "huggingface_hub",  # timm's hub errors, for the offline message
@@ -47,6 +57,7 @@ ALLOWED: dict[str, set[str]] = {
         "torchmetrics",
         "sklearn",
         "scipy",
+        "plp_core",
     },
     "plp_viz": {
         "numpy",
@@ -60,7 +71,7 @@ ALLOWED: dict[str, set[str]] = {
         "tqdm",
         "sklearn",
         "PIL",
-        "plp_losses",  # the one registry
+        "plp_core",  # the registry, bounds, the root error
     },
     "plp_pipelines": {
         *(SIBLINGS - {"plp_pipelines"}),
@@ -123,7 +134,7 @@ def test_package_imports_only_what_the_map_allows(module: str) -> None:
     assert not wrong, f"{module} imports what the map does not allow: {wrong}"
 
 
-@pytest.mark.parametrize("module", ["plp_losses", "plp_eval", "plp_viz"])
+@pytest.mark.parametrize("module", ["plp_core", "plp_losses", "plp_eval", "plp_viz"])
 def test_lightning_free_packages(module: str) -> None:
     for path, names in package_imports(module).items():
         assert not names & LIGHTNING, f"{path} imports Lightning"
@@ -141,8 +152,22 @@ def test_every_import_is_a_declared_dependency(module: str) -> None:
     assert not missing, f"{module} imports undeclared distributions: {sorted(missing)}"
 
 
-def test_plp_losses_declares_torch_only() -> None:
-    assert declared_dependencies("plp_losses") == {"torch"}
+def test_plp_losses_declares_torch_and_plp_core_only() -> None:
+    assert declared_dependencies("plp_losses") == {"torch", "plp-core"}
+
+
+def test_plp_core_declares_nothing() -> None:
+    assert declared_dependencies("plp_core") == set()
+
+
+@pytest.mark.parametrize("module", sorted(SIBLINGS - {"plp_core"}))
+def test_every_package_stands_on_plp_core_not_on_a_sibling_for_vocabulary(module: str) -> None:
+    """The ground floor is plp-core: only plp-models (the loss in the training step) and
+    plp-pipelines may depend on plp-losses."""
+    declared = declared_dependencies(module)
+    assert "plp-core" in declared
+    if module not in {"plp_models", "plp_pipelines"}:
+        assert "plp-losses" not in declared
 
 
 def test_nothing_but_tasks_and_tests_imports_plp_pipelines() -> None:

@@ -211,7 +211,9 @@ def test_transforms_are_overridable_and_checked(tmp_path: Path) -> None:
     dm.setup()
     assert dm.splits.train[0][0].shape == (3, 16, 16)
     torch.testing.assert_close(dm.splits.train[0][0], dm.splits.trainval[0][0])  # no augmentation
-    with pytest.raises(PlpDataError, match=r"RandomHorizntalFlip.*did you mean RandomHorizontalF"):
+    with pytest.raises(
+        PlpDataError, match=r"Horizntal.* \(did you mean 'RandomHorizontalFlip'\?\)"
+    ):
         build_datamodule("cifar10", root=str(tmp_path), augment=[{"name": "RandomHorizntalFlip"}])
     with pytest.raises(PlpDataError, match="mean"):
         build_datamodule("cifar10", root=str(tmp_path), mean=[0.5], std=[0.2, 0.2])

@@ -156,7 +156,7 @@ def test_more_neighbours_than_items() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"metric": "manhattan"}, "unknown metric 'manhattan'; expected one of euclidean, cosine"),
+        ({"metric": "manhattan"}, "unknown metric 'manhattan'; available: euclidean, cosine"),
         ({"k1": 0}, "k1 must be an integer >= 1, got 0"),
         ({"k2": 2.5}, "k2 must be an integer >= 1, got 2.5"),
         ({"block_size": 0}, "block_size must be an integer >= 1, got 0"),

@@ -33,26 +33,30 @@ TRAINING_STEP = textwrap.dedent(
 )
 
 
+def _requires(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        lines = archive.read(metadata).decode().splitlines()
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:")]
+    return [name.split(">")[0].split("=")[0].strip() for name in names]
+
+
 @pytest.mark.slow
-def test_wheel_installs_and_trains_with_torch_only(tmp_path):
+def test_wheel_installs_and_trains_with_torch_and_plp_core_only(tmp_path):
     uv = shutil.which("uv")
     if uv is None:
         pytest.skip("uv is not on PATH")
-    subprocess.run(
-        [uv, "build", "--package", "plp-losses", "--wheel", "--out-dir", str(tmp_path)],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    for package in ("plp-core", "plp-losses"):
+        subprocess.run(
+            [uv, "build", "--package", package, "--wheel", "--out-dir", str(tmp_path)],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+    (core,) = tmp_path.glob("plp_core-*.whl")
     (wheel,) = tmp_path.glob("plp_losses-*.whl")
-    with zipfile.ZipFile(wheel) as archive:
-        (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
-        requires = [
-            line.split(":", 1)[1].strip()
-            for line in archive.read(metadata).decode().splitlines()
-            if line.startswith("Requires-Dist:")
-        ]
-    assert [r.split(">")[0].split("=")[0].strip() for r in requires] == ["torch"]
+    assert _requires(core) == []  # the standard library only
+    assert _requires(wheel) == ["plp-core", "torch"]
 
     venv = tmp_path / "venv"
     subprocess.run([uv, "venv", str(venv), "--python", "3.11"], check=True, capture_output=True)
@@ -66,6 +70,7 @@ def test_wheel_installs_and_trains_with_torch_only(tmp_path):
             "--python",
             str(python),
             f"torch=={torch_version}",
+            str(core),
             str(wheel),
             "pytest",
         ],

@@ -285,7 +285,7 @@ def test_timm_pretrained_offline_is_one_clear_line(monkeypatch: pytest.MonkeyPat
 
 def test_unknown_names_list_the_valid_ones() -> None:
     with pytest.raises(
-        PlpModelsError, match=r"unknown timm model 'resnet5'; did you mean .*resnet50"
+        PlpModelsError, match=r"unknown timm model 'resnet5' \(did you mean 'resnet50'\?\)"
     ):
         build_backbone("timm:resnet5")
     with pytest.raises(PlpModelsError) as caught:
@@ -294,7 +294,7 @@ def test_unknown_names_list_the_valid_ones() -> None:
     assert "did you mean 'resnet50'" in message
     assert all(name in message for name in plp_models.available_backbones())
     assert "timm:<model>" in message
-    with pytest.raises(PlpModelsError, match=r"backbone 'timm:test_resnet': .*'weights'"):
+    with pytest.raises(PlpModelsError, match=r"'timm:test_resnet' takes no argument 'weights'"):
         build_backbone("timm:test_resnet", weights="DEFAULT")
 
 

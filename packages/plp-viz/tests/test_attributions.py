@@ -17,7 +17,7 @@ from plp_viz import (
     explain,
     plot_attributions,
 )
-from plp_viz._attributions import LAYER_ALGORITHMS, _register
+from plp_viz._attributions import ATTRIBUTIONS, LAYER_ALGORITHMS
 
 SIDE = 6
 
@@ -296,7 +296,7 @@ def test_errors():
     with pytest.raises(PlpVizError, match="batch_size must be >= 1, got 0"):
         explain(model, images, [0, 0], batch_size=0)
     with pytest.raises(PlpVizError, match="attribution 'saliency' is already registered"):
-        _register("saliency")(lambda batch, options: batch.images)
+        ATTRIBUTIONS.register("saliency")(lambda batch, options: batch.images)
     with pytest.raises(PlpVizError, match="differ"):
         plot_attributions(images, torch.zeros(2, 1, 4, 4), "unused.png")
 

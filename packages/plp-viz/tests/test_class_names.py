@@ -10,9 +10,10 @@ import pytest
 import plp_viz
 from plp_viz import (
     PlpVizError,
-    _eval_plots,
+    _confusion,
     _names,
     _plots,
+    _rank_list,
     plot_aligned,
     plot_confusion_matrix,
     plot_embedding,
@@ -35,7 +36,6 @@ def figures(monkeypatch):
         return real_save(figure, path)
 
     monkeypatch.setattr(_plots, "_save", spy)
-    monkeypatch.setattr(_eval_plots, "_save", spy)
     return captured
 
 
@@ -44,7 +44,7 @@ def texts(figure) -> list[str]:
 
 
 def test_doctests():
-    for module in (_names, _eval_plots):
+    for module in (_names, _rank_list, _confusion):
         assert doctest.testmod(module).failed == 0
 
 
@@ -238,7 +238,7 @@ def test_confusion_matrix_with_many_classes_names_every_nth(tmp_path, figures):
     shown = [t.get_text() for t in axis.get_xticklabels()]
     assert shown == [f"class_{i}" for i in range(0, 100, 3)]  # ceil(100 / 40) = 3
     assert all(t.get_rotation() == 90 for t in axis.get_xticklabels())
-    assert _eval_plots.confusion_ticks(40) == list(range(40))
+    assert _confusion.confusion_ticks(40) == list(range(40))
 
 
 def test_confusion_matrix_too_few_names(tmp_path):

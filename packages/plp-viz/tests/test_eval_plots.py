@@ -13,10 +13,10 @@ from plp_viz import (
     plot_distance_histogram,
     plot_rank_list,
 )
-from plp_viz._eval_plots import (
+from plp_viz._confusion import confusion_values
+from plp_viz._rank_list import (
     MATCH_COLOUR,
     MISMATCH_COLOUR,
-    confusion_values,
     display_image,
     rank_list_matches,
     rank_list_tile,
@@ -260,7 +260,7 @@ def test_pair_distances_sampling_is_seeded_and_capped():
 
 
 def test_pair_sampling_covers_the_whole_triangle():
-    from plp_viz._eval_plots import _pairs
+    from plp_viz._pair_distances import _pairs
 
     first, second = _pairs(50, 1224, seed=0)  # all but one of the 1225 pairs
     assert (first < second).all() and second.max() == 49 and first.min() == 0

@@ -35,7 +35,7 @@ from plp_data._torchvision_sets import (
 from plp_data._transforms import TransformDefaults, build_transforms
 
 __all__ = [
-    # registries (plp_losses.Registry)
+    # registries (plp_core.Registry)
     "DATAMODULES",
     "SAMPLERS",
     "available_datamodules",

@@ -14,6 +14,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from plp_core import NonNegativeInt, PositiveInt, Range
 from plp_data._device import (
     DeviceDataLoader,
     DeviceImageDataset,
@@ -24,7 +25,6 @@ from plp_data._device import (
 from plp_data._errors import PlpDataError
 from plp_data._sampler_registry import build_sampler, check_sampler_spec
 from plp_data._samplers import PKBatchSampler, ShuffleSampler
-from plp_losses import NonNegativeInt, PositiveInt, Range
 
 __all__ = ["DEVICE_MEMORY_SHARE", "PIPELINES", "PlpDataModule", "Splits", "split_indices"]
 

@@ -31,6 +31,7 @@ from plp_data._base import Splits
 from plp_data._datasets import FileImageDataset
 from plp_data._errors import DataNotFoundError, PlpDataError
 from plp_data._image import ImageDataModule
+from plp_data._registry import DATAMODULES
 from plp_data._transforms import TransformDefaults
 
 __all__ = [
@@ -201,6 +202,7 @@ def _split_by_class(
 CUB_LAYOUT = "images.txt, image_class_labels.txt and images/ (CUB_200_2011/ from CUB_200_2011.tgz)"
 
 
+@DATAMODULES.register("cub200")
 class Cub200DataModule(_BenchmarkDataModule):
     """CUB-200-2011 birds (Wah et al. 2011): 200 species, classes 1-100 trainval, 101-200 test.
 
@@ -269,6 +271,7 @@ def _mat_value(value: Any) -> Any:
     return _mat_value(item) if isinstance(item, np.ndarray) else item
 
 
+@DATAMODULES.register("cars196")
 class Cars196DataModule(_BenchmarkDataModule):
     """Stanford Cars (Krause et al. 2013): 196 models, classes 1-98 trainval, 99-196 test.
 
@@ -331,6 +334,7 @@ SOP_LAYOUT = (
 )
 
 
+@DATAMODULES.register("sop")
 class StanfordOnlineProductsDataModule(_BenchmarkDataModule):
     """Stanford Online Products (Oh Song et al. 2016): 22,634 products of 12 categories.
 
@@ -380,6 +384,7 @@ INSHOP_LAYOUT = (
 )
 
 
+@DATAMODULES.register("inshop")
 class InShopDataModule(_BenchmarkDataModule):
     """DeepFashion In-shop Clothes Retrieval (Liu et al. 2016): 7,982 clothing items.
 

@@ -8,10 +8,11 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
+from plp_core import Fraction, NonNegativeInt
 from plp_data._base import PlpDataModule, Splits, split_indices
 from plp_data._datasets import TensorImageDataset
 from plp_data._device import DeviceImageDataset, DevicePlan, DeviceSplits
-from plp_losses import Fraction, NonNegativeInt
+from plp_data._registry import DATAMODULES
 
 __all__ = ["DigitsDataModule"]
 
@@ -20,6 +21,7 @@ DIGITS_MEAN = 0.3074
 DIGITS_STD = 0.3739
 
 
+@DATAMODULES.register("digits")
 class DigitsDataModule(PlpDataModule):
     """scikit-learn's 1,797 handwritten digits (8x8, 10 classes), needing no download.
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from plp_core import PlpError
+
 __all__ = ["DataNotFoundError", "PlpDataError"]
 
 
-class PlpDataError(Exception):
+class PlpDataError(PlpError):
     """Base class of every error raised by plp-data."""
 
 

@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from plp_core import Fraction, NonNegativeInt
 from plp_data._base import Splits, split_indices
 from plp_data._datasets import FileImageDataset
 from plp_data._errors import DataNotFoundError, PlpDataError
 from plp_data._image import ImageDataModule
+from plp_data._registry import DATAMODULES
 from plp_data._transforms import IMAGENET_DEFAULTS, REID_DEFAULTS
-from plp_losses import Fraction, NonNegativeInt
 
 __all__ = ["ImageFolderDataModule", "Market1501DataModule", "parse_market1501_name"]
 
@@ -32,6 +33,7 @@ def _class_images(folder: Path) -> dict[str, list[Path]]:
     return found
 
 
+@DATAMODULES.register("image_folder")
 class ImageFolderDataModule(ImageDataModule):
     """One sub-folder per class, as torchvision's ``ImageFolder`` (``<root>/<class>/*.jpg``).
 
@@ -168,6 +170,7 @@ def _read_market_folder(folder: Path) -> tuple[list[Path], np.ndarray, np.ndarra
     return paths, np.array(ids, dtype=np.int64), np.array(cameras, dtype=np.int64)
 
 
+@DATAMODULES.register("market1501")
 class Market1501DataModule(ImageDataModule):
     """Market-1501 person re-identification (Zheng et al. 2015).
 

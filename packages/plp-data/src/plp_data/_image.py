@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 import numpy as np
 
+from plp_core import Range
 from plp_data._base import PlpDataModule
 from plp_data._cache import decoded_images, default_cache_dir
 from plp_data._device import DeviceImageDataset, DevicePlan, DeviceSplits, device_augmentation
 from plp_data._errors import DataNotFoundError, PlpDataError
 from plp_data._transforms import TransformDefaults, resolve_transforms, transforms_of
-from plp_losses import Range
 
 __all__ = ["ImageDataModule"]
 

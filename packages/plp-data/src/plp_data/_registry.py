@@ -1,12 +1,16 @@
-"""The datamodule registry: plp-losses' one :class:`~plp_losses.Registry`, raising PlpDataError."""
+"""plp-data's registries (plp-core's one :class:`~plp_core.Registry`), raising PlpDataError."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from plp_core import Registry
 from plp_data._errors import PlpDataError
-from plp_losses import Registry
 
-__all__ = ["DATAMODULES"]
+__all__ = ["DATAMODULES", "SAMPLERS"]
 
 DATAMODULES: Registry[Any] = Registry("datamodule", error=PlpDataError)
+# The datamodule fills in the labels, the seed and the DDP replicas itself.
+SAMPLERS: Registry[Any] = Registry(
+    "sampler", error=PlpDataError, filled=("labels", "seed", "num_replicas", "rank")
+)

@@ -9,17 +9,9 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from plp_data._errors import PlpDataError
-from plp_data._samplers import ClassBalancedSampler, PKBatchSampler
-from plp_losses import Registry
+from plp_data._registry import SAMPLERS
 
 __all__ = ["SAMPLERS", "available_samplers", "build_sampler", "check_sampler_spec"]
-
-# The datamodule fills in the labels, the seed and the DDP replicas itself.
-SAMPLERS: Registry[Sampler[Any]] = Registry(
-    "sampler", error=PlpDataError, filled=("labels", "seed", "num_replicas", "rank")
-)
-SAMPLERS.register("class_balanced")(ClassBalancedSampler)
-SAMPLERS.register("pk")(PKBatchSampler)
 
 
 def available_samplers() -> list[str]:

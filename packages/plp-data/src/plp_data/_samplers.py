@@ -39,8 +39,9 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from plp_core import PositiveInt
 from plp_data._errors import PlpDataError
-from plp_losses import PositiveInt
+from plp_data._registry import SAMPLERS
 
 __all__ = ["ClassBalancedSampler", "PKBatchSampler", "SamplerError", "ShuffleSampler"]
 
@@ -149,6 +150,7 @@ class _EpochMixin:
         self._epoch = int(epoch)
 
 
+@SAMPLERS.register("pk")
 class PKBatchSampler(_EpochMixin, Sampler[list[int]]):
     """Yields batches of ``P`` distinct classes times ``K`` samples each (a "PxK" batch sampler).
 
@@ -358,6 +360,7 @@ class PKBatchSampler(_EpochMixin, Sampler[list[int]]):
         )
 
 
+@SAMPLERS.register("class_balanced")
 class ClassBalancedSampler(_EpochMixin, Sampler[int]):
     """Draws dataset indices with replacement so that every class is drawn equally often.
 

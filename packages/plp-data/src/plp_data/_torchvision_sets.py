@@ -34,6 +34,7 @@ from plp_data._base import Splits
 from plp_data._datasets import ArrayImageDataset
 from plp_data._errors import PlpDataError
 from plp_data._image import ImageDataModule, resized
+from plp_data._registry import DATAMODULES
 from plp_data._transforms import (
     CIFAR10_DEFAULTS,
     CIFAR100_DEFAULTS,
@@ -318,6 +319,7 @@ class _MnistFamily(_ArraySplits):
         return self.array_splits(train_images, train_labels, test_images, test_labels)
 
 
+@DATAMODULES.register("mnist")
 class MnistDataModule(_MnistFamily):
     """MNIST handwritten digits (LeCun et al. 1998): ``<root>/MNIST/raw/``."""
 
@@ -330,6 +332,7 @@ class MnistDataModule(_MnistFamily):
         return [str(digit) for digit in range(10)]
 
 
+@DATAMODULES.register("fashion_mnist")
 class FashionMnistDataModule(_MnistFamily):
     """Fashion-MNIST (Xiao et al. 2017): ``<root>/FashionMNIST/raw/``."""
 
@@ -337,6 +340,7 @@ class FashionMnistDataModule(_MnistFamily):
     transform_defaults = FASHION_MNIST_DEFAULTS
 
 
+@DATAMODULES.register("kmnist")
 class KmnistDataModule(_MnistFamily):
     """Kuzushiji-MNIST (Clanuwat et al. 2018): ``<root>/KMNIST/raw/``."""
 
@@ -511,6 +515,7 @@ class _CifarFamily(_ArraySplits):
         return self.array_splits(train_images, train_labels, test_images, test_labels)
 
 
+@DATAMODULES.register("cifar10")
 class Cifar10DataModule(_CifarFamily):
     """CIFAR-10 (Krizhevsky 2009): ``<root>/cifar-10-batches-py/``."""
 
@@ -525,6 +530,7 @@ class Cifar10DataModule(_CifarFamily):
     transform_defaults = CIFAR10_DEFAULTS
 
 
+@DATAMODULES.register("cifar100")
 class Cifar100DataModule(_CifarFamily):
     """CIFAR-100 with its 100 fine labels (Krizhevsky 2009): ``<root>/cifar-100-python/``."""
 

@@ -8,13 +8,13 @@ are torchvision transform classes named in config, e.g.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from torchvision import transforms as T
 
+from plp_core import did_you_mean
 from plp_data._errors import PlpDataError
 
 __all__ = [
@@ -91,9 +91,9 @@ def _step(spec: Mapping[str, Any], where: str, size: tuple[int, int] | None) -> 
     factory = getattr(T, name, None) if isinstance(name, str) else None
     if not isinstance(factory, type):
         choices = [n for n in dir(T) if n[:1].isupper() and isinstance(getattr(T, n), type)]
-        close = difflib.get_close_matches(str(name), choices, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise PlpDataError(f"{where}: unknown torchvision transform {name!r}{hint}")
+        raise PlpDataError(
+            f"{where}: unknown torchvision transform {name!r}{did_you_mean(name, choices)}"
+        )
     args = dict(spec.get("args", {}))
     if name == "RandomCrop" and "size" not in args and size is not None:
         args["size"] = list(size)  # crop back to the image size (after padding)

@@ -7,12 +7,18 @@ from typing import Any
 
 import numpy as np
 
+from plp_core import RANKING_METRICS, check_choice
 from plp_eval._arrays import as_features, as_labels
 from plp_eval._errors import PlpEvalError
 
-__all__ = ["METRICS", "Block", "Problem", "prepare"]
+__all__ = ["METRICS", "Block", "Problem", "check_metric", "prepare"]
 
-METRICS = ("euclidean", "cosine")
+METRICS = RANKING_METRICS  # one vocabulary for every package: plp_core.RANKING_METRICS
+
+
+def check_metric(metric: str) -> str:
+    """Return ``metric`` if retrieval ranks by it; else raise PlpEvalError listing the metrics."""
+    return check_choice(metric, METRICS, kind="metric", error=PlpEvalError)
 
 
 @dataclass(frozen=True)
@@ -100,8 +106,7 @@ def prepare(
     bound is the worst case of a (dim + 1)-term dot product in that precision plus the
     rounding of the inputs.
     """
-    if metric not in METRICS:
-        raise PlpEvalError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    check_metric(metric)
     check_max_rank(max_rank)
     queries = as_features(query_features, "query_features")
     gallery = as_features(gallery_features, "gallery_features")

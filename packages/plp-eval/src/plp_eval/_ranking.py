@@ -13,12 +13,20 @@ from typing import Any
 
 import numpy as np
 
+from plp_core import unknown_choice
 from plp_eval._arrays import as_labels
 from plp_eval._distributed import gather_values, share
 from plp_eval._errors import PlpEvalError
 from plp_eval._match_ranks import VALUES, ReidMetrics, query_values, summarize
 from plp_eval._numpy_ranking import SMALL, TooManyTiesError, numpy_values
-from plp_eval._problem import METRICS, Problem, check_max_rank, check_same_rows, prepare
+from plp_eval._problem import (
+    METRICS,
+    Problem,
+    check_max_rank,
+    check_metric,
+    check_same_rows,
+    prepare,
+)
 
 __all__ = [
     "BACKENDS",
@@ -137,7 +145,7 @@ def reid_metrics(
 def _torch_device(backend: str, device: Any, *features: Any) -> Any:
     """The torch device to rank on, or None for the numba backend."""
     if backend not in BACKENDS:
-        raise PlpEvalError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        raise PlpEvalError(unknown_choice("backend", backend, BACKENDS))
     if backend == "numba":
         return None
     wants_cuda = str(device).startswith("cuda")
@@ -438,8 +446,7 @@ def rank_lists(
 
     from plp_eval._arrays import as_features
 
-    if metric not in METRICS:
-        raise PlpEvalError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    check_metric(metric)
     queries = np.ascontiguousarray(as_features(query_features, "query_features"), np.float32)
     gallery = np.ascontiguousarray(as_features(gallery_features, "gallery_features"), np.float32)
     if queries.shape[1] != gallery.shape[1]:

@@ -17,7 +17,8 @@ import numpy as np
 
 from plp_eval._arrays import as_features, as_labels
 from plp_eval._errors import PlpEvalError
-from plp_eval._ranking import METRICS, ReidMetrics
+from plp_eval._problem import check_metric
+from plp_eval._ranking import ReidMetrics
 
 if TYPE_CHECKING:
     import torch
@@ -84,8 +85,7 @@ def rerank(
     """
     import torch
 
-    if metric not in METRICS:
-        raise PlpEvalError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    check_metric(metric)
     for name, value in (("k1", k1), ("k2", k2), ("block_size", block_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise PlpEvalError(f"{name} must be an integer >= 1, got {value!r}")

@@ -1,4 +1,4 @@
-"""plp-losses: metric-learning losses for PyTorch, depending on torch alone.
+"""plp-losses: metric-learning losses for PyTorch, depending on torch (and plp-core) alone.
 
 A loss is an ``nn.Module`` called as ``loss(embeddings, labels) -> scalar`` (``cross_entropy``
 takes logits instead; each class says which in its ``takes`` attribute).
@@ -12,14 +12,6 @@ from plp_losses._pairs import ContrastiveLoss, MultiSimilarityLoss, NTXentLoss
 from plp_losses._population import PopulationBasedTripletLoss
 from plp_losses._registry import (
     LOSSES,
-    Fraction,
-    NonNegativeFloat,
-    NonNegativeInt,
-    Parameter,
-    PositiveFloat,
-    PositiveInt,
-    Range,
-    Registry,
     available,
     build,
     is_experimental,
@@ -36,15 +28,6 @@ __all__ = [
     "register",
     "registered",
     "LOSSES",
-    # the registry every plp package uses, and typed argument bounds
-    "Registry",
-    "Parameter",
-    "Range",
-    "Fraction",
-    "NonNegativeFloat",
-    "NonNegativeInt",
-    "PositiveFloat",
-    "PositiveInt",
     # losses
     "ArcFaceLoss",
     "CenterLoss",

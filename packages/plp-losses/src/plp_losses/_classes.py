@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plp_losses._distances import DISTANCES, Distance, rowwise_distance
+from plp_core import PositiveFloat, PositiveInt
+from plp_losses._distances import Distance, check_distance, rowwise_distance
 from plp_losses._errors import PlpLossesError
 from plp_losses._inputs import check_inputs
-from plp_losses._registry import PositiveFloat, PositiveInt, register
+from plp_losses._registry import register
 
 __all__ = ["ArcFaceLoss", "CenterLoss"]
 
@@ -57,10 +58,7 @@ class CenterLoss(nn.Module):
     ) -> None:
         super().__init__()
         _check_sizes(num_classes, embedding_size)
-        if distance not in DISTANCES:
-            raise PlpLossesError(
-                f"unknown distance {distance!r}; available: {', '.join(DISTANCES)}"
-            )
+        check_distance(distance)
         self.num_classes, self.distance = num_classes, distance
         self.centers = nn.Parameter(torch.randn(num_classes, embedding_size))
 

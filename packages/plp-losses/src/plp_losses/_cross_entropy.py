@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plp_core import Range
 from plp_losses._errors import PlpLossesError
-from plp_losses._registry import Range, register
+from plp_losses._registry import register
 
 __all__ = ["CrossEntropyLoss"]
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 
+from plp_core import DISTANCES, Distance, check_choice
 from plp_losses._errors import PlpLossesError
 
-__all__ = ["DISTANCES", "Distance", "pairwise_distance", "rowwise_distance"]
+__all__ = ["DISTANCES", "Distance", "check_distance", "pairwise_distance", "rowwise_distance"]
 
-Distance = Literal["euclidean", "squared_euclidean", "cosine"]
-DISTANCES: tuple[str, ...] = ("euclidean", "squared_euclidean", "cosine")
+
+def check_distance(distance: str) -> str:
+    """Return ``distance`` if it is one of :data:`~plp_core.DISTANCES`; else raise saying so.
+
+    Raises:
+        PlpLossesError: An unknown distance, listing the valid ones.
+    """
+    return check_choice(distance, DISTANCES, kind="distance", error=PlpLossesError)
+
 
 # Below this squared distance the square root's gradient (1 / 2 sqrt(x)) would blow up.
 _EPSILON = 1e-12
@@ -33,8 +39,7 @@ def pairwise_distance(
         other: ``(M, D)`` tensor; ``embeddings`` itself when None.
         distance: One of ``euclidean``, ``squared_euclidean``, ``cosine``.
     """
-    if distance not in DISTANCES:
-        raise PlpLossesError(f"unknown distance {distance!r}; available: {', '.join(DISTANCES)}")
+    check_distance(distance)
     other = embeddings if other is None else other
     if distance == "cosine":
         return 1.0 - F.normalize(embeddings, dim=1) @ F.normalize(other, dim=1).T
@@ -54,8 +59,7 @@ def rowwise_distance(a: torch.Tensor, b: torch.Tensor, distance: str = "euclidea
 
     Same definitions and the same zero-distance gradient rule as :func:`pairwise_distance`.
     """
-    if distance not in DISTANCES:
-        raise PlpLossesError(f"unknown distance {distance!r}; available: {', '.join(DISTANCES)}")
+    check_distance(distance)
     if distance == "cosine":
         return 1.0 - (F.normalize(a, dim=1) * F.normalize(b, dim=1)).sum(1)
     squared = (a - b).pow(2).sum(1)

@@ -9,18 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plp_losses._distances import DISTANCES, Distance, pairwise_distance
+from plp_core import NonNegativeFloat, PositiveFloat
+from plp_losses._distances import Distance, check_distance, pairwise_distance
 from plp_losses._errors import PlpLossesError
 from plp_losses._inputs import check_inputs, same_label_masks
-from plp_losses._registry import NonNegativeFloat, PositiveFloat, register
+from plp_losses._registry import register
 from plp_losses._triplet import zero_loss
 
 __all__ = ["ContrastiveLoss", "MultiSimilarityLoss", "NTXentLoss"]
-
-
-def _check_distance(distance: str) -> None:
-    if distance not in DISTANCES:
-        raise PlpLossesError(f"unknown distance {distance!r}; available: {', '.join(DISTANCES)}")
 
 
 def _mean_nonzero(losses: torch.Tensor) -> torch.Tensor:
@@ -53,7 +49,7 @@ class ContrastiveLoss(nn.Module):
         distance: Distance = "euclidean",
     ) -> None:
         super().__init__()
-        _check_distance(distance)
+        check_distance(distance)
         self.pos_margin, self.neg_margin, self.distance = pos_margin, neg_margin, distance
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -104,7 +100,7 @@ class MultiSimilarityLoss(nn.Module):
         distance: Distance = "cosine",
     ) -> None:
         super().__init__()
-        _check_distance(distance)
+        check_distance(distance)
         if alpha <= 0 or beta <= 0:
             raise PlpLossesError(f"alpha and beta must be > 0, got {alpha} and {beta}")
         self.alpha, self.beta, self.base, self.distance = alpha, beta, base, distance
@@ -140,7 +136,7 @@ class NTXentLoss(nn.Module):
 
     def __init__(self, temperature: PositiveFloat = 0.07, distance: Distance = "cosine") -> None:
         super().__init__()
-        _check_distance(distance)
+        check_distance(distance)
         if not temperature > 0 or math.isinf(temperature):
             raise PlpLossesError(f"temperature must be finite and > 0, got {temperature}")
         self.temperature, self.distance = temperature, distance

@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plp_losses._distances import DISTANCES, Distance, pairwise_distance, rowwise_distance
+from plp_core import NonNegativeFloat, check_choice
+from plp_losses._distances import Distance, check_distance, pairwise_distance, rowwise_distance
 from plp_losses._errors import PlpLossesError
 from plp_losses._inputs import check_inputs
-from plp_losses._registry import NonNegativeFloat, register
+from plp_losses._registry import register
 from plp_losses._triplet import zero_loss
 
 __all__ = ["PopulationBasedTripletLoss"]
@@ -52,14 +53,8 @@ class PopulationBasedTripletLoss(nn.Module):
         negatives: str = "nearest",
     ) -> None:
         super().__init__()
-        if distance not in DISTANCES:
-            raise PlpLossesError(
-                f"unknown distance {distance!r}; available: {', '.join(DISTANCES)}"
-            )
-        if negatives not in NEGATIVES:
-            raise PlpLossesError(
-                f"unknown negatives {negatives!r}; available: {', '.join(NEGATIVES)}"
-            )
+        check_distance(distance)
+        check_choice(negatives, NEGATIVES, kind="negatives", error=PlpLossesError)
         if margin < 0:
             raise PlpLossesError(f"margin must be >= 0, got {margin}")
         self.margin, self.distance, self.negatives = margin, distance, negatives

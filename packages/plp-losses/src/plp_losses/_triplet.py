@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plp_losses._distances import DISTANCES, Distance, pairwise_distance
+from plp_core import NonNegativeFloat, check_choice
+from plp_losses._distances import Distance, check_distance, pairwise_distance
 from plp_losses._errors import PlpLossesError
 from plp_losses._inputs import check_inputs, same_label_masks
-from plp_losses._registry import NonNegativeFloat, register
+from plp_losses._registry import register
 
 __all__ = ["MINING", "TripletMarginLoss", "zero_loss"]
 
@@ -59,12 +60,8 @@ class TripletMarginLoss(nn.Module):
         soft_margin: bool = False,
     ) -> None:
         super().__init__()
-        if mining not in MINING:
-            raise PlpLossesError(f"unknown mining {mining!r}; available: {', '.join(MINING)}")
-        if distance not in DISTANCES:
-            raise PlpLossesError(
-                f"unknown distance {distance!r}; available: {', '.join(DISTANCES)}"
-            )
+        check_choice(mining, MINING, kind="mining", error=PlpLossesError)
+        check_distance(distance)
         if margin < 0:
             raise PlpLossesError(f"margin must be >= 0, got {margin}")
         self.margin, self.mining, self.distance, self.soft_margin = (

@@ -25,7 +25,7 @@ __all__ = [
     # the LightningModule
     "PlpModel",
     "NetworkModel",
-    # registries (plp_losses.Registry): names, typed arguments, build
+    # registries (plp_core.Registry): names, typed arguments, build
     "BACKBONES",
     "HEADS",
     "OPTIMIZERS",

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import torch
 from torch import nn
 
+from plp_core import did_you_mean
 from plp_models._errors import PlpModelsError
 from plp_models._registry import BACKBONES
 
@@ -389,7 +390,7 @@ class TimmBackbone(Backbone):
         if not timm.is_model(model_name):
             raise PlpModelsError(
                 f"unknown timm model {model_name!r}"
-                f"{_did_you_mean(model_name, timm.list_models())}; timm.list_models() lists them"
+                f"{did_you_mean(model_name, timm.list_models())}; timm.list_models() lists them"
             )
         if weights_path is not None and not Path(weights_path).is_file():
             raise PlpModelsError(f"weights_path {weights_path} does not exist")
@@ -413,6 +414,9 @@ class TimmBackbone(Backbone):
         return self.network(images)
 
 
+BACKBONES.register_prefix(TIMM_PREFIX, TimmBackbone, hint="any timm model as 'timm:<model>'")
+
+
 def _timm_fetch_message(model_name: str, weights_path: str | None, error: Exception) -> str:
     reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
     what = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
@@ -434,24 +438,8 @@ def _timm_fetch_message(model_name: str, weights_path: str | None, error: Except
     )
 
 
-def _did_you_mean(name: str, choices: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, choices, n=3)
-    return f"; did you mean {', '.join(close)}?" if close else ""
-
-
 def build_backbone(name: str, **kwargs: Any) -> Backbone:
     """Return the backbone registered as ``name`` (or ``timm:<model>``), built with ``kwargs``."""
-    if name.startswith(TIMM_PREFIX):
-        try:
-            return TimmBackbone(name[len(TIMM_PREFIX) :], **kwargs)
-        except TypeError as error:  # an argument TimmBackbone does not take
-            raise PlpModelsError(f"backbone {name!r}: {error}") from None
-    if name not in BACKBONES:
-        raise PlpModelsError(
-            f"{BACKBONES.unknown_message(name)}; or any timm model as 'timm:<model>'"
-        )
     return BACKBONES.build(name, **kwargs)
 
 

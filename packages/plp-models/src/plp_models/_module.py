@@ -11,7 +11,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 import plp_losses
-from plp_losses import PositiveInt
+from plp_core import PositiveInt
 from plp_models._backbones import build_backbone
 from plp_models._errors import PlpModelsError
 from plp_models._heads import build_head

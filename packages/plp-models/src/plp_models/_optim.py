@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
-from plp_losses import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Range
+from plp_core import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Range
 from plp_models._errors import PlpModelsError
 from plp_models._registry import OPTIMIZERS, SCHEDULERS
 

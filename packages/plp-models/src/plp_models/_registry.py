@@ -1,4 +1,4 @@
-"""plp-models' component registries, each plp-losses' one :class:`~plp_losses.Registry`.
+"""plp-models' component registries, each plp-core's one :class:`~plp_core.Registry`.
 
 The ``filled`` arguments are the ones :class:`~plp_models.PlpModel` supplies itself (sizes of
 the data and of the network, the optimizer a schedule drives); a config gives the rest.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plp_losses import Registry
+from plp_core import Registry
 from plp_models._errors import PlpModelsError
 
 __all__ = ["BACKBONES", "HEADS", "OPTIMIZERS", "SCHEDULERS"]

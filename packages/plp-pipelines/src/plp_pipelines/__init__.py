@@ -11,7 +11,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from plp_pipelines._config import Config, load_config
-from plp_pipelines._errors import ConfigError, PlpError, RunError, TrainingDivergedError
+from plp_pipelines._errors import (
+    ConfigError,
+    PlpError,
+    RunError,
+    TrainingDivergedError,
+    TrainingStoppedError,
+)
 from plp_pipelines._report import format_metrics_table
 from plp_pipelines._runs import newest_run
 
@@ -49,6 +55,7 @@ __all__ = [
     "PlpError",
     "RunError",
     "TrainingDivergedError",
+    "TrainingStoppedError",
 ]
 
 # Public names whose modules import torch / Lightning, loaded on first access.

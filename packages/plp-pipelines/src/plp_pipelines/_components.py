@@ -1,7 +1,7 @@
 """Every named component of a config checked against its registry before anything runs.
 
 Each ``{name = ..., args = {...}}`` section is looked up in its plp registry (one
-:class:`plp_losses.Registry` per kind) and its ``args`` are validated by a pydantic model built
+:class:`plp_core.Registry` per kind) and its ``args`` are validated by a pydantic model built
 from the component's own signature and type hints, bounds included (``Range``): unknown keys,
 wrong types and out-of-range values are one line naming the file, the key, the given value and
 what is allowed. Values pydantic converts (a TOML list for a tuple) are stored converted.
@@ -28,7 +28,7 @@ class Component:
 
     Attributes:
         key: Where it sits in the config (``optimizer``, ``loss.terms.1``, ``data.args.sampler``).
-        registry: The :class:`plp_losses.Registry` of its kind.
+        registry: The :class:`plp_core.Registry` of its kind.
         name: The registered name.
         args: Its arguments (the config's own dict: validated values are written back).
     """
@@ -54,8 +54,7 @@ def components_of(config: Config) -> Iterator[Component]:
                 "data.args.sampler", plp_data.SAMPLERS, sampler["name"], sampler["args"]
             )
     backbone = config.model.backbone
-    if not backbone.name.startswith(plp_models.TIMM_PREFIX):  # timm models take timm's args
-        yield Component("model.backbone", plp_models.BACKBONES, backbone.name, backbone.args)
+    yield Component("model.backbone", plp_models.BACKBONES, backbone.name, backbone.args)
     head = config.model.head
     yield Component("model.head", plp_models.HEADS, head.name, head.args)
     if config.loss.terms is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import tomllib
 import typing
 from pathlib import Path
@@ -18,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from plp_core import did_you_mean
 from plp_pipelines._errors import ConfigError
 from plp_pipelines._runs import LATEST_FILE as LATEST
 
@@ -270,11 +270,9 @@ def _resolve_key(key: str, source: str) -> str:
         if part not in fields and "args" in fields and walked:
             return ".".join([*walked, "args", *parts[index:]])
         if part not in fields:
-            hint = difflib.get_close_matches(part, list(fields), n=1)
             prefix = ".".join(walked) or "top level"
-            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise ConfigError(
-                f"--set {key}: no key {part!r} in {prefix}{suggestion}; "
+                f"--set {key}: no key {part!r} in {prefix}{did_you_mean(part, fields)}; "
                 f"allowed: {', '.join(fields)}"
             )
         walked.append(part)

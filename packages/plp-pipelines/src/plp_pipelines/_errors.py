@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+from plp_core import PlpError
+
 __all__ = ["ConfigError", "PlpError", "RunError", "TrainingDivergedError", "TrainingStoppedError"]
-
-
-class PlpError(Exception):
-    """Base class of every error raised by plp-pipelines; the message is one line for the user."""
 
 
 class ConfigError(PlpError, ValueError):

@@ -10,18 +10,14 @@ from plp_viz._attributions import (
     explain,
     plot_attributions,
 )
+from plp_viz._cmc_plot import plot_cmc
+from plp_viz._confusion import plot_confusion_matrix
 from plp_viz._embedding import Embedding2D, aligned_umap_2d, umap_2d
 from plp_viz._errors import PlpVizError
-from plp_viz._eval_plots import (
-    pair_distances,
-    plot_cmc,
-    plot_confusion_matrix,
-    plot_distance_histogram,
-    plot_rank_list,
-    rank_list_queries,
-)
 from plp_viz._graph import GraphFiles, layer_summary, model_graph
+from plp_viz._pair_distances import pair_distances, plot_distance_histogram
 from plp_viz._plots import plot_aligned, plot_embedding
+from plp_viz._rank_list import plot_rank_list, rank_list_queries
 
 __all__ = [
     # 2-D embeddings

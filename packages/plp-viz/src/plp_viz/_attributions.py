@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plp_losses import Registry
+from plp_core import Registry
 from plp_viz._errors import PlpVizError
 from plp_viz._names import check_class_names, label_text
 from plp_viz._plots import _save, pyplot
@@ -47,26 +47,13 @@ _Method = Callable[[_Batch, dict[str, Any]], torch.Tensor]
 ATTRIBUTIONS: Registry[torch.Tensor] = Registry(
     "attribution", error=PlpVizError, filled=("batch", "options")
 )
-_NEEDS_LAYER: set[str] = set()
-
-
-def _register(name: str, *, needs_layer: bool = False) -> Callable[[_Method], _Method]:
-    """Return a decorator that registers an attribution method under ``name`` (once only)."""
-
-    def decorate(method: _Method) -> _Method:
-        ATTRIBUTIONS.register(name)(method)
-        if needs_layer:
-            _NEEDS_LAYER.add(name)
-        return method
-
-    return decorate
 
 
 def _zeros(batch: _Batch) -> torch.Tensor:
     return torch.zeros_like(batch.images)
 
 
-@_register("integrated_gradients")
+@ATTRIBUTIONS.register("integrated_gradients")
 def _integrated_gradients(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
     """Integrated gradients (Sundararajan et al. 2017) from a black image by default."""
     import captum.attr as attr
@@ -77,7 +64,7 @@ def _integrated_gradients(batch: _Batch, options: dict[str, Any]) -> torch.Tenso
     )
 
 
-@_register("saliency")
+@ATTRIBUTIONS.register("saliency")
 def _saliency(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
     """Absolute gradient of the output (Simonyan et al. 2014)."""
     import captum.attr as attr
@@ -88,7 +75,7 @@ def _saliency(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
     )
 
 
-@_register("input_x_gradient")
+@ATTRIBUTIONS.register("input_x_gradient")
 def _input_x_gradient(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
     """The input times the gradient of the output."""
     import captum.attr as attr
@@ -98,7 +85,7 @@ def _input_x_gradient(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
     )
 
 
-@_register("gradient_shap")
+@ATTRIBUTIONS.register("gradient_shap")
 def _gradient_shap(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
     """Expected gradients (Lundberg and Lee 2017) from black and faintly noisy baselines."""
     import captum.attr as attr
@@ -114,7 +101,7 @@ def _gradient_shap(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
     )
 
 
-@_register("occlusion")
+@ATTRIBUTIONS.register("occlusion")
 def _occlusion(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
     """Output drop when a square patch (1/8 of the shorter side) is set to 0 (Zeiler 2014)."""
     import captum.attr as attr
@@ -127,7 +114,7 @@ def _occlusion(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
     )
 
 
-@_register("layer_gradcam", needs_layer=True)
+@ATTRIBUTIONS.register("layer_gradcam", needs_layer=True)
 def _layer_gradcam(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al. 2017): ReLU of the gradient-weighted sum of the layer's maps."""
     import captum.attr as attr
@@ -139,7 +126,7 @@ def _layer_gradcam(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
     return _layer_map(cam, batch)
 
 
-@_register("layer_integrated_gradients", needs_layer=True)
+@ATTRIBUTIONS.register("layer_integrated_gradients", needs_layer=True)
 def _layer_integrated_gradients(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
     """Integrated gradients of the layer's output, summed over its channels."""
     import captum.attr as attr
@@ -151,7 +138,7 @@ def _layer_integrated_gradients(batch: _Batch, options: dict[str, Any]) -> torch
     return _layer_map(result, batch)
 
 
-@_register("layer_conductance", needs_layer=True)
+@ATTRIBUTIONS.register("layer_conductance", needs_layer=True)
 def _layer_conductance(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
     """Conductance of the layer's units (Dhamdhere et al. 2018), summed over its channels."""
     import captum.attr as attr
@@ -180,7 +167,7 @@ def _layer_map(result: torch.Tensor, batch: _Batch) -> torch.Tensor:
 ALGORITHMS = tuple(ATTRIBUTIONS.available())
 """Names :func:`explain` accepts, in registration order."""
 
-LAYER_ALGORITHMS = tuple(name for name in ALGORITHMS if name in _NEEDS_LAYER)
+LAYER_ALGORITHMS = tuple(ATTRIBUTIONS.available(needs_layer=True))
 """The algorithms that attribute a layer's output (they need ``layer``)."""
 
 
@@ -296,7 +283,7 @@ def explain(
             "give targets (the classes to explain) or a reference (an embedding to compare with)"
         )
     layer_module = None
-    if algorithm in _NEEDS_LAYER:
+    if ATTRIBUTIONS.entry(algorithm).metadata.get("needs_layer"):
         layer = layer or default_layer(model)
         layer_module = find_layer(model, layer)
     explained = output if output is not None else model

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from plp_core import PlpError
+
 __all__ = ["PlpVizError"]
 
 
-class PlpVizError(ValueError):
+class PlpVizError(PlpError, ValueError):
     """Base class of every error raised by plp-viz (bad names, shapes or arguments)."""

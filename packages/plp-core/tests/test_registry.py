@@ -1,13 +1,11 @@
-"""The one registry every plp package uses (stdlib only): names, arguments, bounds."""
+"""The one registry every plp package uses (stdlib only): names, arguments, bounds, metadata."""
 
-import inspect
 import math
 from typing import Annotated, Any
 
 import pytest
 
-import plp_losses
-from plp_losses import PlpLossesError, PositiveFloat, PositiveInt, Range, Registry
+from plp_core import PlpError, PositiveFloat, PositiveInt, Range, Registry, check_choice
 
 
 class _Error(Exception):
@@ -90,21 +88,6 @@ def test_range_validates_inside_pydantic_too():
         adapter.validate_python(-1.0)
 
 
-def test_every_loss_argument_bound_is_checked_before_construction():
-    with pytest.raises(PlpLossesError, match=r"loss 'ntxent': temperature = 0: must be > 0"):
-        plp_losses.build("ntxent", temperature=0)
-    with pytest.raises(PlpLossesError, match=r"label_smoothing = 1.0: must be >= 0 and < 1"):
-        plp_losses.build("cross_entropy", label_smoothing=1.0)
-
-
-@pytest.mark.parametrize("name", plp_losses.available())
-def test_every_loss_signature_resolves(name):
-    parameters, _ = plp_losses.LOSSES.parameters(name)
-    signature = inspect.signature(plp_losses.registered(name))
-    assert list(parameters) == list(signature.parameters)
-    assert all(p.annotation is not Any for p in parameters.values())
-
-
 def test_parameters_follow_kwargs_up_the_class_hierarchy():
     registry: Registry[Any] = Registry("module", error=_Error)
 
@@ -125,3 +108,56 @@ def test_parameters_follow_kwargs_up_the_class_hierarchy():
     with pytest.raises(_Error, match=r"takes no argument 'batch'"):
         registry.build("child", batch=3)
     assert registry.build("child", batch_size=3, test_fraction=0.5).batch_size == 3
+
+
+def test_metadata_lives_on_the_entry_and_filters_names():
+    registry: Registry[Any] = Registry("method", error=_Error)
+    registry.register("plain")(dict)
+    registry.register("layered", needs_layer=True, experimental=True)(dict)
+    assert registry.entry("layered").metadata["needs_layer"] is True
+    assert registry.entry("plain").metadata == {}
+    assert registry.available(needs_layer=True) == ["layered"]
+    assert registry.is_experimental("layered") and not registry.is_experimental("plain")
+    with pytest.raises(TypeError):
+        registry.entry("layered").metadata["needs_layer"] = False  # read-only
+
+
+def test_a_prefix_serves_a_family_of_names_through_the_same_checks():
+    registry: Registry[Any] = Registry("backbone", error=_Error, filled=("channels",))
+
+    class Hub:
+        def __init__(self, model: str, channels: int = 3, pretrained: bool = False) -> None:
+            self.model, self.channels, self.pretrained = model, channels, pretrained
+
+    registry.register("small")(dict)
+    registry.register_prefix("hub:", Hub, hint="any hub model as 'hub:<model>'")
+    built = registry.build("hub:net", channels=1, pretrained=True)
+    assert (built.model, built.channels, built.pretrained) == ("net", 1, True)
+    assert "hub:net" in registry and "hub:" not in registry and "net" not in registry
+    parameters, takes_kwargs = registry.parameters("hub:net")
+    assert list(parameters) == ["pretrained"] and not takes_kwargs
+    with pytest.raises(_Error, match=r"'hub:net' takes no argument 'pretrain' \(did you mean"):
+        registry.build("hub:net", pretrain=True)
+    with pytest.raises(
+        _Error,
+        match=r"^unknown backbone 'smal'; available: small \(did you mean "
+        r"'small'\?\); or any hub model as 'hub:<model>'$",
+    ):
+        registry.build("smal")
+    with pytest.raises(_Error, match="already registered"):
+        registry.register("hub:x")(dict)
+
+
+def test_the_default_error_is_the_root_and_choices_have_one_message():
+    registry: Registry[Any] = Registry("widget")
+    with pytest.raises(PlpError, match=r"^unknown widget 'x'; available: $"):
+        registry.get("x")
+    assert check_choice("cosine", ("euclidean", "cosine"), kind="distance") == "cosine"
+    with pytest.raises(
+        PlpError,
+        match=r"^unknown distance 'cosin'; available: euclidean, cosine "
+        r"\(did you mean 'cosine'\?\)$",
+    ):
+        check_choice("cosin", ("euclidean", "cosine"), kind="distance")
+    with pytest.raises(ValueError, match=r"^--method 'map' is not a method; expected one of a, b$"):
+        check_choice("map", ("a", "b"), kind="method", flag="--method", error=ValueError)
