@@ -73,7 +73,8 @@ def test_parameters_leave_out_filled_arguments_and_keep_bounds():
     parameters, takes_kwargs = _registry().parameters("box")
     assert list(parameters) == ["lr", "fraction", "count"] and not takes_kwargs
     assert parameters["lr"].ranges() == [Range(gt=0)]
-    assert parameters["count"].ranges() == [Range(gt=0)]  # found inside ``X | None``
+    # found inside ``X | None``; a size also has the cap of 32-bit indices
+    assert parameters["count"].ranges() == [Range(gt=0), Range(le=2**31 - 1)]
     assert not parameters["lr"].required and parameters["lr"].default == 0.1
     free, takes_kwargs = _registry().parameters("free")
     assert free == {} and takes_kwargs

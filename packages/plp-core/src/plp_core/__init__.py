@@ -6,6 +6,8 @@ mean Y?)" message (:func:`check_choice`), and the vocabularies several packages 
 """
 
 from plp_core._bounds import (
+    MAX_COUNT,
+    MAX_INT,
     Fraction,
     NonNegativeFloat,
     NonNegativeInt,
@@ -13,9 +15,12 @@ from plp_core._bounds import (
     PositiveFloat,
     PositiveInt,
     Range,
+    check_number,
 )
 from plp_core._choices import check_choice, did_you_mean, unknown_choice
 from plp_core._errors import PlpError
+from plp_core._files import STORAGE_ERRORS, atomic_write, storage_reason
+from plp_core._names import MAX_NAME_LENGTH, NAME_CHARACTERS, check_name
 from plp_core._registry import Entry, Registry
 from plp_core._vocabulary import DISTANCES, RANKING_METRICS, Distance, RankingMetric
 
@@ -26,6 +31,9 @@ __all__ = [
     # typed bounds
     "Parameter",
     "Range",
+    "MAX_COUNT",
+    "MAX_INT",
+    "check_number",
     "Fraction",
     "NonNegativeFloat",
     "NonNegativeInt",
@@ -36,6 +44,14 @@ __all__ = [
     "check_choice",
     "did_you_mean",
     "unknown_choice",
+    # files: atomic writes, failed writes in one line
+    "STORAGE_ERRORS",
+    "atomic_write",
+    "storage_reason",
+    # safe names (of runs: they become folder names)
+    "MAX_NAME_LENGTH",
+    "NAME_CHARACTERS",
+    "check_name",
     # shared vocabularies
     "DISTANCES",
     "Distance",

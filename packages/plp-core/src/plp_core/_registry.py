@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-from plp_core._bounds import Parameter
+from plp_core._bounds import Parameter, check_number
 from plp_core._choices import did_you_mean, unknown_choice
 from plp_core._errors import PlpError
 
@@ -216,7 +216,12 @@ class Registry(Generic[T]):
         return result, takes_kwargs
 
     def check(self, name: str, args: Mapping[str, Any]) -> None:
-        """Raise the registry's error if ``args`` has an unknown key or a value out of range."""
+        """Raise the registry's error if ``args`` has an unknown key or a value out of range.
+
+        Every number in ``args`` (inside lists and tables too) must be one: NaN, infinities
+        (unless a bound says ``finite=False``) and integers beyond 64 bits are refused whether
+        or not the argument has a :class:`~plp_core.Range`.
+        """
         parameters, takes_kwargs = self.parameters(name)
         unknown = sorted(set(args) - set(parameters) - self.filled)
         if unknown and not takes_kwargs:
@@ -226,14 +231,15 @@ class Registry(Generic[T]):
                 f"it takes: {', '.join(parameters) or 'no arguments'}"
             )
         for key, value in args.items():
-            if key in parameters:
-                for bound in parameters[key].ranges():
-                    try:
-                        bound.check(value)
-                    except ValueError as error:
-                        raise self.error(
-                            f"{self.kind} {name!r}: {key} = {value!r}: {error}"
-                        ) from None
+            bounds = parameters[key].ranges() if key in parameters else []
+            try:
+                for bound in bounds:
+                    bound.check(value)
+                # Bounded or not, no argument is NaN or a 64-bit overflow (nor, unless a bound
+                # says finite=False, an infinity): each would pass here and break later.
+                check_number(value, finite=all(bound.finite for bound in bounds))
+            except ValueError as error:
+                raise self.error(f"{self.kind} {name!r}: {key} = {value!r}: {error}") from None
 
     def build(self, name: str, /, **args: Any) -> T:
         """Return a new component ``name`` built with ``args`` (checked first).
