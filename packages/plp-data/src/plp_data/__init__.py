@@ -33,6 +33,7 @@ from plp_data._torchvision_sets import (
     MnistDataModule,
 )
 from plp_data._transforms import TransformDefaults, build_transforms
+from plp_data._validation import ValidationSplit, choose_queries, held_out_classes
 
 __all__ = [
     # registries (plp_core.Registry)
@@ -64,6 +65,10 @@ __all__ = [
     "TensorImageDataset",
     "TransformDefaults",
     "build_transforms",
+    # validation splits
+    "ValidationSplit",
+    "choose_queries",
+    "held_out_classes",
     # samplers
     "ClassBalancedSampler",
     "PKBatchSampler",

@@ -6,7 +6,7 @@ import os
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -25,6 +25,7 @@ from plp_data._device import (
 from plp_data._errors import PlpDataError
 from plp_data._sampler_registry import build_sampler, check_sampler_spec
 from plp_data._samplers import PKBatchSampler, ShuffleSampler
+from plp_data._validation import ValidationSplit, choose_queries, held_out_classes
 
 __all__ = ["DEVICE_MEMORY_SHARE", "PIPELINES", "PlpDataModule", "Splits", "split_indices"]
 
@@ -32,6 +33,8 @@ PIPELINES = ("auto", "device", "workers")
 # pipeline = "auto" takes the device path when all splits' uint8 images fit in this share of the
 # device's memory (of the host's RAM on a CPU), leaving the rest to the model and activations.
 DEVICE_MEMORY_SHARE = 0.25
+# The validation share of trainval when neither val_fraction nor val_classes is given.
+DEFAULT_VAL_FRACTION = 0.1
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Splits:
         trainval: The same images with the evaluation transforms (the re-ID gallery).
         test: The test images with the evaluation transforms (the re-ID query).
         trainval_labels: Labels of ``trainval`` in dataset order, as int64.
+        trainval_cameras: Camera ids of ``trainval`` in dataset order (None: no cameras).
         extra: Further evaluation splits (e.g. Market-1501's own ``query`` and ``gallery``).
         device: How the same splits take the device path (None: workers only).
     """
@@ -53,15 +57,19 @@ class Splits:
     trainval_labels: np.ndarray
     extra: dict[str, Dataset[Any]] = field(default_factory=dict)
     device: DevicePlan | None = None
+    trainval_cameras: np.ndarray | None = None
 
 
 class PlpDataModule(pl.LightningDataModule):
     """A LightningDataModule with fixed trainval/test splits and a seeded validation carve-out.
 
     Subclasses implement :meth:`load_splits` and set ``num_classes``, ``in_channels`` and
-    ``image_size``. Training batches come from trainval minus a stratified validation part of
-    ``val_fraction`` (chosen with ``seed``); :meth:`split_dataloader` serves every evaluation split
-    in dataset order without augmentation.
+    ``image_size``. Training batches come from trainval minus a validation part chosen with
+    ``seed``: a stratified share of the images, or, for datasets whose test classes are unseen
+    in training (``class_disjoint_validation``, re-ID and metric learning) or when
+    ``val_classes`` is given, whole held-out classes (see :mod:`plp_data._validation`).
+    :meth:`split_dataloader` serves every evaluation split in dataset order without
+    augmentation; :meth:`validation_split` describes the validation images.
 
     Args:
         root: Directory holding the dataset files.
@@ -69,7 +77,12 @@ class PlpDataModule(pl.LightningDataModule):
         eval_batch_size: Batch size of the evaluation loaders (default: ``batch_size``).
         num_workers: DataLoader worker processes.
         seed: Seed of the validation carve-out and of the training shuffle.
-        val_fraction: Share of trainval held out for validation (0 disables validation).
+        val_fraction: Share of trainval held out for validation (0 disables validation): of
+            the images, or of the classes where validation holds out classes. Default 0.1
+            unless ``val_classes`` is given.
+        val_classes: Hold out this many whole classes (identities) for validation, drawn among
+            the classes with two or more images; validation and training then share no class.
+            Not together with ``val_fraction``.
         sampler: ``{"name": "pk" | "class_balanced", "args": {...}}`` to draw training batches
             with :class:`~plp_data.PKBatchSampler` or :class:`~plp_data.ClassBalancedSampler`
             instead of a plain shuffle (None). Both are DDP-aware: each rank draws its own batches.
@@ -84,6 +97,8 @@ class PlpDataModule(pl.LightningDataModule):
     num_classes: int
     in_channels: int
     image_size: tuple[int, int]
+    # True: validation holds out whole classes (re-ID, metric learning), else images.
+    class_disjoint_validation: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -92,7 +107,8 @@ class PlpDataModule(pl.LightningDataModule):
         eval_batch_size: PositiveInt | None = None,
         num_workers: NonNegativeInt = 0,
         seed: Annotated[int, Range(ge=0, lt=2**32)] = 0,
-        val_fraction: Annotated[float, Range(ge=0, lt=1)] = 0.1,
+        val_fraction: Annotated[float, Range(ge=0, lt=1)] | None = None,
+        val_classes: PositiveInt | None = None,
         sampler: Mapping[str, Any] | None = None,
         pipeline: Literal["auto", "device", "workers"] = "auto",
     ) -> None:
@@ -104,14 +120,23 @@ class PlpDataModule(pl.LightningDataModule):
                 f"data.args.pipeline must be one of {', '.join(map(repr, PIPELINES))}, "
                 f"got {pipeline!r}"
             )
+        if val_fraction is not None and val_classes is not None:
+            raise PlpDataError(
+                f"give val_fraction or val_classes, not both (given: {val_fraction}, {val_classes})"
+            )
+        if val_fraction is None:
+            val_fraction = 0.0 if val_classes is not None else DEFAULT_VAL_FRACTION
         if not 0.0 <= val_fraction < 1.0:
             raise PlpDataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if val_classes is not None and val_classes < 1:
+            raise PlpDataError(f"val_classes must be >= 1, got {val_classes}")
         self.root = root
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.seed = seed
         self.val_fraction = val_fraction
+        self.val_classes = val_classes
         self.sampler = check_sampler_spec(sampler)
         self.pipeline = pipeline
         self._data_pipelines: dict[torch.device, str] = {}
@@ -151,14 +176,57 @@ class PlpDataModule(pl.LightningDataModule):
         for name, dataset in {"trainval": splits.trainval, "test": splits.test}.items():
             if len(dataset) == 0:  # type: ignore[arg-type]
                 raise PlpDataError(f"{type(self).__name__}: the {name} split is empty")
-        indices = np.arange(len(splits.trainval_labels))
-        if self.val_fraction > 0:
+        labels = splits.trainval_labels
+        indices = np.arange(len(labels))
+        if self.holds_out_classes:
+            count = self.val_classes
+            if count is None:  # a share of the classes, at least one
+                count = max(1, round(self.val_fraction * len(np.unique(labels))))
+            what = "val_classes" if self.val_classes is not None else "val_fraction"
+            self._train_indices, self._val_indices = held_out_classes(
+                labels, count, self.seed, what=f"{type(self).__name__}: {what}"
+            )
+        elif self.val_fraction > 0:
             self._train_indices, self._val_indices = split_indices(
-                splits.trainval_labels, self.val_fraction, self.seed
+                labels, self.val_fraction, self.seed
             )
         else:
             self._train_indices, self._val_indices = indices, indices[:0]
         self._splits = splits
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether training validates: ``val_fraction > 0`` or ``val_classes`` given."""
+        return self.val_fraction > 0 or self.val_classes is not None
+
+    @property
+    def holds_out_classes(self) -> bool:
+        """Whether validation holds out whole classes (none shared with training)."""
+        if self.val_classes is not None:
+            return True
+        return self.class_disjoint_validation and self.val_fraction > 0
+
+    def validation_split(self) -> ValidationSplit | None:
+        """Return the validation images in the validation loader's order (None: no validation).
+
+        Queries are chosen per identity and camera (:func:`~plp_data._validation.choose_queries`,
+        seeded by ``seed``) for the query/gallery protocol.
+        """
+        self.setup()
+        assert self._val_indices is not None
+        if len(self._val_indices) == 0:
+            return None
+        indices = self._val_indices
+        labels = self.splits.trainval_labels[indices].astype(np.int64)
+        cameras = self.splits.trainval_cameras
+        cameras = None if cameras is None else np.asarray(cameras)[indices].astype(np.int64)
+        return ValidationSplit(
+            indices=indices,
+            labels=labels,
+            cameras=cameras,
+            queries=choose_queries(labels, cameras, self.seed),
+            class_disjoint=self.holds_out_classes,
+        )
 
     @property
     def train_labels(self) -> np.ndarray:

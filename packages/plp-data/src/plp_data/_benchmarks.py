@@ -79,6 +79,7 @@ class _BenchmarkDataModule(ImageDataModule):
     """
 
     transform_defaults = METRIC_LEARNING_DEFAULTS
+    class_disjoint_validation = True  # test classes are unseen in training: validate likewise
     title: str  # the dataset's name, for messages
 
     def __init__(self, root: str, **kwargs: Any) -> None:

@@ -181,10 +181,12 @@ class Market1501DataModule(ImageDataModule):
     dataset's own protocol is ``[evaluate] protocol = "query_gallery"`` (same-camera matches are
     removed); the trainval-gallery protocol does not apply, as test identities are unseen in
     training. Images are resized to 256x128 with flip, pad-and-crop and random erasing for
-    training (the re-ID "strong baseline").
+    training (the re-ID "strong baseline"). Validation holds out whole training identities
+    (``val_fraction`` of them, or ``val_classes``), with one query per identity and camera.
     """
 
     transform_defaults = REID_DEFAULTS
+    class_disjoint_validation = True
 
     def __init__(self, root: str = "data/Market-1501-v15.09.15", **kwargs: Any) -> None:
         super().__init__(root=root, **kwargs)
@@ -217,6 +219,7 @@ class Market1501DataModule(ImageDataModule):
             trainval=FileImageDataset(train_paths, labels, train_cameras, self.eval_transform),
             test=query_set,
             trainval_labels=labels,
+            trainval_cameras=train_cameras,
             extra={
                 "query": query_set,
                 "gallery": FileImageDataset(*gallery, transform=self.eval_transform),
