@@ -43,9 +43,9 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "optimizer": plp_models.OPTIMIZERS,
     "scheduler": plp_models.SCHEDULERS,
     "attribution": plp_viz.ATTRIBUTIONS,
+    "miner": plp_losses.MINERS,
+    "distillation": plp_losses.DISTILLATION,
 }
-if hasattr(plp_losses, "MINERS"):
-    REGISTRIES["miner"] = plp_losses.MINERS
 
 
 def _filled(kind: str, name: str) -> dict[str, Any]:
@@ -69,6 +69,7 @@ def _filled(kind: str, name: str) -> dict[str, Any]:
             "steps_per_epoch": 2,
         },
         "miner": {},
+        "distillation": {"student_size": 4, "teacher_size": 8},
         "attribution": {},
     }[kind]
 

@@ -14,11 +14,13 @@ from plp_losses import PlpLossesError
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_example_runs():
-    (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+def test_readme_examples_run():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     namespace: dict = {}
-    exec(compile(block, str(README), "exec"), namespace)
-    assert torch.isfinite(namespace["loss"])
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)
+    assert len(blocks) == 2
+    assert torch.isfinite(namespace["loss"]) and namespace["mined_loss"] > 0
 
 
 def test_importing_adds_only_torch_modules():

@@ -7,14 +7,19 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from plp_core import NonNegativeFloat, PositiveFloat
 from plp_losses._distances import Distance, check_distance, pairwise_distance
 from plp_losses._errors import PlpLossesError
-from plp_losses._inputs import check_inputs, same_label_masks
 from plp_losses._registry import register
 from plp_losses._triplet import zero_loss
+from plp_losses._tuples import (
+    IndicesTuple,
+    TupleLoss,
+    label_masks,
+    pair_masks,
+    to_pairs,
+)
 
 __all__ = ["ContrastiveLoss", "MultiSimilarityLoss", "NTXentLoss"]
 
@@ -25,14 +30,15 @@ def _mean_nonzero(losses: torch.Tensor) -> torch.Tensor:
 
 
 @register("contrastive")
-class ContrastiveLoss(nn.Module):
+class ContrastiveLoss(TupleLoss):
     """Contrastive loss over all pairs (Hadsell, Chopra & LeCun 2006).
 
     Positive pairs ``(i != j, y_i = y_j)``: ``max(0, d_ij - pos_margin)``; negative pairs
     ``(y_i != y_j)``: ``max(0, neg_margin - d_ij)``. Reduction: the mean of the positive-pair
     losses that are > 0 plus the mean of the negative-pair losses that are > 0, each 0 when there
-    is none (pytorch-metric-learning's ``AvgNonZeroReducer``). A batch without pairs, or without
-    violations, gives a zero that keeps the graph.
+    is none (pytorch-metric-learning's ``AvgNonZeroReducer``); mined pairs count pair by pair,
+    repeats included. A batch without pairs, or without violations, gives a zero that keeps the
+    graph.
 
     Args:
         pos_margin: Distance under which positive pairs cost nothing.
@@ -52,13 +58,24 @@ class ContrastiveLoss(nn.Module):
         check_distance(distance)
         self.pos_margin, self.neg_margin, self.distance = pos_margin, neg_margin, distance
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Return the scalar loss of ``embeddings`` ``(N, D)`` with ``labels`` ``(N,)``."""
-        check_inputs(embeddings, labels)
-        distances = pairwise_distance(embeddings, distance=self.distance)
-        positive, negative = same_label_masks(labels)
-        pos = F.relu(distances[positive] - self.pos_margin)
-        neg = F.relu(self.neg_margin - distances[negative])
+    def compute(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        indices_tuple: IndicesTuple | None,
+        reference: torch.Tensor,
+        ref_labels: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Return the loss (inputs checked by :meth:`TupleLoss.forward`)."""
+        distances = pairwise_distance(embeddings, reference, distance=self.distance)
+        if indices_tuple is None:
+            positive, negative = label_masks(labels, ref_labels)
+            pos_distances, neg_distances = distances[positive], distances[negative]
+        else:  # pair by pair, repeats included (pytorch-metric-learning's pair-based losses)
+            a1, p, a2, n = to_pairs(indices_tuple)
+            pos_distances, neg_distances = distances[a1, p], distances[a2, n]
+        pos = F.relu(pos_distances - self.pos_margin)
+        neg = F.relu(self.neg_margin - neg_distances)
         return _mean_nonzero(pos) + _mean_nonzero(neg) + zero_loss(embeddings)
 
 
@@ -70,7 +87,7 @@ def _log1p_sum_exp(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @register("multi_similarity")
-class MultiSimilarityLoss(nn.Module):
+class MultiSimilarityLoss(TupleLoss):
     """Multi-similarity loss (Wang et al. 2019, CVPR).
 
     With the similarity ``s_ij = 1 - d_ij`` (the cosine similarity for the default ``cosine``
@@ -80,8 +97,9 @@ class MultiSimilarityLoss(nn.Module):
             + 1/beta  log(1 + sum_{n in N_i} exp( beta (s_in - base)))
 
     computed with log-sum-exp (no overflow). Reduction: the mean over all anchors (an anchor
-    with no positive or negative contributes 0 for that term), as pytorch-metric-learning. No
-    pair mining is applied.
+    with no positive or negative contributes 0 for that term), as pytorch-metric-learning.
+    Mined pairs (``indices_tuple``, e.g. from the ``multi_similarity`` miner) restrict ``P_i``
+    and ``N_i`` to them; the loss itself mines nothing.
 
     Args:
         alpha: Weight of positive pairs.
@@ -105,18 +123,28 @@ class MultiSimilarityLoss(nn.Module):
             raise PlpLossesError(f"alpha and beta must be > 0, got {alpha} and {beta}")
         self.alpha, self.beta, self.base, self.distance = alpha, beta, base, distance
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Return the scalar loss of ``embeddings`` ``(N, D)`` with ``labels`` ``(N,)``."""
-        check_inputs(embeddings, labels)
-        similarity = 1.0 - pairwise_distance(embeddings, distance=self.distance)
-        positive, negative = same_label_masks(labels)
+    def compute(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        indices_tuple: IndicesTuple | None,
+        reference: torch.Tensor,
+        ref_labels: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Return the loss (inputs checked by :meth:`TupleLoss.forward`)."""
+        similarity = 1.0 - pairwise_distance(embeddings, reference, distance=self.distance)
+        positive, negative = (
+            label_masks(labels, ref_labels)
+            if indices_tuple is None
+            else pair_masks(indices_tuple, similarity.shape, similarity.device)
+        )
         pos = _log1p_sum_exp(-self.alpha * (similarity - self.base), positive) / self.alpha
         neg = _log1p_sum_exp(self.beta * (similarity - self.base), negative) / self.beta
         return (pos + neg).mean()
 
 
 @register("ntxent")
-class NTXentLoss(nn.Module):
+class NTXentLoss(TupleLoss):
     """NT-Xent over labels (Chen et al. 2020, SimCLR; labels give the positives, as in PML).
 
     With ``s_ij = 1 - d_ij`` (cosine similarity by default) and temperature ``t``, per positive
@@ -125,7 +153,8 @@ class NTXentLoss(nn.Module):
         L_ap = -log( exp(s_ap / t) / (exp(s_ap / t) + sum_{n in N_a} exp(s_an / t)) )
 
     computed with log-sum-exp. Reduction: the mean over positive pairs (pytorch-metric-learning's
-    ``NTXentLoss``). A batch without positive pairs gives a zero that keeps the graph.
+    ``NTXentLoss``). With mined pairs, ``N_a`` is the mined negatives of ``a`` (one listed twice
+    counts twice). A batch without positive pairs gives a zero that keeps the graph.
 
     Args:
         temperature: ``t`` (> 0).
@@ -141,14 +170,29 @@ class NTXentLoss(nn.Module):
             raise PlpLossesError(f"temperature must be finite and > 0, got {temperature}")
         self.temperature, self.distance = temperature, distance
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Return the scalar loss of ``embeddings`` ``(N, D)`` with ``labels`` ``(N,)``."""
-        check_inputs(embeddings, labels)
-        logits = (1.0 - pairwise_distance(embeddings, distance=self.distance)) / self.temperature
-        positive, negative = same_label_masks(labels)
-        if not positive.any():
+    def compute(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        indices_tuple: IndicesTuple | None,
+        reference: torch.Tensor,
+        ref_labels: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Return the loss (inputs checked by :meth:`TupleLoss.forward`)."""
+        distances = pairwise_distance(embeddings, reference, distance=self.distance)
+        logits = (1.0 - distances) / self.temperature
+        if indices_tuple is None:
+            positive, negative = label_masks(labels, ref_labels)
+            anchor, pos = positive.nonzero(as_tuple=True)
+            # log of how often each (anchor, negative) pair counts: 0 or -inf here
+            weight = torch.zeros_like(logits).masked_fill(~negative, float("-inf"))
+        else:
+            anchor, pos, a2, n = to_pairs(indices_tuple)
+            # A negative pair listed twice counts twice (as pytorch-metric-learning's sum).
+            counts = torch.zeros_like(logits).index_put_((a2, n), logits.new_ones(len(n)), True)
+            weight = counts.log()
+        if len(anchor) == 0:
             return zero_loss(embeddings)
-        anchor, pos = positive.nonzero(as_tuple=True)
-        negatives = logits[anchor].masked_fill(~negative[anchor], float("-inf"))
+        negatives = logits[anchor] + weight[anchor]
         scores = torch.cat([logits[anchor, pos].unsqueeze(1), negatives], dim=1)
         return (torch.logsumexp(scores, dim=1) - logits[anchor, pos]).mean()

@@ -6,13 +6,12 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from plp_core import NonNegativeFloat, check_choice
 from plp_losses._distances import Distance, check_distance, pairwise_distance
 from plp_losses._errors import PlpLossesError
-from plp_losses._inputs import check_inputs, same_label_masks
 from plp_losses._registry import register
+from plp_losses._tuples import IndicesTuple, TupleLoss, label_masks, to_triplets
 
 __all__ = ["MINING", "TripletMarginLoss", "zero_loss"]
 
@@ -25,7 +24,7 @@ def zero_loss(embeddings: torch.Tensor) -> torch.Tensor:
 
 
 @register("triplet_margin")
-class TripletMarginLoss(nn.Module):
+class TripletMarginLoss(TupleLoss):
     """Triplet margin loss ``h(d(a, p) - d(a, n) + margin)`` over mined triplets.
 
     ``h`` is the hinge ``max(0, x)``, or ``softplus(x) = log(1 + e^x)`` with ``soft_margin``
@@ -41,7 +40,12 @@ class TripletMarginLoss(nn.Module):
       (the farthest negative if none is); the mean over positive pairs (FaceNet, Schroff et al.
       2015, as TensorFlow Addons' ``TripletSemiHardLoss``).
 
-    A batch without a valid triplet gives a zero that keeps the graph (gradient 0).
+    Given mined tuples (``indices_tuple``, from a miner), the loss is the mean over those
+    triplets whose loss is > 0 (pair tuples become triplets, see :class:`TupleLoss`); only
+    ``batch_all`` takes them (the other minings choose their own triplets). With
+    ``ref_embeddings`` (a cross-batch memory), anchors come from the batch and positives and
+    negatives from the reference set. A batch without a valid triplet gives a zero that keeps
+    the graph (gradient 0).
 
     Args:
         margin: The margin (ignored with ``soft_margin``).
@@ -76,11 +80,31 @@ class TripletMarginLoss(nn.Module):
             return F.softplus(difference)
         return F.relu(difference + self.margin)
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Return the scalar loss of ``embeddings`` ``(N, D)`` with ``labels`` ``(N,)``."""
-        check_inputs(embeddings, labels)
-        distances = pairwise_distance(embeddings, distance=self.distance)
-        positive, negative = same_label_masks(labels)
+    def tuple_problem(self) -> str | None:
+        """Return why mined tuples cannot be given (``mining`` other than ``batch_all``)."""
+        if self.mining == "batch_all":
+            return None
+        return (
+            f"triplet_margin with mining = {self.mining!r} chooses its own triplets; "
+            "with a miner or a cross-batch memory use mining = 'batch_all' (the default)"
+        )
+
+    def compute(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        indices_tuple: IndicesTuple | None,
+        reference: torch.Tensor,
+        ref_labels: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Return the loss (inputs checked by :meth:`TupleLoss.forward`)."""
+        distances = pairwise_distance(embeddings, reference, distance=self.distance)
+        if indices_tuple is not None:
+            anchor, pos, neg = to_triplets(indices_tuple)
+            losses = self._hinge(distances[anchor, pos] - distances[anchor, neg])
+            nonzero = losses > 0
+            return losses[nonzero].mean() if nonzero.any() else zero_loss(embeddings)
+        positive, negative = label_masks(labels, ref_labels)
         if self.mining == "batch_all":
             # One row per positive pair (a, p), one column per candidate negative: O(P N), not N³.
             anchor, pos = positive.nonzero(as_tuple=True)
@@ -103,7 +127,7 @@ class TripletMarginLoss(nn.Module):
         pairs = positive & has_negative
         if not pairs.any():
             return zero_loss(embeddings)
-        d_an = distances.unsqueeze(1).expand(-1, len(labels), -1)  # [a, p, n] = d(a, n)
+        d_an = distances.unsqueeze(1).expand(-1, distances.shape[1], -1)  # [a, p, n] = d(a, n)
         farther = negative.unsqueeze(1) & (d_an > distances.unsqueeze(2))
         semi_hard = d_an.masked_fill(~farther, float("inf")).amin(2)
         farthest = distances.masked_fill(~negative, float("-inf")).amax(1, keepdim=True)
