@@ -1,8 +1,19 @@
-"""plp-eval: exact re-ID ranking metrics, clustering and accuracy metrics over arrays."""
+"""plp-eval: exact re-ID ranking metrics, clustering and accuracy metrics, a dataset audit."""
 
 from plp_eval._accuracy import AccuracyMetrics, accuracy_metrics
+from plp_eval._audit import audit
+from plp_eval._audit_result import (
+    Audit,
+    AuditSplit,
+    DuplicateIdentities,
+    ImageRef,
+    Leak,
+    MislabeledImage,
+    Outlier,
+)
 from plp_eval._clustering import ClusteringMetrics, clustering_metrics, kmeans
 from plp_eval._errors import PlpEvalError
+from plp_eval._leakage import pixel_hash
 from plp_eval._ranking import ReidMetrics, rank_lists, reid_metrics, reid_metrics_from_distances
 from plp_eval._rerank import rerank, rerank_reid_metrics
 
@@ -21,6 +32,16 @@ __all__ = [
     # classification
     "AccuracyMetrics",
     "accuracy_metrics",
+    # dataset audit
+    "Audit",
+    "AuditSplit",
+    "DuplicateIdentities",
+    "ImageRef",
+    "Leak",
+    "MislabeledImage",
+    "Outlier",
+    "audit",
+    "pixel_hash",
     # errors
     "PlpEvalError",
 ]
