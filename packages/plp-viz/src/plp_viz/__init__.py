@@ -15,6 +15,7 @@ from plp_viz._confusion import plot_confusion_matrix
 from plp_viz._embedding import Embedding2D, aligned_umap_2d, umap_2d
 from plp_viz._errors import PlpVizError
 from plp_viz._graph import GraphFiles, layer_summary, model_graph
+from plp_viz._pair_attributions import PairAttribution, explain_pairs, plot_pair_attributions
 from plp_viz._pair_distances import pair_distances, plot_distance_histogram
 from plp_viz._plots import plot_aligned, plot_embedding
 from plp_viz._rank_list import plot_rank_list, rank_list_queries
@@ -39,6 +40,10 @@ __all__ = [
     "default_layer",
     "explain",
     "plot_attributions",
+    # pairwise attributions: why two images match
+    "PairAttribution",
+    "explain_pairs",
+    "plot_pair_attributions",
     # architecture
     "GraphFiles",
     "layer_summary",

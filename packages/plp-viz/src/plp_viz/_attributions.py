@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plp_core import Registry
+from plp_core import RANKING_METRICS, Registry, check_choice
 from plp_viz._errors import PlpVizError
 from plp_viz._names import check_class_names, label_text
 from plp_viz._plots import _save, pyplot
@@ -28,6 +28,7 @@ __all__ = [
     "explain",
     "find_layer",
     "plot_attributions",
+    "similarity",
 ]
 
 
@@ -197,20 +198,32 @@ def default_layer(model: nn.Module) -> str:
     return names[-1]
 
 
+def similarity(embeddings: torch.Tensor, references: torch.Tensor, metric: str) -> torch.Tensor:
+    """Return the similarity of each row to its reference: higher is more alike.
+
+    ``cosine``: the cosine similarity (1 - the cosine distance); ``euclidean``: minus the L2
+    distance. Either way the similarity ranks a gallery as the distance of
+    :data:`plp_core.RANKING_METRICS` does.
+    """
+    if metric == "cosine":
+        return F.cosine_similarity(embeddings, references, dim=1)
+    return -torch.linalg.vector_norm(embeddings - references, dim=1)
+
+
 def _similarity(
-    output: Callable[[torch.Tensor], torch.Tensor],
+    output: Callable[[torch.Tensor], torch.Tensor], metric: str
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Return ``(images, references) -> cosine similarity of output(images) to references``.
+    """Return ``(images, references) -> similarity of output(images) to references``.
 
     The references travel as captum's ``additional_forward_args``, which captum repeats along
     with the inputs (the steps of integrated gradients, the samples of gradient SHAP, the
     patches of occlusion), so each expanded row meets its own image's reference.
     """
 
-    def similarity(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
-        return F.cosine_similarity(output(images), references, dim=1)
+    def scored(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+        return similarity(output(images), references, metric)
 
-    return similarity
+    return scored
 
 
 def explain(
@@ -222,6 +235,7 @@ def explain(
     layer: str | None = None,
     reference: torch.Tensor | None = None,
     output: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    metric: str = "cosine",
     batch_size: int = 32,
     **kwargs: Any,
 ) -> torch.Tensor:
@@ -230,9 +244,10 @@ def explain(
     What is explained:
 
     - a classifier: the score of class ``targets[i]`` for image ``i``;
-    - an embedding model (``reference`` given, ``targets`` ignored): the cosine similarity of
-      image ``i``'s embedding to ``reference[i]`` (one embedding for all images, or one per
-      image), e.g. the centroid of the image's class.
+    - an embedding model (``reference`` given, ``targets`` ignored): the similarity of image
+      ``i``'s embedding to ``reference[i]`` (one embedding for all images, or one per image),
+      e.g. the centroid of the image's class or another image's embedding: the cosine
+      similarity, or minus the L2 distance for ``metric="euclidean"`` (:func:`similarity`).
 
     ``output`` is the function explained, by default ``model`` itself (e.g. give a
     gradient-enabled embedding function when the model's forward returns logits); layers are
@@ -248,14 +263,15 @@ def explain(
     than one batch.
 
     Raises:
-        PlpVizError: On an unknown algorithm or layer, images not ``(N, C, H, W)``, a target
-            or reference count that is not the image count, neither targets nor reference, a
-            layer without a ``(N, C, H, W)`` output, or ``batch_size < 1``.
+        PlpVizError: On an unknown algorithm, metric or layer, images not ``(N, C, H, W)``, a
+            target or reference count that is not the image count, neither targets nor
+            reference, a layer without a ``(N, C, H, W)`` output, or ``batch_size < 1``.
     """
     from tqdm import tqdm
 
     if algorithm not in ATTRIBUTIONS:
         raise PlpVizError(ATTRIBUTIONS.unknown_message(algorithm))
+    check_choice(metric, RANKING_METRICS, kind="metric", error=PlpVizError)
     if images.dim() != 4:
         raise PlpVizError(f"images must be (N, C, H, W), got {tuple(images.shape)}")
     if batch_size < 1:
@@ -287,7 +303,7 @@ def explain(
         layer = layer or default_layer(model)
         layer_module = find_layer(model, layer)
     explained = output if output is not None else model
-    forward = _similarity(explained) if references is not None else explained
+    forward = _similarity(explained, metric) if references is not None else explained
     was_training = model.training
     model.eval()
     starts = range(0, count, batch_size)
