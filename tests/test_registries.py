@@ -27,6 +27,7 @@ def _image_folder(root: Any) -> Any:
 # File datasets are checked when built: each gets a tiny copy in its real format.
 WRITERS = {
     "cars196": testing.write_cars196,
+    "csv": testing.write_csv_dataset,
     "cub200": testing.write_cub200,
     "image_folder": _image_folder,
     "inshop": testing.write_inshop,
@@ -96,8 +97,8 @@ def test_every_entry_builds_with_its_defaults(kind: str, name: str, tmp_path: An
         result = plp_viz.explain(model, torch.rand(2, 1, 6, 6), [0, 1], algorithm=name, layer=layer)
         assert tuple(result.shape) == (2, 1, 6, 6)
         return
-    if kind == "datamodule" and name in WRITERS:
-        filled["root"] = str(WRITERS[name](tmp_path))
+    if kind == "datamodule" and name in WRITERS:  # a dataset CSV is named by its path
+        filled["path" if name == "csv" else "root"] = str(WRITERS[name](tmp_path))
     built = registry.build(name, **filled)
     assert built is not None or (kind, name) == ("scheduler", "none")
 

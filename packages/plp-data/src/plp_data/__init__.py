@@ -7,6 +7,8 @@ from plp_data._benchmarks import (
     InShopDataModule,
     StanfordOnlineProductsDataModule,
 )
+from plp_data._csv import CsvDataModule
+from plp_data._csv_table import DatasetCsv, read_dataset_csv
 from plp_data._datamodules import (
     DATAMODULES,
     available_datamodules,
@@ -46,6 +48,7 @@ __all__ = [
     "Cars196DataModule",
     "Cifar10DataModule",
     "Cifar100DataModule",
+    "CsvDataModule",
     "Cub200DataModule",
     "DigitsDataModule",
     "FashionMnistDataModule",
@@ -59,6 +62,9 @@ __all__ = [
     "Splits",
     "StanfordOnlineProductsDataModule",
     "parse_market1501_name",
+    # a dataset of your own: open-metric-learning's CSV
+    "DatasetCsv",
+    "read_dataset_csv",
     # datasets and transforms
     "ArrayImageDataset",
     "FileImageDataset",

@@ -6,6 +6,7 @@ import os
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -15,6 +16,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from plp_core import NonNegativeInt, PositiveInt, Range
+from plp_data._datasets import FileImageDataset
 from plp_data._device import (
     DeviceDataLoader,
     DeviceImageDataset,
@@ -49,6 +51,8 @@ class Splits:
         trainval_cameras: Camera ids of ``trainval`` in dataset order (None: no cameras).
         extra: Further evaluation splits (e.g. Market-1501's own ``query`` and ``gallery``).
         device: How the same splits take the device path (None: workers only).
+        groups: Per evaluation split, each item's group (a dataset CSV's sequences): gallery
+            items of a query's group are left out of its ranking. Splits without: no groups.
     """
 
     train: Dataset[Any]
@@ -58,6 +62,7 @@ class Splits:
     extra: dict[str, Dataset[Any]] = field(default_factory=dict)
     device: DevicePlan | None = None
     trainval_cameras: np.ndarray | None = None
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class PlpDataModule(pl.LightningDataModule):
@@ -167,6 +172,35 @@ class PlpDataModule(pl.LightningDataModule):
     def eval_splits(self) -> list[str]:
         """Names accepted by :meth:`split_dataloader`: ``trainval``, ``test`` and any extras."""
         return ["trainval", "test", *self.splits.extra]
+
+    def split_paths(self, split: str) -> list[str] | None:
+        """Return the image files of evaluation ``split`` relative to ``root``, in item order.
+
+        None for datasets without files (digits, MNIST, CIFAR). A file outside ``root`` (an
+        absolute path in a dataset CSV) is given as it is. Paths use ``/`` on every system.
+        """
+        dataset = self._split_dataset(split)
+        if not isinstance(dataset, FileImageDataset):
+            return None
+        root = Path(self.root)
+        return [_relative(path, root) for path in dataset.paths]
+
+    def split_groups(self, split: str) -> np.ndarray | None:
+        """Return each item's group in evaluation ``split`` (None: the dataset has none).
+
+        Gallery items in a query's group are left out of its ranking (``query_gallery``).
+        """
+        self._split_dataset(split)
+        return self.splits.groups.get(split)
+
+    def _split_dataset(self, split: str) -> Dataset[Any]:
+        named = {"trainval": self.splits.trainval, "test": self.splits.test, **self.splits.extra}
+        if split not in named:
+            raise PlpDataError(
+                f"unknown split {split!r} for {type(self).__name__}; "
+                f"available: {', '.join(self.eval_splits)}"
+            )
+        return named[split]
 
     def setup(self, stage: str | None = None) -> None:
         """Load the splits and carve the validation part out of trainval (idempotent)."""
@@ -314,16 +348,7 @@ class PlpDataModule(pl.LightningDataModule):
             named.update(device_splits.extra)
             if split in named:
                 return self._loader(named[split])
-        if split == "trainval":
-            return self._loader(self.splits.trainval)
-        if split == "test":
-            return self._loader(self.splits.test)
-        if split in self.splits.extra:
-            return self._loader(self.splits.extra[split])
-        raise PlpDataError(
-            f"unknown split {split!r} for {type(self).__name__}; "
-            f"available: {', '.join(self.eval_splits)}"
-        )
+        return self._loader(self._split_dataset(split))
 
     def _loader(self, dataset: Dataset[Any]) -> DataLoader[Any]:
         if isinstance(dataset, DeviceImageDataset):  # whole batches, made in this process
@@ -410,6 +435,14 @@ class PlpDataModule(pl.LightningDataModule):
         if isinstance(built, PKBatchSampler):  # yields whole batches
             return DeviceDataLoader(dataset, batch_sampler=built, **replicas)
         return DeviceDataLoader(dataset, batch_size=self.batch_size, sampler=built, **replicas)
+
+
+def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` (as given when it lies elsewhere), with ``/`` separators."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plp_data._datasets import ImageReadError, read_rgb_image
+from plp_data._datasets import ImageReadError, crop_box, read_rgb_image
 from plp_data._errors import PlpDataError
 
 __all__ = ["CACHE_VERSION", "cache_key", "decoded_images", "default_cache_dir"]
@@ -39,8 +39,10 @@ def default_cache_dir(root: str | Path) -> Path:
     return Path(base) / "plp"
 
 
-def cache_key(paths: Sequence[Path], size: tuple[int, int]) -> str:
+def cache_key(paths: Sequence[Path], size: tuple[int, int], boxes: np.ndarray | None = None) -> str:
     """Return the hex key of the cache of ``paths`` decoded at ``size`` ``(height, width)``.
+
+    ``boxes`` (crops taken before the resize, see :func:`decoded_images`) are part of the key.
 
     Raises:
         ImageReadError: A file does not exist (any more).
@@ -52,14 +54,19 @@ def cache_key(paths: Sequence[Path], size: tuple[int, int]) -> str:
         except OSError as error:
             raise ImageReadError(f"{path}: cannot read ({type(error).__name__})") from None
         digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    if boxes is not None:
+        digest.update(b"boxes\n" + np.ascontiguousarray(boxes, dtype="<i8").tobytes())
     return digest.hexdigest()
 
 
-def _decode(path: Path, size: tuple[int, int]) -> np.ndarray:
+def _decode(path: Path, size: tuple[int, int], box: np.ndarray | None = None) -> np.ndarray:
     from torchvision.transforms import functional
 
-    # The same resize as the workers path's transforms.Resize on the PIL image.
-    image = functional.resize(read_rgb_image(path), [size[0], size[1]])
+    # The same crop and resize as the workers path's (FileImageDataset, transforms.Resize).
+    image = read_rgb_image(path)
+    if box is not None:
+        image = crop_box(image, box)
+    image = functional.resize(image, [size[0], size[1]])
     return np.asarray(image, dtype=np.uint8)
 
 
@@ -69,8 +76,12 @@ def decoded_images(
     cache_dir: str | Path,
     *,
     threads: int | None = None,
+    boxes: np.ndarray | None = None,
 ) -> np.ndarray:
     """Return the images of ``paths`` decoded to RGB and resized to ``size``, ``(N, H, W, 3)``.
+
+    ``boxes`` (``(N, 4)`` ``x_1, y_1, x_2, y_2``; rows of -1: the whole image) crop each image
+    before the resize, as :class:`~plp_data.FileImageDataset` does.
 
     The array is a copy-on-write memory map of the cache in ``cache_dir``, built first if no cache
     with this key exists (decoding in ``threads`` threads; default: one per CPU).
@@ -81,7 +92,7 @@ def decoded_images(
     """
     files = [Path(p) for p in paths]
     height, width = size
-    key = cache_key(files, size)
+    key = cache_key(files, size, boxes)
     folder = Path(cache_dir)
     final = folder / f"images-{key[:40]}-{len(files)}x{height}x{width}.npy"
     if final.is_file():
@@ -97,21 +108,27 @@ def decoded_images(
         ) from None
     partial = folder / f".{final.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
     try:
-        _write(partial, files, size, threads or os.cpu_count() or 1)
+        _write(partial, files, size, threads or os.cpu_count() or 1, boxes)
         os.replace(partial, final)
     finally:
         partial.unlink(missing_ok=True)
     return np.load(final, mmap_mode="c")
 
 
-def _write(target: Path, files: Sequence[Path], size: tuple[int, int], threads: int) -> None:
+def _write(
+    target: Path,
+    files: Sequence[Path],
+    size: tuple[int, int],
+    threads: int,
+    boxes: np.ndarray | None = None,
+) -> None:
     """Decode ``files`` into a new ``.npy`` file ``target``, flushed and synced to disk."""
     array = np.lib.format.open_memmap(
         target, mode="w+", dtype=np.uint8, shape=(len(files), size[0], size[1], 3)
     )
 
     def fill(index: int) -> None:
-        array[index] = _decode(files[index], size)
+        array[index] = _decode(files[index], size, None if boxes is None else boxes[index])
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for _ in pool.map(fill, range(len(files))):

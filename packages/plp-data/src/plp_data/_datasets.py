@@ -18,6 +18,7 @@ __all__ = [
     "FileImageDataset",
     "ImageReadError",
     "TensorImageDataset",
+    "crop_box",
     "read_rgb_image",
 ]
 
@@ -50,6 +51,17 @@ def read_rgb_image(path: Path) -> Image.Image:
         raise ImageReadError(
             f"{path}: not a readable image ({type(error).__name__}: {reason[:200]})"
         ) from None
+
+
+def crop_box(image: Image.Image, box: Any) -> Image.Image:
+    """Return the crop ``[x_1, x_2) x [y_1, y_2)`` of ``image`` (``box`` = x_1, y_1, x_2, y_2).
+
+    A box of -1 values is the whole image.
+    """
+    x1, y1, x2, y2 = (int(v) for v in box)
+    if x1 < 0:
+        return image
+    return image.crop((x1, y1, x2, y2))
 
 
 def _camera_tensor(cameras: Any, length: int) -> torch.Tensor | None:
@@ -125,7 +137,16 @@ class ArrayImageDataset(_LabelledDataset):
 
 
 class FileImageDataset(_LabelledDataset):
-    """Images read from files on access (converted to RGB), e.g. an image folder or Market-1501."""
+    """Images read from files on access (converted to RGB), e.g. an image folder or Market-1501.
+
+    Args:
+        paths: The image files.
+        labels: One label per file.
+        cameras: One camera per file, or None.
+        transform: Applied to the PIL image.
+        boxes: ``(N, 4)`` crops ``x_1, y_1, x_2, y_2`` in pixels taken before ``transform``
+            (a row of -1: the whole image), or None.
+    """
 
     def __init__(
         self,
@@ -133,13 +154,19 @@ class FileImageDataset(_LabelledDataset):
         labels: Any,
         cameras: Any = None,
         transform: Callable[[Image.Image], Any] | None = None,
+        boxes: np.ndarray | None = None,
     ) -> None:
         super().__init__(len(paths), labels, cameras)
         self.paths = [Path(p) for p in paths]
         self.transform = transform
+        if boxes is not None and np.shape(boxes) != (len(self.paths), 4):
+            raise PlpDataError(f"{len(self.paths)} images but boxes of shape {np.shape(boxes)}")
+        self.boxes = None if boxes is None else np.asarray(boxes, dtype=np.int64)
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         image: Any = read_rgb_image(self.paths[index])
+        if self.boxes is not None:
+            image = crop_box(image, self.boxes[index])
         if self.transform is not None:
             image = self.transform(image)
         return self._item(image, index)

@@ -143,11 +143,13 @@ class ImageDataModule(PlpDataModule):
         paths: dict[str, Sequence[Path]],
         labels: dict[str, np.ndarray],
         cameras: dict[str, np.ndarray] | None = None,
+        boxes: dict[str, np.ndarray | None] | None = None,
     ) -> DevicePlan:
         """Return the device path of splits of image files, decoded once into the image cache.
 
         Splits given the same list of paths share one cache (Market-1501's test and query).
-        The cache lives in ``cache_dir`` (see :mod:`plp_data._cache`).
+        The cache lives in ``cache_dir`` (see :mod:`plp_data._cache`). ``boxes`` (per split,
+        as :class:`~plp_data.FileImageDataset` takes them) crop the images before the resize.
         """
         size = self.transform_spec.image_size
         distinct = {id(files): files for files in paths.values()}
@@ -160,16 +162,17 @@ class ImageDataModule(PlpDataModule):
         folder = Path(self.cache_dir) if self.cache_dir else default_cache_dir(self.root)
         loaded: dict[int, np.ndarray] = {}
 
-        def reader(files: Sequence[Path]) -> Callable[[], np.ndarray]:
+        def reader(files: Sequence[Path], crops: np.ndarray | None) -> Callable[[], np.ndarray]:
             def read() -> np.ndarray:
                 if id(files) not in loaded:
-                    loaded[id(files)] = decoded_images(files, size, folder)
+                    loaded[id(files)] = decoded_images(files, size, folder, boxes=crops)
                 return loaded[id(files)]
 
             return read
 
         nbytes = sum(len(files) for files in distinct.values()) * size[0] * size[1] * 3
-        readers = {name: reader(files) for name, files in paths.items()}
+        crops = boxes or {}
+        readers = {name: reader(files, crops.get(name)) for name, files in paths.items()}
         return self.device_plan(readers, labels, cameras, nbytes=nbytes)
 
 

@@ -5,12 +5,15 @@ Each writer produces files that the matching datamodule reads through its normal
 pickles), ``write_cifar_archive`` (the same as the distributed ``.tar.gz``),
 ``write_market1501`` (Market-1501 named JPEGs) and the metric-learning benchmarks' annotation
 files with tiny JPEGs: ``write_cub200``, ``write_cars196`` (a real MATLAB ``cars_annos.mat``),
-``write_sop`` and ``write_inshop``. Pixels are seeded random noise and labels cycle through the
-classes, so every class is present in every split.
+``write_sop`` and ``write_inshop``; ``write_csv_dataset`` writes a dataset CSV in
+open-metric-learning's format (with the optional columns on request) and its JPEGs. Pixels are
+seeded random noise and labels cycle through the classes, so every class is present in every
+split.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import pickle
 import struct
@@ -24,6 +27,7 @@ from PIL import Image
 
 __all__ = [
     "write_cars196",
+    "write_csv_dataset",
     "write_cifar_archive",
     "write_cifar_batches",
     "write_cub200",
@@ -334,3 +338,70 @@ def write_inshop(
     text = "\n".join([str(len(rows)), "image_name item_id evaluation_status", *rows]) + "\n"
     (root / "list_eval_partition.txt").write_text(text, encoding="utf-8")
     return root
+
+
+def write_csv_dataset(
+    root: str | Path,
+    *,
+    train_classes: Sequence[int | str] = (0, 1, 2),
+    validation_classes: Sequence[int | str] = (3, 4),
+    per_class: int = 4,
+    cameras: bool = False,
+    sequences: bool = False,
+    boxes: bool = False,
+    categories: bool = False,
+    query_in_gallery: bool = False,
+    size: tuple[int, int] = (32, 32),
+    name: str = "dataset.csv",
+) -> Path:
+    """Write ``<root>/<name>``, a dataset CSV in open-metric-learning's format, and its JPEGs.
+
+    Train classes get ``per_class`` train rows each; each validation class gets one query and
+    ``per_class - 1`` gallery rows (with ``query_in_gallery``, the query is a gallery item too).
+    Images ``images/<label>/<i>.jpg`` (``size`` ``(height, width)``) are a class colour plus
+    seeded noise, so a model can learn the classes. Options add the optional columns:
+    ``cameras`` (rows ``2k`` and ``2k + 1`` of a class on camera ``k + 1``, so a query shares
+    its camera with one gallery item), ``sequences`` (the same rows share sequence
+    ``<label>-<k>``), ``boxes`` (a box inside each image; the first row of each
+    class has none), ``categories`` (``even`` / ``odd`` by the class's position). Returns the
+    CSV's path.
+    """
+    root = Path(root)
+    columns = ["label", "path", "split", "is_query", "is_gallery"]
+    columns += ["category"] if categories else []
+    columns += ["sequence"] if sequences else []
+    columns += ["x_1", "x_2", "y_1", "y_2"] if boxes else []
+    columns += ["camera"] if cameras else []
+    rows: list[dict[str, object]] = []
+    every = [(c, "train") for c in train_classes] + [(c, "validation") for c in validation_classes]
+    for position, (label, split) in enumerate(every):
+        colour = np.array(
+            [(position * 97) % 256, (position * 53 + 80) % 256, (position * 29) % 256]
+        )
+        for index in range(per_class):
+            relative = f"images/{label}/{index}.jpg"
+            rng = np.random.default_rng([position, index])
+            noise = rng.integers(-40, 41, (*size, 3))
+            pixels = np.clip(colour + noise, 0, 255).astype(np.uint8)
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(root / relative, "JPEG", quality=95)
+            query = split == "validation" and index == 0
+            row: dict[str, object] = {
+                "label": label,
+                "path": relative,
+                "split": split,
+                "is_query": "" if split == "train" else query,
+                "is_gallery": "" if split == "train" else (not query or query_in_gallery),
+                "category": "even" if position % 2 == 0 else "odd",
+                "sequence": f"{label}-{index // 2}",
+                "camera": 1 + index // 2,
+            }
+            if boxes and index > 0:
+                row.update(x_1=1, x_2=size[1] - index, y_1=index, y_2=size[0] - 1)
+            rows.append(row)
+    path = root / name
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
