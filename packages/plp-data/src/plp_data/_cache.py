@@ -128,7 +128,10 @@ def _write(
     )
 
     def fill(index: int) -> None:
-        array[index] = _decode(files[index], size, None if boxes is None else boxes[index])
+        if boxes is None:
+            array[index] = _decode(files[index], size)
+        else:
+            array[index] = _decode(files[index], size, boxes[index])
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for _ in pool.map(fill, range(len(files))):

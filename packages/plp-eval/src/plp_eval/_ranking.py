@@ -17,6 +17,7 @@ from plp_core import unknown_choice
 from plp_eval._arrays import as_labels
 from plp_eval._distributed import gather_values, share
 from plp_eval._errors import PlpEvalError
+from plp_eval._junk import junk_keys
 from plp_eval._match_ranks import VALUES, ReidMetrics, query_values, summarize
 from plp_eval._numpy_ranking import SMALL, TooManyTiesError, numpy_values
 from plp_eval._problem import (
@@ -57,6 +58,8 @@ def reid_metrics(
     backend: str = "auto",
     device: Any = None,
     distributed: bool = False,
+    query_groups: Any = None,
+    gallery_groups: Any = None,
 ) -> ReidMetrics:
     """Return CMC, mAP, mINP, precision@1, R-precision and MAP@R of ranking the gallery.
 
@@ -70,6 +73,9 @@ def reid_metrics(
       from that query's ranking (Market-1501 protocol); without cameras nothing is removed.
       With ``query_in_gallery=True`` (leave-one-out: the query and gallery arrays are the
       same rows) query ``i`` is gallery item ``i`` and is removed from its own ranking.
+      With both group arrays (a dataset CSV's sequences: one object's track), gallery items
+      in the query's group are removed as well; a group holds one label (and one camera):
+      see :mod:`plp_eval._junk`.
     - The matches of a query are the gallery items left in its ranking with its label; R is
       their number. A query with R = 0 is not valid: left out of every mean, counted, and
       warned about; if no query is valid, PlpEvalError is raised.
@@ -126,6 +132,11 @@ def reid_metrics(
         (0.5, 0.25)
     """
     torch_device = _torch_device(backend, device, query_features, gallery_features)
+    if query_groups is not None or gallery_groups is not None:
+        query_cameras, gallery_cameras = junk_keys(
+            query_labels, gallery_labels, query_cameras, gallery_cameras, query_groups,
+            gallery_groups,
+        )  # fmt: skip
     return _evaluate(
         query_features,
         query_labels,
@@ -330,6 +341,9 @@ def reid_metrics_from_distances(
     gallery_cameras: Any = None,
     max_rank: int = 50,
     query_in_gallery: bool = False,
+    *,
+    query_groups: Any = None,
+    gallery_groups: Any = None,
 ) -> ReidMetrics:
     """Return the metrics of :func:`reid_metrics` for a ranking by the given distances.
 
@@ -348,6 +362,8 @@ def reid_metrics_from_distances(
         gallery_cameras: ``(G,)`` cameras.
         max_rank: Length of the CMC curve.
         query_in_gallery: Query ``i`` is gallery item ``i``; it is left out of its ranking.
+        query_groups: ``(Q,)`` groups (with ``gallery_groups``: same-group items removed).
+        gallery_groups: ``(G,)`` groups.
 
     Example:
         >>> result = reid_metrics_from_distances([[0.5, 0.1, 0.5, 0.9]], [7], [1, 7, 2, 7])
@@ -359,6 +375,10 @@ def reid_metrics_from_distances(
     check_max_rank(max_rank)
     q_labels = as_labels(query_labels, "query_labels", len(np.asarray(query_labels)))
     g_labels = as_labels(gallery_labels, "gallery_labels", len(np.asarray(gallery_labels)))
+    if query_groups is not None or gallery_groups is not None:
+        query_cameras, gallery_cameras = junk_keys(
+            q_labels, g_labels, query_cameras, gallery_cameras, query_groups, gallery_groups
+        )
     use_cameras = query_cameras is not None and gallery_cameras is not None
     no_cameras = np.zeros(1, dtype=np.int64)
     q_cameras = as_labels(query_cameras, "query_cameras", len(q_labels)) if use_cameras else None
