@@ -78,6 +78,7 @@ def test_optional_columns_cameras_sequences_categories_boxes(tmp_path: Path) -> 
     query = [r for r in rows if r["is_query"] == "True"]
     gallery = [r for r in rows if r["is_gallery"] == "True"]
     images, labels, cameras = _items(dm, "gallery")
+    assert labels.tolist() == [dm.class_names.index(r["label"]) for r in gallery]
     assert cameras.tolist() == [int(r["camera"]) for r in gallery]
     assert dm.split_categories("test") == [r["category"] for r in query]
     # Groups follow the sequences; the query row is also a gallery row: the same group.
@@ -123,16 +124,20 @@ def test_training_batches_come_from_train_rows(tmp_path: Path) -> None:
     assert sorted(labels.tolist()) == [0, 0, 0, 0, 1, 1, 1, 1]
 
 
+def _write(path: Path, rows: list[dict[str, str]], names: list[str] | None = None) -> None:
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=names or list(rows[0]), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def _edit(row: int, column: str, value: str) -> Callable[[Path], None]:
     """Set ``column`` of data row ``row`` (0-based) to ``value``."""
 
     def edit(path: Path) -> None:
         rows = _rows(path)
         rows[row][column] = value
-        with path.open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        _write(path, rows)
 
     return edit
 
@@ -140,11 +145,7 @@ def _edit(row: int, column: str, value: str) -> Callable[[Path], None]:
 def _drop_column(column: str) -> Callable[[Path], None]:
     def edit(path: Path) -> None:
         rows = _rows(path)
-        names = [name for name in rows[0] if name != column]
-        with path.open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=names, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+        _write(path, rows, [name for name in rows[0] if name != column])
 
     return edit
 
@@ -158,11 +159,7 @@ def _remove_image(row: int) -> Callable[[Path], None]:
 
 def _only(split: str) -> Callable[[Path], None]:
     def edit(path: Path) -> None:
-        rows = [r for r in _rows(path) if r["split"] == split]
-        with path.open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        _write(path, [r for r in _rows(path) if r["split"] == split])
 
     return edit
 

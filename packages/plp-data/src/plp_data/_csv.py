@@ -33,8 +33,10 @@ class CsvDataModule(ImageDataModule):
 
     Labels: the train classes are ``0 .. num_classes - 1`` in sorted order of their ``label``
     (integers by value, strings alphabetically), the classes seen only in validation follow;
-    ``class_names`` are the labels as written. Defaults: ImageNet statistics, 224x224, flip and
-    a 16-pixel pad-and-crop (override with ``image_size``, ``mean``, ``std``, ``augment``).
+    ``class_names`` are the labels as written. Validation during training holds out whole train
+    classes (``val_fraction`` of them, or ``val_classes``). Defaults: ImageNet statistics,
+    224x224, flip and a 16-pixel pad-and-crop (override with ``image_size``, ``mean``, ``std``,
+    ``augment``).
 
     Args:
         path: The CSV file.
@@ -43,6 +45,7 @@ class CsvDataModule(ImageDataModule):
     """
 
     transform_defaults = METRIC_LEARNING_DEFAULTS
+    class_disjoint_validation = True  # validation rows are usually unseen classes: validate so
 
     def __init__(
         self, path: str = "data/dataset.csv", root: str | None = None, **kwargs: Any
@@ -113,6 +116,7 @@ class CsvDataModule(ImageDataModule):
             trainval=dataset("trainval"),
             test=query,
             trainval_labels=labels["trainval"],
+            trainval_cameras=None if cameras is None else cameras["trainval"],
             extra={"query": query, "gallery": dataset("gallery")},
             device=self.file_device_plan(files, labels, cameras, boxes),
             groups={name: groups[indices] for name, indices in rows.items()},

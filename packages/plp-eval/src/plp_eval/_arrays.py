@@ -8,7 +8,7 @@ import numpy as np
 
 from plp_eval._errors import PlpEvalError
 
-__all__ = ["as_features", "as_labels"]
+__all__ = ["as_features", "as_labels", "as_query_gallery"]
 
 
 def as_features(array: Any, name: str) -> np.ndarray:
@@ -42,3 +42,14 @@ def as_labels(array: Any, name: str, length: int) -> np.ndarray:
     if len(array) != length:
         raise PlpEvalError(f"{name} has {len(array)} items, expected {length}")
     return array.astype(np.int64, copy=False)
+
+
+def as_query_gallery(query_features: Any, gallery_features: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Return both feature arrays (see :func:`as_features`), or raise if their dimensions differ."""
+    queries = as_features(query_features, "query_features")
+    gallery = as_features(gallery_features, "gallery_features")
+    if queries.shape[1] != gallery.shape[1]:
+        raise PlpEvalError(
+            f"query_features have dimension {queries.shape[1]}, gallery_features {gallery.shape[1]}"
+        )
+    return queries, gallery

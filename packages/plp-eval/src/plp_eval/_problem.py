@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from plp_core import RANKING_METRICS, check_choice
-from plp_eval._arrays import as_features, as_labels
+from plp_eval._arrays import as_labels, as_query_gallery
 from plp_eval._errors import PlpEvalError
 
 __all__ = ["METRICS", "Block", "Problem", "check_metric", "prepare"]
@@ -108,12 +108,7 @@ def prepare(
     """
     check_metric(metric)
     check_max_rank(max_rank)
-    queries = as_features(query_features, "query_features")
-    gallery = as_features(gallery_features, "gallery_features")
-    if queries.shape[1] != gallery.shape[1]:
-        raise PlpEvalError(
-            f"query_features have dimension {queries.shape[1]}, gallery_features {gallery.shape[1]}"
-        )
+    queries, gallery = as_query_gallery(query_features, gallery_features)
     q_labels = as_labels(query_labels, "query_labels", len(queries))
     g_labels = as_labels(gallery_labels, "gallery_labels", len(gallery))
     use_cameras = query_cameras is not None and gallery_cameras is not None

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from plp_eval._arrays import as_features, as_labels
+from plp_eval._arrays import as_labels, as_query_gallery
 from plp_eval._errors import PlpEvalError
 from plp_eval._junk import junk_keys, junk_mask
 from plp_eval._open_set import OpenSetMetrics, OpenSetTally
@@ -153,23 +153,12 @@ def verification_metrics(
         (0.6667, 1.0)
     """
     check_metric(metric)
-    queries = as_features(query_features, "query_features")
-    gallery = as_features(gallery_features, "gallery_features")
-    if queries.shape[1] != gallery.shape[1]:
-        raise PlpEvalError(
-            f"query_features have dimension {queries.shape[1]}, gallery_features {gallery.shape[1]}"
-        )
-    q_labels = as_labels(query_labels, "query_labels", len(queries))
-    g_labels = as_labels(gallery_labels, "gallery_labels", len(gallery))
-    if query_in_gallery:
-        check_same_rows(q_labels, g_labels, None, None)
-    q_keys, g_keys = junk_keys(
-        q_labels, g_labels, query_cameras, gallery_cameras, query_groups, gallery_groups
-    )
-    distances = _feature_distances(queries, gallery, metric)
-    source = _source(
-        len(queries), len(gallery), distances, q_labels, g_labels, q_keys, g_keys, query_in_gallery
-    )
+    queries, gallery = as_query_gallery(query_features, gallery_features)
+    junk = _Junk.of(
+        (query_labels, gallery_labels), (query_cameras, gallery_cameras),
+        (query_groups, gallery_groups), (len(queries), len(gallery)), query_in_gallery,
+    )  # fmt: skip
+    source = _source(len(queries), len(gallery), _feature_distances(queries, gallery, metric), junk)
     return _metrics(source, metric, fmr_targets, open_set, far_targets, len(queries))
 
 
@@ -198,13 +187,10 @@ def verification_from_distances(
     if matrix.dtype not in (np.float32, np.float64):
         matrix = matrix.astype(np.float64)
     num_queries, num_gallery = matrix.shape
-    q_labels = as_labels(query_labels, "query_labels", num_queries)
-    g_labels = as_labels(gallery_labels, "gallery_labels", num_gallery)
-    if query_in_gallery:
-        check_same_rows(q_labels, g_labels, None, None)
-    q_keys, g_keys = junk_keys(
-        q_labels, g_labels, query_cameras, gallery_cameras, query_groups, gallery_groups
-    )
+    junk = _Junk.of(
+        (query_labels, gallery_labels), (query_cameras, gallery_cameras),
+        (query_groups, gallery_groups), matrix.shape, query_in_gallery,
+    )  # fmt: skip
 
     def rows(start: int, stop: int) -> np.ndarray:
         block = np.array(matrix[start:stop])
@@ -212,10 +198,7 @@ def verification_from_distances(
             raise PlpEvalError("distances must be finite and >= 0")
         return block + 0.0  # -0.0 -> 0.0: one bit pattern per value
 
-    source = _source(
-        num_queries, num_gallery, (matrix.dtype, rows), q_labels, g_labels, q_keys, g_keys,
-        query_in_gallery,
-    )  # fmt: skip
+    source = _source(num_queries, num_gallery, (matrix.dtype, rows), junk)
     return _metrics(source, metric, fmr_targets, open_set, far_targets, num_queries)
 
 
@@ -250,27 +233,48 @@ def _feature_distances(queries: np.ndarray, gallery: np.ndarray, metric: str) ->
     return np.dtype(dtype), rows
 
 
+@dataclass(frozen=True)
+class _Junk:
+    """Labels and junk keys of both sides, checked (see :mod:`plp_eval._junk`)."""
+
+    q_labels: np.ndarray
+    g_labels: np.ndarray
+    q_keys: np.ndarray | None
+    g_keys: np.ndarray | None
+    leave_self_out: bool
+
+    @classmethod
+    def of(
+        cls,
+        labels: tuple[Any, Any],
+        cameras: tuple[Any, Any],
+        groups: tuple[Any, Any],
+        sizes: tuple[int, int],
+        leave_self_out: bool,
+    ) -> _Junk:
+        q_labels = as_labels(labels[0], "query_labels", sizes[0])
+        g_labels = as_labels(labels[1], "gallery_labels", sizes[1])
+        if leave_self_out:
+            check_same_rows(q_labels, g_labels, None, None)
+        keys = junk_keys(q_labels, g_labels, *cameras, *groups)
+        return cls(q_labels, g_labels, *keys, leave_self_out)
+
+
 def _source(
-    num_queries: int,
-    num_gallery: int,
-    distances: tuple[Any, Any],
-    q_labels: np.ndarray,
-    g_labels: np.ndarray,
-    q_keys: np.ndarray | None,
-    g_keys: np.ndarray | None,
-    leave_self_out: bool,
+    num_queries: int, num_gallery: int, distances: tuple[Any, Any], junk: _Junk
 ) -> BlockSource:
     dtype, rows = distances
     step = max(1, PAIRS_PER_BLOCK // num_gallery)
+    g_labels, g_keys = junk.g_labels, junk.g_keys
 
     def blocks() -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]]:
         for start in range(0, num_queries, step):
             stop = min(start + step, num_queries)
-            labels = q_labels[start:stop]
-            keys = None if q_keys is None else q_keys[start:stop]
-            junk = junk_mask(labels, g_labels, keys, g_keys, start, leave_self_out)
+            labels = junk.q_labels[start:stop]
+            keys = None if junk.q_keys is None else junk.q_keys[start:stop]
+            mask = junk_mask(labels, g_labels, keys, g_keys, start, junk.leave_self_out)
             positive = labels[:, None] == g_labels[None, :]
-            yield start, rows(start, stop), positive, None if junk is None else ~junk
+            yield start, rows(start, stop), positive, None if mask is None else ~mask
 
     return BlockSource(num_queries, np.dtype(dtype), blocks)
 
