@@ -159,7 +159,7 @@ CASES = [
     Case(
         "unknown sampler",
         _train("data.sampler={{name = 'pq'}}"),
-        lambda t, r: r"unknown sampler 'pq'; available: class_balanced, pk",
+        lambda t, r: r"unknown sampler 'pq'; available: class_balanced, hard_pk, pk",
     ),
     Case(
         "missing data directory",

@@ -54,7 +54,7 @@ def _filled(kind: str, name: str) -> dict[str, Any]:
     parameter = nn.Parameter(torch.zeros(3))
     return {
         "loss": {"num_classes": 3, "embedding_size": 4},
-        "datamodule": {},
+        "datamodule": {"datasets": [{"name": "digits"}]} if name == "concat" else {},
         "sampler": {"labels": np.repeat(np.arange(4), 3), "seed": 0}
         | ({"classes_per_batch": 2, "samples_per_class": 2} if name != "class_balanced" else {}),
         "backbone": {"in_channels": 3, "image_size": (32, 32)},

@@ -84,7 +84,7 @@ def test_class_balanced_sampler_is_used_with_the_batch_size() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"name": "pkk"}, "unknown sampler 'pkk'; available: class_balanced, pk"),
+        ({"name": "pkk"}, "unknown sampler 'pkk'; available: class_balanced, hard_pk, pk"),
         ({"name": "pk", "args": {"p": 4}}, "takes no argument 'p'"),
         ({"nme": "pk"}, "sampler must be"),
     ],

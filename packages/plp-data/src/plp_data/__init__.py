@@ -7,6 +7,7 @@ from plp_data._benchmarks import (
     InShopDataModule,
     StanfordOnlineProductsDataModule,
 )
+from plp_data._concat import ConcatDataModule
 from plp_data._csv import CsvDataModule
 from plp_data._csv_table import DatasetCsv, read_dataset_csv
 from plp_data._datamodules import (
@@ -24,6 +25,7 @@ from plp_data._datasets import (
 from plp_data._digits import DigitsDataModule
 from plp_data._errors import DataNotFoundError, PlpDataError
 from plp_data._folders import ImageFolderDataModule, Market1501DataModule, parse_market1501_name
+from plp_data._hard_sampler import EmbeddingSampler, HardClassBatchSampler
 from plp_data._image import ImageDataModule
 from plp_data._sampler_registry import SAMPLERS, available_samplers, build_sampler
 from plp_data._samplers import ClassBalancedSampler, PKBatchSampler, SamplerError, ShuffleSampler
@@ -46,6 +48,7 @@ __all__ = [
     "register_datamodule",
     # datamodules
     "Cars196DataModule",
+    "ConcatDataModule",
     "Cifar10DataModule",
     "Cifar100DataModule",
     "CsvDataModule",
@@ -77,6 +80,8 @@ __all__ = [
     "held_out_classes",
     # samplers
     "ClassBalancedSampler",
+    "EmbeddingSampler",
+    "HardClassBatchSampler",
     "PKBatchSampler",
     "ShuffleSampler",
     "available_samplers",

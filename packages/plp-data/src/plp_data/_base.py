@@ -25,6 +25,7 @@ from plp_data._device import (
     collate_device_batch,
 )
 from plp_data._errors import PlpDataError
+from plp_data._hard_sampler import EmbeddingSampler, EmbeddingSource
 from plp_data._sampler_registry import build_sampler, check_sampler_spec
 from plp_data._samplers import PKBatchSampler, ShuffleSampler
 from plp_data._validation import ValidationSplit, choose_queries, held_out_classes
@@ -150,6 +151,10 @@ class PlpDataModule(pl.LightningDataModule):
         self._splits: Splits | None = None
         self._train_indices: np.ndarray | None = None
         self._val_indices: np.ndarray | None = None
+        # Set by the training loop for samplers that draw from the model's embeddings.
+        self.embedding_source: EmbeddingSource | None = None
+        self._sampler_state: dict[str, Any] | None = None
+        self._embedding_sampler: EmbeddingSampler | None = None
 
     @abstractmethod
     def load_splits(self) -> Splits:
@@ -313,6 +318,14 @@ class PlpDataModule(pl.LightningDataModule):
                 rank=rank,
             )
             return DataLoader(dataset, batch_size=self.batch_size, sampler=shuffle, **common)
+        built = self._train_sampler(num_replicas, rank)
+        if isinstance(built, PKBatchSampler):  # yields whole batches
+            return DataLoader(dataset, batch_sampler=built, **common)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=built, **common)
+
+    def _train_sampler(self, num_replicas: int | None, rank: int | None) -> Any:
+        """Build the configured training sampler; hand an embedding sampler its source/state."""
+        assert self.sampler is not None
         built = build_sampler(
             self.sampler["name"],
             self.train_labels,
@@ -321,9 +334,37 @@ class PlpDataModule(pl.LightningDataModule):
             rank=rank,
             **self.sampler.get("args", {}),
         )
-        if isinstance(built, PKBatchSampler):  # yields whole batches
-            return DataLoader(dataset, batch_sampler=built, **common)
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=built, **common)
+        if isinstance(built, EmbeddingSampler):
+            built.embedding_source = self.embedding_source
+            if self._sampler_state is not None:
+                built.load_state_dict(self._sampler_state)
+            self._embedding_sampler = built
+        return built
+
+    def train_embedding_loader(self) -> DataLoader[Any]:
+        """Return the training images without augmentation, in training-dataset order.
+
+        What an :class:`~plp_data.EmbeddingSampler`'s ``embedding_source`` embeds: row ``i`` of
+        its result is training index ``i``.
+        """
+        self.setup()
+        assert self._train_indices is not None
+        device_splits = self._device_path()
+        if device_splits is not None:
+            return self._loader(device_splits.trainval.subset(self._train_indices))
+        return self._loader(Subset(self.splits.trainval, self._train_indices.tolist()))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return what a checkpoint keeps: the embedding sampler's class graph, if any."""
+        if self._embedding_sampler is None:
+            return {}
+        return {"sampler": self._embedding_sampler.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (applied to the training sampler when it is built)."""
+        self._sampler_state = state_dict.get("sampler")
+        if self._sampler_state is not None and self._embedding_sampler is not None:
+            self._embedding_sampler.load_state_dict(self._sampler_state)
 
     def val_dataloader(self) -> DataLoader[Any] | list[Any]:
         """Return the validation loader (an empty list when ``val_fraction`` is 0)."""
@@ -425,13 +466,7 @@ class PlpDataModule(pl.LightningDataModule):
             return DeviceDataLoader(
                 dataset, batch_size=self.batch_size, sampler=shuffle, **replicas
             )
-        built = build_sampler(
-            self.sampler["name"],
-            self.train_labels,
-            seed=self.seed,
-            **replicas,
-            **self.sampler.get("args", {}),
-        )
+        built = self._train_sampler(num_replicas, rank)
         if isinstance(built, PKBatchSampler):  # yields whole batches
             return DeviceDataLoader(dataset, batch_sampler=built, **replicas)
         return DeviceDataLoader(dataset, batch_size=self.batch_size, sampler=built, **replicas)
