@@ -15,6 +15,14 @@ from plp_viz._confusion import plot_confusion_matrix
 from plp_viz._embedding import Embedding2D, aligned_umap_2d, umap_2d
 from plp_viz._errors import PlpVizError
 from plp_viz._graph import GraphFiles, layer_summary, model_graph
+from plp_viz._html import (
+    Interactive,
+    file_uri,
+    html_page,
+    html_rank_lists,
+    image_uri,
+    interactive_embedding,
+)
 from plp_viz._pair_attributions import PairAttribution, explain_pairs, plot_pair_attributions
 from plp_viz._pair_distances import pair_distances, plot_distance_histogram
 from plp_viz._plots import plot_aligned, plot_embedding
@@ -44,6 +52,13 @@ __all__ = [
     "PairAttribution",
     "explain_pairs",
     "plot_pair_attributions",
+    # self-contained HTML
+    "Interactive",
+    "file_uri",
+    "html_page",
+    "html_rank_lists",
+    "image_uri",
+    "interactive_embedding",
     # architecture
     "GraphFiles",
     "layer_summary",

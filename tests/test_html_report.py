@@ -1,0 +1,184 @@
+"""Self-contained HTML in a real browser: headless Chromium (Debian's) driven by Selenium.
+
+Checked: no console errors, no request leaves ``file://`` (images are data URIs, scripts
+inlined), the interactive embedding has one point per image, hovering a point shows its
+thumbnail, clicking it opens its rank list. Skipped, with the reason, where Chromium and its
+driver are not installed (``.ci/run`` installs them: ``apt-get install chromium
+chromium-driver``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+# Flags that work on machines without a display, a GPU, a sandbox or a network.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1000",
+)
+# Schemes a self-contained page may load from (data: images, the file itself).
+LOCAL_SCHEMES = ("file:", "data:", "about:", "blob:")
+
+# Screen position (viewport pixels), thumbnail and link of point i of the embedding.
+LOCATE_POINT = """
+const points = Bokeh.documents[0].get_model_by_name(arguments[0]);
+const view = Bokeh.index.find_one(points);
+const canvas = view.parent.canvas_view.el.getBoundingClientRect();
+const data = points.data_source.data;
+const i = arguments[1];
+return [canvas.left + view.coordinates.x_scale.compute(data.x[i]),
+        canvas.top + view.coordinates.y_scale.compute(data.y[i]),
+        data.thumb[i], data.link[i]];
+"""
+# The sources of every image drawn on screen, shadow DOMs (Bokeh's tooltips) included.
+SHOWN_IMAGES = """
+const found = [];
+const walk = (root) => {
+  for (const element of root.querySelectorAll('*')) {
+    if (element.shadowRoot) walk(element.shadowRoot);
+    if (element.tagName === 'IMG') {
+      const box = element.getBoundingClientRect();
+      if (box.width > 0 && box.height > 0) found.push(element.src);
+    }
+  }
+};
+walk(document);
+return found;
+"""
+BOKEH_READY = """
+return typeof Bokeh !== 'undefined' && Bokeh.documents.length > 0
+  && Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name(arguments[0])) != null;
+"""
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A headless Chromium with console and network logs, or a skip saying what is missing."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        pytest.skip(
+            "headless Chromium is not installed: apt-get install chromium chromium-driver "
+            "(.ci/run installs them where it runs as root)"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.binary_location = chromium
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def open_page(browser: Any, path: Path, figure: str | None = None) -> None:
+    """Load ``path`` from file:// with fresh logs; wait for Bokeh to draw ``figure``."""
+    browser.get("about:blank")
+    browser.get_log("browser")
+    browser.get_log("performance")
+    browser.get(path.resolve().as_uri())
+    deadline = time.monotonic() + 30
+    while figure is not None and not browser.execute_script(BOKEH_READY, figure):
+        assert time.monotonic() < deadline, "Bokeh did not draw the figure within 30 s"
+        time.sleep(0.1)
+
+
+def console_errors(browser: Any) -> list[str]:
+    return [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def requests_leaving_file(browser: Any) -> list[str]:
+    urls = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    assert urls, "the network log recorded nothing: the check would pass vacuously"
+    return [url for url in urls if not url.startswith(LOCAL_SCHEMES)]
+
+
+def hover(browser: Any, figure: str, index: int) -> tuple[list[str], str, str]:
+    """Move the mouse onto point ``index``; return the images then shown, its thumb and link."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    browser.execute_script("window.scrollTo(0, 0)")
+    x, y, thumb, link = browser.execute_script(LOCATE_POINT, figure, index)
+    actions = ActionBuilder(browser)
+    actions.pointer_action.move_to_location(round(x), round(y))
+    actions.perform()
+    deadline = time.monotonic() + 5
+    shown = browser.execute_script(SHOWN_IMAGES)
+    while thumb not in shown and time.monotonic() < deadline:
+        time.sleep(0.1)
+        shown = browser.execute_script(SHOWN_IMAGES)
+    return shown, thumb, link
+
+
+def click_here(browser: Any) -> None:
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    actions = ActionBuilder(browser)
+    actions.pointer_action.click()
+    actions.perform()
+
+
+def test_interactive_embedding_page(browser: Any, tmp_path: Path) -> None:
+    import plp_viz
+    from plp_viz._html import EMBEDDING_NAME
+
+    rng = np.random.default_rng(0)
+    count = 40
+    labels = rng.integers(0, 3, count)
+    thumbs = [plp_viz.image_uri(rng.random((8, 8))) for _ in range(count)]
+    anchors = [f"query-{i}" for i in range(count)]
+    figure = plp_viz.interactive_embedding(
+        rng.normal(size=(count, 2)), labels, thumbs, links=[f"#{a}" for a in anchors]
+    )
+    lists = plp_viz.html_rank_lists(
+        anchors,
+        thumbs,
+        labels.tolist(),
+        [[t] for t in thumbs[1:] + thumbs[:1]],
+        [[int(label)] for label in np.roll(labels, -1)],
+    )
+    path = tmp_path / "page.html"
+    path.write_text(plp_viz.html_page("embedding", ["<h1>embedding</h1>", figure, lists]))
+
+    open_page(browser, path, EMBEDDING_NAME)
+    drawn = browser.execute_script(
+        "return Bokeh.documents[0].get_model_by_name(arguments[0]).data_source.data.x.length",
+        EMBEDDING_NAME,
+    )
+    assert drawn == count
+    assert not [src for src in browser.execute_script(SHOWN_IMAGES) if src in thumbs]
+    shown, thumb, link = hover(browser, EMBEDDING_NAME, 7)
+    assert thumb in shown  # the tooltip shows point 7's thumbnail
+    click_here(browser)
+    assert browser.current_url.endswith(link)
+    display = "return getComputedStyle(document.getElementById(arguments[0])).display"
+    assert browser.execute_script(display, anchors[7]) == "block"
+    assert browser.execute_script(display, anchors[8]) == "none"
+    assert console_errors(browser) == []
+    assert requests_leaving_file(browser) == []
