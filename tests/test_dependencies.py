@@ -71,6 +71,7 @@ ALLOWED: dict[str, set[str]] = {
         "tqdm",
         "sklearn",
         "PIL",
+        "bokeh",  # the interactive embedding of self-contained HTML pages
         "plp_core",  # the registry, bounds, the root error
     },
     "plp_pipelines": {
