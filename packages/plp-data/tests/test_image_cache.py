@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from torchvision import transforms as T
 
@@ -143,3 +150,168 @@ def test_a_vanished_file_is_named(tmp_path: Path):
     paths[1].unlink()
     with pytest.raises(ImageReadError, match=r"1\.png: cannot read"):
         decoded_images(paths, (8, 6), tmp_path / "cache")
+
+
+def _built(cache: Path) -> Path:
+    (built,) = [p for p in cache.iterdir() if p.suffix == ".npy"]
+    return built
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda path: path.write_bytes(path.read_bytes()[:-7]), id="truncated"),
+        pytest.param(lambda path: path.write_bytes(path.read_bytes() + b"x"), id="padded"),
+        pytest.param(lambda path: path.write_bytes(b"junk, not a .npy file"), id="junk"),
+        pytest.param(lambda path: path.write_bytes(b""), id="empty"),
+        pytest.param(lambda path: np.save(path, np.zeros((4, 8, 6, 3))), id="float64"),
+        pytest.param(
+            lambda path: np.save(path, np.zeros((4, 6, 8, 3), dtype=np.uint8)), id="other-shape"
+        ),
+        pytest.param(
+            lambda path: np.save(path, np.asfortranarray(np.zeros((4, 8, 6, 3), np.uint8))),
+            id="fortran-order",
+        ),
+        pytest.param(
+            lambda path: path.write_bytes(
+                path.read_bytes().replace(b"'descr': '|u1'", b"'descr': '|i1'")
+            ),
+            id="other-dtype-header",
+        ),
+    ],
+)
+def test_an_invalid_cache_file_is_rebuilt(tmp_path: Path, damage) -> None:
+    paths = _write_images(tmp_path / "images")
+    cache = tmp_path / "cache"
+    expected = np.array(decoded_images(paths, (8, 6), cache))
+    built = _built(cache)
+    damage(built)
+    again = decoded_images(paths, (8, 6), cache)
+    assert np.array_equal(again, expected) and _cache_files(cache) == [built.name]
+
+
+def test_a_full_disk_while_writing_the_cache_is_one_line_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _write_images(tmp_path / "images")
+    cache = tmp_path / "cache"
+    write = plp_data._cache._write
+
+    class FillingUp:
+        """A file that takes 200 bytes, then fails as a full disk does (ENOSPC)."""
+
+        def __init__(self, out) -> None:
+            self.out, self.left = out, 200
+
+        def write(self, data: bytes) -> int:
+            if len(data) > self.left:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.left -= len(data)
+            return self.out.write(data)
+
+        def __getattr__(self, name: str):
+            return getattr(self.out, name)
+
+    monkeypatch.setattr(plp_data._cache, "_write", lambda out, *a: write(FillingUp(out), *a))
+    with pytest.raises(PlpDataError) as caught:
+        decoded_images(paths, (8, 6), cache)
+    message = str(caught.value)
+    assert message.startswith(f"cannot write the image cache {cache}/images-")
+    assert "disk full" in message and "data.args.cache_dir" in message and "\n" not in message
+    assert _cache_files(cache) == []
+
+
+@pytest.mark.slow
+def test_a_real_file_size_limit_is_an_os_error_not_a_crash(tmp_path: Path) -> None:
+    """With a file size limit the kernel refuses writes (EFBIG), as a full disk does (ENOSPC).
+
+    A memory-mapped writer dies of SIGBUS/SIGXFSZ there; ordinary writes get an OSError.
+    """
+    _write_images(tmp_path / "images")
+    script = f"""
+import resource, signal, sys
+from pathlib import Path
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+from plp_data import PlpDataError
+from plp_data._cache import decoded_images
+paths = sorted(Path({str(tmp_path / "images")!r}).glob("*.png"))
+resource.setrlimit(resource.RLIMIT_FSIZE, (300, resource.RLIM_INFINITY))
+try:
+    decoded_images(paths, (8, 6), {str(tmp_path / "cache")!r}, threads=1)
+except PlpDataError as error:
+    print(error)
+    sys.exit(2)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stdout.startswith("cannot write the image cache") and done.stderr == ""
+    assert done.stdout.count("\n") == 1
+    assert _cache_files(tmp_path / "cache") == []
+
+
+def test_partial_files_of_dead_builders_are_removed(tmp_path: Path) -> None:
+    paths = _write_images(tmp_path / "images")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:64]
+    dead_pid = subprocess.Popen(["true"])  # a process that is gone
+    dead_pid.wait()
+    name = "images-0123-4x8x6.npy"
+    dead = cache / f".{name}.{dead_pid.pid}-0123abcd@{host}.partial"
+    live = cache / f".{name}.{os.getppid()}-0123abcd@{host}.partial"
+    elsewhere = cache / f".{name}.{dead_pid.pid}-0123abcd@another-host.partial"
+    old = cache / f".{name}.12-0123abcd.partial"  # an older plp's name, untouched for days
+    for path in (dead, live, elsewhere, old):
+        path.write_bytes(b"\x93NUMPY half")
+    os.utime(old, (time.time() - 3 * 24 * 3600,) * 2)
+    decoded_images(paths, (8, 6), cache)
+    left = set(_cache_files(cache))
+    assert live.name in left and elsewhere.name in left
+    assert dead.name not in left and old.name not in left
+
+
+def test_an_unwritable_default_cache_folder_falls_back_with_one_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "root"
+    _write_images(root / "cat")
+    _write_images(root / "dog")
+    (root / ".plp-cache").write_text("a file where the cache folder goes")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    common = {"root": str(root), "image_size": [8, 8], "val_fraction": 0.0}
+    for _ in range(2):  # the note once per folder and process
+        dm = build_datamodule("image_folder", pipeline="device", **common)
+        dm.setup()
+        device = next(iter(dm.split_dataloader("trainval")))[0]
+    err = capfd.readouterr().err
+    assert err.count("plp: note:") == 1, err
+    (note,) = [line for line in err.splitlines() if "plp: note:" in line]
+    assert f"{root / '.plp-cache'} cannot be created" in note
+    assert str(tmp_path / "xdg" / "plp") in note and "data.args.cache_dir" in note
+    assert any(p.suffix == ".npy" for p in (tmp_path / "xdg" / "plp").iterdir())
+    workers = build_datamodule("image_folder", pipeline="workers", **common)
+    workers.setup()
+    expected = next(iter(workers.split_dataloader("trainval")))[0]
+    torch.testing.assert_close(device.cpu(), expected, atol=1e-5, rtol=0)
+
+
+def test_a_cache_folder_that_cannot_be_written_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A read-only folder (simulated: tests may run as root, who may write anywhere)."""
+    paths = _write_images(tmp_path / "images")
+    cache, fallback = tmp_path / "cache", tmp_path / "fallback"
+    cache.mkdir()
+    opened = Path.open
+
+    def read_only(self: Path, mode: str = "r", *args, **kwargs):
+        if self.parent == cache and "x" in mode:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return opened(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", read_only)
+    images = decoded_images(paths, (8, 6), cache, fallback_dir=fallback)
+    assert images.shape == (4, 8, 6, 3) and _cache_files(cache) == []
+    assert "cannot be written (permission denied); using" in capfd.readouterr().err
+    with pytest.raises(PlpDataError, match=r"cannot be written \(permission denied\); set data"):
+        decoded_images(paths, (4, 4), cache)

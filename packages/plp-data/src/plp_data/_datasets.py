@@ -19,6 +19,7 @@ __all__ = [
     "ImageReadError",
     "TensorImageDataset",
     "crop_box",
+    "eight_bit",
     "read_rgb_image",
 ]
 
@@ -38,19 +39,59 @@ class ImageReadError(PlpDataError, OSError):
 
 
 def read_rgb_image(path: Path) -> Image.Image:
-    """Return the image file ``path`` decoded and converted to RGB.
+    """Return the image file ``path`` decoded and converted to 8-bit RGB.
+
+    Pillow's own conversion serves 8-bit images (greyscale, palette, alpha, CMYK, ...). Images
+    of more than 8 bits per sample are scaled, not clipped (Pillow's ``convert`` saturates every
+    value above 255 to white): see :func:`eight_bit`.
 
     Raises:
         ImageReadError: The file is not a readable image (not an image, truncated, a folder).
     """
     try:
         with Image.open(path) as file:
-            return file.convert("RGB")
+            return eight_bit(file).convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ImageReadError(
             f"{path}: not a readable image ({type(error).__name__}: {reason[:200]})"
         ) from None
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """Return ``image`` with 8 bits per sample: high-bit-depth greyscale scaled by its range.
+
+    - 16-bit greyscale (Pillow's ``I;16`` modes): the full 16-bit range, 0..65535 to 0..255.
+    - 32-bit integers (``I``): 0..65535 when every value lies there (a 16-bit image held in 32
+      bits, as some readers give), else the image's own minimum..maximum.
+    - Floating point (``F``): 0..1 when every finite value lies there (the convention of float
+      images), else the image's own minimum..maximum; NaN is black.
+
+    Other modes are returned unchanged (8 bits already). Values are rounded to the nearest level.
+
+    >>> import numpy as np
+    >>> sixteen = Image.fromarray(np.array([[0, 257, 32896, 65535]], dtype=np.uint16))
+    >>> np.asarray(eight_bit(sixteen)).tolist()
+    [[0, 1, 128, 255]]
+    """
+    if not (image.mode.startswith("I") or image.mode == "F"):
+        return image
+    values = np.asarray(image)
+    if values.dtype.kind == "f":
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if low >= 0 and high <= 1:
+            low, high = 0.0, 1.0
+        values = np.nan_to_num(values.astype(np.float64), nan=low, posinf=high, neginf=low)
+    elif image.mode.startswith("I;16"):
+        low, high = float(np.iinfo(values.dtype).min), float(np.iinfo(values.dtype).max)
+    else:
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+        if low >= 0 and high <= 65535:
+            low, high = 0.0, 65535.0
+    span = high - low
+    scaled = (values.astype(np.float64) - low) * (255.0 / span) if span > 0 else values * 0.0
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
 
 
 def crop_box(image: Image.Image, box: Any) -> Image.Image:

@@ -10,7 +10,7 @@ import numpy as np
 
 from plp_core import Range
 from plp_data._base import PlpDataModule
-from plp_data._cache import decoded_images, default_cache_dir
+from plp_data._cache import decoded_images, default_cache_dir, user_cache_dir
 from plp_data._device import DeviceImageDataset, DevicePlan, DeviceSplits, device_augmentation
 from plp_data._errors import DataNotFoundError, PlpDataError
 from plp_data._transforms import TransformDefaults, resolve_transforms, transforms_of
@@ -33,7 +33,8 @@ class ImageDataModule(PlpDataModule):
             (``[]`` for none).
         random_erasing: Override of the probability of random erasing on training tensors.
         cache_dir: Folder of the decoded-image cache of file datasets on the device path
-            (default: ``<root>/.plp-cache``, or ``~/.cache/plp`` when the root is read-only).
+            (default: ``<root>/.plp-cache``, or ``~/.cache/plp`` when that cannot be written,
+            with a note; a folder given here that cannot be written is an error).
         **kwargs: Passed to :class:`PlpDataModule` (``batch_size``, ``seed``, ``sampler``, ...).
     """
 
@@ -159,13 +160,18 @@ class ImageDataModule(PlpDataModule):
                 lambda: None,  # type: ignore[arg-type,return-value]
                 "the images have no common size (set data.args.image_size)",
             )
+        # A cache_dir the user chose is used or refused; the default one falls back to the
+        # per-user cache folder (with a note) when it cannot be written.
         folder = Path(self.cache_dir) if self.cache_dir else default_cache_dir(self.root)
+        fallback = None if self.cache_dir or folder == user_cache_dir() else user_cache_dir()
         loaded: dict[int, np.ndarray] = {}
 
         def reader(files: Sequence[Path], crops: np.ndarray | None) -> Callable[[], np.ndarray]:
             def read() -> np.ndarray:
                 if id(files) not in loaded:
-                    loaded[id(files)] = decoded_images(files, size, folder, boxes=crops)
+                    loaded[id(files)] = decoded_images(
+                        files, size, folder, fallback_dir=fallback, boxes=crops
+                    )
                 return loaded[id(files)]
 
             return read
