@@ -78,6 +78,45 @@ def _corrupt_mnist(tmp: Path) -> Path:
     return tmp / "mnist"
 
 
+def _benchmark_config(tmp: Path, name: str, root: Path) -> str:
+    """A config training the digits recipe on a benchmark's files (8x8 images)."""
+    text = DIGITS.replace(
+        'name = "digits"\nargs = { batch_size = 64, val_fraction = 0.1, test_fraction = 0.25, '
+        "split_seed = 0 }",
+        f'name = "{name}"\nargs = {{ root = "{root}", image_size = [8, 8] }}',
+    )
+    assert f'name = "{name}"' in text
+    return _config(tmp, text)
+
+
+def _cars_with_infinite_class(tmp: Path) -> str:
+    import numpy as np
+    from scipy.io import loadmat, savemat
+
+    from plp_data.testing import write_cars196
+
+    root = write_cars196(tmp / "cars196", classes=(1, 99), per_class=1)
+    loaded = loadmat(root / "cars_annos.mat")
+    loaded["annotations"][0, 1]["class"] = np.array([[np.inf]])
+    savemat(root / "cars_annos.mat", {k: loaded[k] for k in ("annotations", "class_names")})
+    return _benchmark_config(tmp, "cars196", root)
+
+
+def _cub_with_path_outside(tmp: Path) -> str:
+    from plp_data.testing import write_cub200
+
+    root = write_cub200(tmp / "CUB_200_2011", classes=(1, 101), per_class=2)
+    lines = (root / "images.txt").read_text().splitlines()
+    lines[0] = "1 ../x.jpg"
+    (root / "images.txt").write_text("\n".join(lines) + "\n")
+    return _benchmark_config(tmp, "cub200", root)
+
+
+def _blocked_cache_dir(tmp: Path) -> Path:
+    (tmp / "file").write_text("a file where a folder is expected")
+    return tmp / "file" / "cache"
+
+
 def _run_with_garbage_record(tmp: Path, run: Path) -> str:
     copy = tmp / "copied_run"
     copy.mkdir()
@@ -362,6 +401,36 @@ CASES = [
             "data.image_size=[8, 8]",
         )(t, r),
         lambda t, r: r"notes\.jpg: not a readable image",
+    ),
+    Case(
+        "a Cars196 annotation with an infinite, NaN or empty class",
+        lambda t, r: ["train", "--config", _cars_with_infinite_class(t), "--runs", str(t / "runs")],
+        lambda t, r: (
+            r"cars196/cars_annos\.mat annotation 2: expected a relative_im_path string and an "
+            r"integer class \(holds inf, not a whole number\)$"
+        ),
+    ),
+    Case(
+        "an annotation path outside the dataset folder",
+        lambda t, r: ["train", "--config", _cub_with_path_outside(t), "--runs", str(t / "runs")],
+        lambda t, r: (
+            r"CUB_200_2011/images\.txt line 1: image_name '\.\./x\.jpg' must be a file path "
+            r"relative to the dataset folder"
+        ),
+    ),
+    Case(
+        "a `cache_dir` that cannot be written",
+        lambda t, r: _train(
+            "data.name=image_folder",
+            f"data.root={_image_folder(t, {'a': 3, 'b': 3}, {'a': 1, 'b': 1})}",
+            "data.image_size=[8, 8]",
+            "data.pipeline=device",
+            f"data.cache_dir={_blocked_cache_dir(t)}",
+        )(t, r),
+        lambda t, r: (
+            re.escape(f"image cache folder {t / 'file' / 'cache'} cannot be created (Not a ")
+            + r"directory\); set data\.args\.cache_dir to a writable folder"
+        ),
     ),
     Case(
         "a corrupt MNIST `.gz`",

@@ -179,6 +179,21 @@ def _integer(path: Path, number: int, value: str, what: str, low: int, high: int
     return result
 
 
+def _relative(path: Path, where: str, value: str, what: str) -> str:
+    """Return ``value`` if it is a file path relative to the dataset folder, inside it.
+
+    Raises:
+        PlpDataError: ``<file> <where>: <what> '<value>' must be ...`` (empty, absolute, ``..``).
+    """
+    parts = Path(value).parts
+    if not value.strip() or "\0" in value or Path(value).is_absolute() or ".." in parts:
+        raise PlpDataError(
+            f"{path} {where}: {what} {value!r} must be a file path relative to the dataset "
+            "folder (not empty, not absolute, no '..')"
+        )
+    return value
+
+
 def _unique(path: Path, number: int, key: Hashable, seen: dict[Any, Any], what: str) -> None:
     if key in seen:
         raise PlpDataError(f"{path} line {number}: {what} {key!r} appears twice")
@@ -228,7 +243,7 @@ class Cub200DataModule(_BenchmarkDataModule):
             image_id, name = _fields(images_txt, number, parts, "<image_id> <image_name>")
             key = _integer(images_txt, number, image_id, "image id", 1, None)
             _unique(images_txt, number, key, names, "image id")
-            names[key] = name
+            names[key] = _relative(images_txt, f"line {number}", name, "image_name")
         labels: dict[int, int] = {}
         for number, parts in _lines(labels_txt):
             image_id, class_id = _fields(labels_txt, number, parts, "<image_id> <class_id>")
@@ -264,12 +279,44 @@ CARS_LAYOUT = "cars_annos.mat and car_ims/ (from car_ims.tgz)"
 
 
 def _mat_value(value: Any) -> Any:
-    """Return the one scalar or string a MATLAB cell / 1x1 matrix from ``loadmat`` holds."""
+    """Return the one scalar or string a MATLAB cell / 1x1 matrix from ``loadmat`` holds.
+
+    Raises:
+        ValueError: It holds no value (an empty matrix or string) or several.
+    """
     flat = np.asarray(value).ravel()
     if flat.size != 1:
         raise ValueError(f"holds {flat.size} values")
     item = flat[0]
-    return _mat_value(item) if isinstance(item, np.ndarray) else item
+    if isinstance(item, np.ndarray):
+        return _mat_value(item)
+    return item.item() if isinstance(item, np.generic) else item  # numpy scalar: Python's
+
+
+def _mat_integer(value: Any) -> int:
+    """Return the whole number a MATLAB 1x1 matrix holds (an integral float counts).
+
+    Raises:
+        ValueError: Not one number, or NaN, infinite or fractional.
+    """
+    item = _mat_value(value)
+    if isinstance(item, bool) or not isinstance(item, int | float):
+        raise ValueError(f"holds {item!r}, not a number")
+    if isinstance(item, float) and not item.is_integer():
+        raise ValueError(f"holds {item!r}, not a whole number")  # NaN and inf included
+    return int(item)
+
+
+def _mat_text(value: Any) -> str:
+    """Return the non-empty string a MATLAB char array holds.
+
+    Raises:
+        ValueError: Not one string, or an empty one.
+    """
+    item = _mat_value(value)
+    if not isinstance(item, str) or not item.strip():
+        raise ValueError(f"holds {item!r}, not a text")
+    return item
 
 
 @DATAMODULES.register("cars196")
@@ -308,23 +355,29 @@ class Cars196DataModule(_BenchmarkDataModule):
         classes: list[int] = []
         for number, record in enumerate(np.asarray(annotations).ravel(), start=1):
             try:
-                relative = str(_mat_value(record["relative_im_path"]))
-                class_id = int(_mat_value(record["class"]))
-            except (ValueError, TypeError, IndexError) as error:
+                relative = _mat_text(record["relative_im_path"])
+                class_id = _mat_integer(record["class"])
+            except (ValueError, TypeError, IndexError, OverflowError) as error:
                 raise PlpDataError(
                     f"{path} annotation {number}: expected a relative_im_path string and an "
-                    f"integer class ({error})"
+                    f"integer class ({str(error)[:120]})"
                 ) from None
             if not 1 <= class_id <= 196:
                 raise PlpDataError(
                     f"{path} annotation {number}: class {class_id} is not an integer in 1..196"
                 )
-            files.append(root / relative)
+            files.append(root / _relative(path, f"annotation {number}", relative, "path"))
             classes.append(class_id)
         class_names: dict[Any, str] = {}
         if "class_names" in mat:
             for index, name in enumerate(np.asarray(mat["class_names"]).ravel(), start=1):
-                class_names[index] = str(_mat_value(name))
+                try:
+                    class_names[index] = _mat_text(name)
+                except (ValueError, TypeError, IndexError) as error:
+                    raise PlpDataError(
+                        f"{path}: class_names entry {index}: expected a class name "
+                        f"({str(error)[:120]})"
+                    ) from None
         split_files, split_classes = _split_by_class(files, classes, 98)
         return FileLists(split_files, split_classes, class_names)
 
@@ -373,7 +426,7 @@ class StanfordOnlineProductsDataModule(_BenchmarkDataModule):
                         f"{path} line {number}: class_id {label} is also in {owner[label]}; "
                         "the benchmark's train and test classes are disjoint"
                     )
-                files[split].append(root / relative)
+                files[split].append(root / _relative(path, f"line {number}", relative, "path"))
                 classes[split].append(label)
         return FileLists(files, classes, {})
 
@@ -428,7 +481,7 @@ class InShopDataModule(_BenchmarkDataModule):
                 )
             _unique(path, number, name, seen, "image")
             seen[name] = number
-            files[status].append(root / name)
+            files[status].append(root / _relative(path, f"line {number}", name, "image_name"))
             classes[status].append(item)
             if status == "train":
                 train_items.setdefault(item, number)

@@ -176,7 +176,7 @@ def decoded_images(
     for index, folder in enumerate(folders):
         try:
             _build(folder / name, files, size, threads or os.cpu_count() or 1, boxes)
-        except _Unwritable as unwritable:
+        except _UnwritableError as unwritable:
             if index + 1 < len(folders):
                 _note(folder, unwritable, folders[index + 1])
                 continue
@@ -191,7 +191,7 @@ def decoded_images(
     raise AssertionError("unreachable: there is always one folder")
 
 
-class _Unwritable(PlpDataError):
+class _UnwritableError(PlpDataError):
     """The cache folder cannot take the cache (internal: the caller falls back or says so)."""
 
     def __init__(self, reason: str, verb: str = "written") -> None:
@@ -199,7 +199,7 @@ class _Unwritable(PlpDataError):
         self.reason, self.verb = reason, verb
 
 
-def _note(folder: Path, unwritable: _Unwritable, instead: Path) -> None:
+def _note(folder: Path, unwritable: _UnwritableError, instead: Path) -> None:
     """Say once per folder, on stderr, that the cache goes to ``instead``."""
     if folder not in _noted:
         _noted.add(folder)
@@ -222,7 +222,7 @@ def _build(
     """Write the cache ``final`` through a temporary file renamed into place.
 
     Raises:
-        _Unwritable: The folder cannot be created or written, or ``final`` cannot be replaced.
+        _UnwritableError: The folder cannot be created or written, or ``final`` cannot be replaced.
         PlpDataError: The disk filled up (or failed) while writing (one line).
     """
     folder = final.parent
@@ -231,12 +231,12 @@ def _build(
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise _Unwritable(storage_reason(error), "created") from None
+        raise _UnwritableError(storage_reason(error), "created") from None
     try:
         _remove_dead_partials(folder, host)
         out = partial.open("xb")
     except OSError as error:
-        raise _Unwritable(storage_reason(error)) from None
+        raise _UnwritableError(storage_reason(error)) from None
     try:
         with out:
             _write(out, files, size, threads, boxes)
@@ -245,7 +245,7 @@ def _build(
         raise
     except OSError as error:
         if error.errno in _UNWRITABLE and error.filename in (str(partial), str(final), None):
-            raise _Unwritable(storage_reason(error)) from None
+            raise _UnwritableError(storage_reason(error)) from None
         raise PlpDataError(
             f"cannot write the image cache {final}: {storage_reason(error)}; free space there "
             "or set data.args.cache_dir to another folder"

@@ -370,11 +370,41 @@ def _load_batch(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as file:
             entry = _ArrayUnpickler(file, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
-        raise PlpDataError(f"{path}: not a CIFAR python batch file ({error})") from None
+    except OSError as error:
+        raise PlpDataError(f"{path}: cannot read ({error.strerror})") from None
+    except Exception as error:  # junk pickles raise anything: KeyError, IndexError, struct ...
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        raise PlpDataError(
+            f"{path}: not a CIFAR python batch file ({type(error).__name__}: {reason})"
+        ) from None
     if not isinstance(entry, dict):
         raise PlpDataError(f"{path}: not a CIFAR python batch file (holds {type(entry).__name__})")
     return entry
+
+
+def _whole_numbers(
+    value: Any, path: Path, what: str, low: int | None = None, high: int | None = None
+) -> np.ndarray:
+    """Return ``value`` as an int64 array if it holds integers only (in ``low..high``).
+
+    Floats, strings, NaN and mixed lists are refused rather than cast (a cast would truncate,
+    wrap around or fail later).
+
+    Raises:
+        PlpDataError: One line naming the file, what was read and what it holds.
+    """
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # ragged or odd objects
+        raise PlpDataError(f"{path}: {what} must be integers ({type(error).__name__})") from None
+    if array.dtype.kind not in "iu":
+        raise PlpDataError(f"{path}: {what} must be a list of integers, found {array.dtype} values")
+    outside = (low is not None and array.size and array.min() < low) or (
+        high is not None and array.size and array.max() > high
+    )
+    if outside:
+        raise PlpDataError(f"{path}: {what} holds values outside {low}..{high}")
+    return array.astype(np.int64)
 
 
 def _extract(archive: Path, member: str, expected: Sequence[str], root: Path) -> None:
@@ -492,16 +522,13 @@ class _CifarFamily(_ArraySplits):
             entry = _load_batch(path)
             if "data" not in entry or self.label_key not in entry:
                 raise PlpDataError(f"{path}: expected keys 'data' and {self.label_key!r}")
-            data = np.asarray(entry["data"], dtype=np.uint8)
+            data = _whole_numbers(entry["data"], path, "'data'", 0, 255).astype(np.uint8)
             if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
                 raise PlpDataError(f"{path}: 'data' has shape {data.shape}, expected (N, 3072)")
             images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-            try:
-                labels.append(np.asarray(entry[self.label_key], dtype=np.int64).reshape(-1))
-            except (TypeError, ValueError, OverflowError) as error:
-                raise PlpDataError(
-                    f"{path}: {self.label_key!r} must be a list of integers ({error})"
-                ) from None
+            labels.append(
+                _whole_numbers(entry[self.label_key], path, repr(self.label_key)).reshape(-1)
+            )
             if len(labels[-1]) != len(images[-1]):
                 raise PlpDataError(f"{path}: {len(images[-1])} images, {len(labels[-1])} labels")
             _check_labels(labels[-1], path, self.num_classes)
