@@ -272,8 +272,8 @@ def _write(
         pending: deque[Future[np.ndarray]] = deque()
         try:
             for index, path in enumerate(files):
-                box = None if boxes is None else boxes[index]
-                pending.append(pool.submit(_decode, path, size, box))
+                crop = () if boxes is None else (boxes[index],)
+                pending.append(pool.submit(_decode, path, size, *crop))
                 if len(pending) >= 4 * threads:
                     out.write(np.ascontiguousarray(pending.popleft().result()).tobytes())
             while pending:
