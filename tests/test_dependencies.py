@@ -45,6 +45,8 @@ ALLOWED: dict[str, set[str]] = {
         "torchmetrics",
         "plp_core",
         "plp_losses",
+        "plp_eval",  # retrieval validation ranks with the same exact ranking as evaluation
+        "numpy",  # the validation query mask and labels
         "timm",
         "huggingface_hub",  # timm's hub errors, for the offline message
     },

@@ -20,11 +20,18 @@ from plp_models._heads import (
 from plp_models._module import NetworkModel, PlpModel
 from plp_models._optim import build_optimizer, build_scheduler
 from plp_models._registry import BACKBONES, HEADS, OPTIMIZERS, SCHEDULERS
+from plp_models._training import ExponentialMovingAverage, FreezeBackbone
+from plp_models._validation import VALIDATION_METRICS, RetrievalValidation
 
 __all__ = [
     # the LightningModule
     "PlpModel",
     "NetworkModel",
+    # retrieval validation and training callbacks
+    "VALIDATION_METRICS",
+    "RetrievalValidation",
+    "ExponentialMovingAverage",
+    "FreezeBackbone",
     # registries (plp_core.Registry): names, typed arguments, build
     "BACKBONES",
     "HEADS",

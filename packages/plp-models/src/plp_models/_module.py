@@ -16,6 +16,7 @@ from plp_models._backbones import build_backbone
 from plp_models._errors import PlpModelsError
 from plp_models._heads import build_head
 from plp_models._optim import build_optimizer, build_scheduler
+from plp_models._validation import RetrievalValidation
 
 __all__ = ["NetworkModel", "PlpModel"]
 
@@ -35,6 +36,11 @@ class PlpModel(pl.LightningModule):
     Losses with learnable parameters that accept ``num_classes`` / ``embedding_size`` (ArcFace,
     centre loss) get them filled in from the model unless given.
 
+    With :attr:`retrieval_validation` set (a :class:`~plp_models.RetrievalValidation`; not a
+    hyper-parameter: the train pipeline sets it from the run's protocol), validation also ranks
+    the validation images' evaluation features and logs ``val/mAP``, ``val/rank1``, ... once
+    per validation epoch.
+
     Args:
         num_classes: Number of classes in the training data.
         in_channels: Channels of the input images.
@@ -47,6 +53,8 @@ class PlpModel(pl.LightningModule):
         scheduler: ``{"name": "none" | "cosine" | "step" | "one_cycle", "args": {...}}``;
             ``args`` may hold ``warmup_epochs``.
     """
+
+    retrieval_validation: RetrievalValidation | None = None
 
     def __init__(
         self,
@@ -119,6 +127,14 @@ class PlpModel(pl.LightningModule):
         """Return ``(embedding for the metric losses, logits or None)`` of ``images``."""
         return self.head(self.backbone(images))
 
+    def outputs_and_features(
+        self, images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Return ``(embedding, logits or None, evaluation features)`` from one backbone pass."""
+        features = self.backbone(images)
+        embedding, logits = self.head(features)
+        return embedding, logits, self.head.embed(features)
+
     @staticmethod
     def _build_loss(spec: Mapping[str, Any], num_classes: int, embedding_size: int) -> nn.Module:
         name, args = spec["name"], dict(spec.get("args", {}))
@@ -141,8 +157,8 @@ class PlpModel(pl.LightningModule):
         return self.head.embed(self.backbone(images))
 
     def _step(self, batch: Sequence[torch.Tensor], stage: str) -> torch.Tensor:
-        images, labels = batch[0], batch[1]
-        embedding, logits = self.embedding_and_logits(images)
+        labels = batch[1]
+        embedding, logits = self._outputs(batch, stage)
         total = embedding.new_zeros(())
         for weight, loss in zip(self.loss_weights, self.losses, strict=True):
             inputs = logits if getattr(loss, "takes", "embeddings") == "logits" else embedding
@@ -162,6 +178,30 @@ class PlpModel(pl.LightningModule):
             self.val_accuracy(logits.detach(), labels)
             self.log(f"{stage}_acc", self.val_accuracy, batch_size=batch_size)
         return total
+
+    def _outputs(
+        self, batch: Sequence[torch.Tensor], stage: str
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return ``(embedding, logits)``; in validation, keep the features retrieval ranks."""
+        validation = self.retrieval_validation
+        if stage != "val" or validation is None or self.trainer.sanity_checking:
+            return self.embedding_and_logits(batch[0])
+        embedding, logits, features = self.outputs_and_features(batch[0])
+        validation.add(features, batch)
+        return embedding, logits
+
+    def on_validation_epoch_start(self) -> None:
+        """Forget the retrieval features of the previous validation."""
+        if self.retrieval_validation is not None:
+            self.retrieval_validation.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        """Rank the validation features and log ``val/<metric>`` (not in the sanity check)."""
+        if self.retrieval_validation is None or self.trainer.sanity_checking:
+            return
+        for name, value in self.retrieval_validation.compute().items():
+            # Every rank holds rank 0's value: "max" keeps it exactly (a mean may round).
+            self.log(name, value, sync_dist=True, reduce_fx="max")
 
     def on_train_epoch_start(self) -> None:
         """Reset the running sums of the training loss."""
@@ -266,6 +306,13 @@ class NetworkModel(PlpModel):
             return embedding, None
         classifier: nn.Module = self.network.classifier  # type: ignore[assignment]
         return embedding, classifier(embedding)
+
+    def outputs_and_features(
+        self, images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Return ``(embedding, logits or None, embedding)``: the network's output is both."""
+        embedding, logits = self.embedding_and_logits(images)
+        return embedding, logits, embedding
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
