@@ -17,6 +17,7 @@ from plp_eval._index import INDEX_KINDS, GalleryIndex, build_index, index_recall
 from plp_eval._leakage import pixel_hash
 from plp_eval._open_set import FAR_TARGETS, OpenSetMetrics
 from plp_eval._operating_point import OperatingPoint
+from plp_eval._query_pairs import QueryPair, query_pairs
 from plp_eval._ranking import ReidMetrics, rank_lists, reid_metrics, reid_metrics_from_distances
 from plp_eval._rerank import rerank, rerank_reid_metrics
 from plp_eval._verification import (
@@ -32,6 +33,8 @@ __all__ = [
     "rank_lists",
     "reid_metrics",
     "reid_metrics_from_distances",
+    "QueryPair",
+    "query_pairs",
     "rerank",
     "rerank_reid_metrics",
     # verification and open-set identification
