@@ -151,8 +151,13 @@ def _layer_conductance(batch: _Batch, options: dict[str, Any]) -> torch.Tensor:
     return _layer_map(result, batch)
 
 
-def _layer_map(result: torch.Tensor, batch: _Batch) -> torch.Tensor:
+def _layer_map(result: torch.Tensor | tuple[torch.Tensor, ...], batch: _Batch) -> torch.Tensor:
     """Return a layer attribution summed over channels, resized to the images, per channel."""
+    if isinstance(result, tuple | list):  # captum's answer for a layer that outputs a tuple
+        raise PlpVizError(
+            f"layer {batch.layer_name!r} outputs a tuple of {len(result)} tensors; layer methods "
+            "need a layer with one (N, C, H, W) output, e.g. a convolution inside it"
+        )
     if result.dim() != 4:
         raise PlpVizError(
             f"layer {batch.layer_name!r} gives attributions of shape {tuple(result.shape)}; "
@@ -263,9 +268,10 @@ def explain(
     than one batch.
 
     Raises:
-        PlpVizError: On an unknown algorithm, metric or layer, images not ``(N, C, H, W)``, a
-            target or reference count that is not the image count, neither targets nor
-            reference, a layer without a ``(N, C, H, W)`` output, or ``batch_size < 1``.
+        PlpVizError: On an unknown algorithm, metric or layer, a layer given to an algorithm
+            that takes none, images not ``(N, C, H, W)``, a target or reference count that is
+            not the image count, neither targets nor reference, a layer without one
+            ``(N, C, H, W)`` output (a tuple, a vector), or ``batch_size < 1``.
     """
     from tqdm import tqdm
 
@@ -302,6 +308,11 @@ def explain(
     if ATTRIBUTIONS.entry(algorithm).metadata.get("needs_layer"):
         layer = layer or default_layer(model)
         layer_module = find_layer(model, layer)
+    elif layer is not None:
+        raise PlpVizError(
+            f"{algorithm} attributes the input and takes no layer (given: {layer!r}); the "
+            f"algorithms that take one are {', '.join(LAYER_ALGORITHMS)}"
+        )
     explained = output if output is not None else model
     forward = _similarity(explained, metric) if references is not None else explained
     was_training = model.training

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from plp_core import atomic_write
 from plp_viz._errors import PlpVizError
 from plp_viz._names import check_class_names, label_text
 
@@ -69,10 +70,22 @@ def _legend(axis: Any, labels: np.ndarray) -> None:
 
 
 def _save(figure: Any, path: str | Path) -> Path:
+    """Save ``figure`` to ``path`` (its suffix names the format) atomically; close it; return path.
+
+    Raises:
+        PlpVizError: The file cannot be written (a full or read-only disk, a folder in the way,
+            a path through a file): one line naming it.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    pyplot().close(figure)
+    image_format = path.suffix.lstrip(".").lower() or "png"
+    try:
+        atomic_write(
+            path,
+            lambda file: figure.savefig(file, format=image_format, dpi=110, bbox_inches="tight"),
+            error=PlpVizError,
+        )
+    finally:
+        pyplot().close(figure)
     return path
 
 
