@@ -7,12 +7,13 @@ all the distances would take Q x G floats (4 GB at 10k x 50k), so the pairs are 
 instead, per block of queries, in passes:
 
 A non-negative float's bit pattern, read as an unsigned integer, sorts as the float does. Pass 1
-counts positive and negative pairs per bin of the top ``LEVELS[0]`` bits of the pattern (a
-histogram with ~0.05% relative bin width); each query's target then lies in one bin, and the
-largest distance below it in that bin or in the last non-empty bin before it. Each further pass
+counts positive and negative pairs per bin of the top ``LEVELS[0]`` bits of the pattern (bins
+2**-7 = 0.8% wide, relative, for float32); each target then lies in one bin, and the largest
+distance below it in that bin or in the last non-empty bin before it. Each further pass
 counts only the pairs in those few bins, by the next bits; after the last pass a bin is one
-float value, so every count and value is exact. float32 distances take two passes (20 + 11
-bits), float64 ones three (21 x 3). Memory: the histogram (2 x 2**21 counts) plus one block.
+float value, so every count and value is exact. float32 distances take two passes (16 + 15
+bits), float64 ones three (21 x 3). Memory: the histograms (2 x 2**21 counts at most) plus one
+block.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ __all__ = ["BlockSource", "Located", "PairCounts", "Target", "count_pairs"]
 
 # Bits of the pattern resolved per pass: float32 patterns of non-negative values have 31 bits,
 # float64 ones 63.
-LEVELS = {np.dtype(np.float32): (20, 11), np.dtype(np.float64): (21, 21, 21)}
+LEVELS = {np.dtype(np.float32): (16, 15), np.dtype(np.float64): (21, 21, 21)}
 WIDTHS = {np.dtype(np.float32): 31, np.dtype(np.float64): 63}
 UNSIGNED = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
 
@@ -130,12 +131,17 @@ def count_pairs(
     levels, width = LEVELS[dtype], WIDTHS[dtype]
     unsigned = UNSIGNED[dtype]
     shift = width - levels[0]
-    histogram = np.zeros((1 << levels[0], 2), dtype=np.int64)
+    size = 1 << levels[0]
+    every, same = np.zeros(size, dtype=np.int64), np.zeros(size, dtype=np.int64)
     for start, distances, positive, valid in source.blocks():
         if first_pass is not None:
             first_pass(start, distances, positive, valid)
-        bins = (distances.view(unsigned) >> unsigned(shift)).astype(np.intp)
-        histogram += _histogram(bins, positive, valid, len(histogram))
+        bins = distances.view(unsigned) >> unsigned(shift)
+        if valid is not None:  # junk goes to one more bin, dropped
+            bins = np.where(valid, bins, size)
+        every += np.bincount(bins.ravel(), minlength=size + 1)[:size]
+        same += np.bincount(bins[positive], minlength=size + 1)[:size]  # positives: a few
+    histogram = np.stack([same, every - same], axis=1)
     positives, negatives = (int(total) for total in histogram.sum(axis=0))
     counts = PairCounts(positives, negatives, histogram, dtype)
     wanted = targets(positives, negatives)
@@ -160,16 +166,6 @@ def count_pairs(
     return counts
 
 
-def _histogram(
-    bins: np.ndarray, positive: np.ndarray, valid: np.ndarray | None, size: int
-) -> np.ndarray:
-    """``(size, 2)`` counts of positive / negative valid pairs per bin."""
-    keys = bins * 2 + ~positive
-    if valid is not None:
-        keys = np.where(valid, keys, 2 * size)
-    return np.bincount(keys.ravel(), minlength=2 * size + 1)[: 2 * size].reshape(size, 2)
-
-
 def _sub_histogram(
     patterns: np.ndarray,
     positive: np.ndarray,
@@ -179,15 +175,22 @@ def _sub_histogram(
     bits: int,
 ) -> np.ndarray:
     """``(len(requests), 2**bits, 2)`` counts of the pairs in the requested bins, by next bits."""
-    prefix = (patterns >> patterns.dtype.type(prefix_shift)).astype(np.uint64)
-    slot = np.minimum(np.searchsorted(requests, prefix), len(requests) - 1)
-    hit = requests[slot] == prefix
-    if valid is not None:
-        hit &= valid
-    size = len(requests) << bits
-    sub = (patterns >> patterns.dtype.type(prefix_shift - bits)).astype(np.intp) & ((1 << bits) - 1)
-    keys = (slot[hit] << bits | sub[hit]) * 2 + ~positive[hit]
-    return np.bincount(keys, minlength=2 * size).reshape(len(requests), 1 << bits, 2)
+    kind = patterns.dtype.type
+    prefix = (patterns >> kind(prefix_shift)).ravel()
+    if valid is not None:  # no prefix has every bit set: junk matches no request
+        prefix[~valid.ravel()] = np.iinfo(patterns.dtype).max
+    flat, same = patterns.ravel(), positive.ravel()
+    size = 1 << bits
+    counts = np.zeros((len(requests), size, 2), dtype=np.int64)
+    for slot, request in enumerate(requests):
+        found = np.flatnonzero(prefix == kind(request))
+        if len(found) == 0:
+            continue
+        sub = ((flat[found] >> kind(prefix_shift - bits)) & kind(size - 1)).astype(np.intp)
+        every = np.bincount(sub, minlength=size)
+        counts[slot, :, 0] = np.bincount(sub[same[found]], minlength=size)
+        counts[slot, :, 1] = every - counts[slot, :, 0]
+    return counts
 
 
 def _first(cumulative: np.ndarray, target: Target, positives: int, negatives: int) -> int:

@@ -219,14 +219,14 @@ def _feature_distances(queries: np.ndarray, gallery: np.ndarray, metric: str) ->
             block = (block / np.where(q_norms > 0, q_norms, 1.0)[:, None]).astype(dtype)
             out = block @ unit.T
             np.subtract(dtype(1), out, out=out)
+            np.maximum(out, dtype(0), out=out)
         else:
             out = block @ gallery.T
             out *= dtype(-2)
             out += row_squares(block).astype(dtype)[:, None]
             out += squares[None, :]
-            np.maximum(out, 0, out=out)
+            np.maximum(out, dtype(0), out=out)
             np.sqrt(out, out=out)
-        np.maximum(out, 0, out=out)
         out += dtype(0)  # -0.0 -> 0.0
         return out
 
