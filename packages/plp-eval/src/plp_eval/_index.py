@@ -7,9 +7,10 @@ calibrated by :func:`~plp_eval.verification_metrics` applies to a search's dista
 
 - ``flat``: exact, brute force (``IndexFlatL2`` / ``IndexFlatIP``); the default, right up to a
   few million vectors.
-- ``ivf``: ``IndexIVFFlat``, ``nlist`` k-means cells (default ``4 sqrt(N)``, at most ``N / 39``)
-  trained on the gallery (seeded), ``nprobe`` cells searched per query (default ``nlist / 8``,
-  at least 1). Approximate: check :func:`index_recall`.
+- ``ivf``: ``IndexIVFFlat``, ``nlist`` k-means cells (default ``sqrt(N)``, at most ``N / 39``)
+  trained on at most 64 gallery vectors per cell (drawn with ``seed``), ``nprobe`` cells
+  searched per query (default ``nlist / 8``, at least 1). Approximate: check
+  :func:`index_recall`.
 - ``hnsw``: ``IndexHNSWFlat`` with ``M`` links per node (32), ``efSearch`` 128 (at least 2 k).
   Approximate; its build is not bit-reproducible across thread counts.
 """
@@ -33,6 +34,8 @@ from plp_eval._problem import check_metric
 __all__ = ["INDEX_KINDS", "GalleryIndex", "build_index", "index_recall", "load_index"]
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
+# IVF k-means trains on at most this many gallery vectors per cell (faiss advises 30 to 256).
+TRAINING_POINTS_PER_CELL = 64
 
 
 @dataclass
@@ -122,11 +125,11 @@ def build_index(
         gallery_features: ``(N, D)`` features (numpy or a CPU tensor).
         metric: ``euclidean`` (L2) or ``cosine`` (1 - cosine similarity).
         kind: ``flat`` (exact), ``ivf`` or ``hnsw`` (approximate).
-        nlist: IVF cells (default ``4 sqrt(N)``, at most ``N / 39``, at least 1).
+        nlist: IVF cells (default ``sqrt(N)``, at most ``N / 39``, at least 1).
         nprobe: IVF cells searched per query (default ``nlist / 8``, at least 1).
         hnsw_m: HNSW links per node.
         ef_search: HNSW search breadth.
-        seed: Seed of the IVF k-means.
+        seed: Seed of the IVF k-means and of its training sample.
 
     Raises:
         PlpEvalError: An unknown metric or kind, bad features, or bad parameters.
@@ -142,17 +145,19 @@ def build_index(
     if kind == "flat":
         index = faiss.IndexFlatIP(dimension) if metric == "cosine" else faiss.IndexFlatL2(dimension)
     elif kind == "ivf":
-        cells = nlist if nlist is not None else int(min(4 * math.sqrt(count), count // 39))
+        cells = nlist if nlist is not None else int(min(math.sqrt(count), count // 39))
         cells = max(1, cells)
         if cells > count:
             raise PlpEvalError(f"nlist = {cells} is more than the {count} gallery vectors")
         quantizer = (
-            faiss.IndexFlatL2(dimension) if metric != "cosine" else faiss.IndexFlatIP(dimension)
+            faiss.IndexFlatIP(dimension) if metric == "cosine" else faiss.IndexFlatL2(dimension)
         )
         index = faiss.IndexIVFFlat(quantizer, dimension, cells, faiss_metric)
         index.cp.seed = seed
         index.cp.min_points_per_centroid = 1
-        index.train(gallery)
+        rng = np.random.default_rng(seed)
+        sample = min(count, TRAINING_POINTS_PER_CELL * cells)
+        index.train(gallery[np.sort(rng.choice(count, size=sample, replace=False))])
         index.nprobe = max(1, nprobe if nprobe is not None else cells // 8)
     else:
         if hnsw_m < 2 or ef_search < 1:
@@ -184,18 +189,28 @@ def load_index(path: str | Path, metric: str, kind: str) -> GalleryIndex:
 
 
 def index_recall(
-    index: GalleryIndex, gallery_features: Any, *, k: int = 10, sample: int = 1000, seed: int = 0
+    index: GalleryIndex,
+    gallery_features: Any,
+    *,
+    k: int = 10,
+    sample: int = 1000,
+    seed: int = 0,
+    query_features: Any = None,
 ) -> float:
     """Return recall@k of ``index`` against an exact search, over a sample of queries.
 
-    ``sample`` gallery vectors (drawn with ``seed``; all when fewer) are the queries; recall@k
-    is the share of their exact ``k`` nearest items (a ``flat`` index) that ``index`` returns
-    among its ``k``, averaged over the queries. 1.0 for a ``flat`` index.
+    The queries are ``query_features`` when given, else ``sample`` gallery vectors (drawn with
+    ``seed``; all when fewer). Recall@k is the share of their exact ``k`` nearest items (a
+    ``flat`` index of ``gallery_features``) that ``index`` returns among its ``k``, averaged
+    over the queries. 1.0 for a ``flat`` index.
     """
     gallery = np.asarray(as_features(gallery_features, "gallery_features"), dtype=np.float32)
-    rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.choice(len(gallery), size=min(sample, len(gallery)), replace=False))
-    queries = gallery[chosen]
+    if query_features is None:
+        rng = np.random.default_rng(seed)
+        chosen = np.sort(rng.choice(len(gallery), size=min(sample, len(gallery)), replace=False))
+        queries = gallery[chosen]
+    else:
+        queries = np.asarray(as_features(query_features, "query_features"), dtype=np.float32)
     k = min(k, len(gallery))
     exact, _ = build_index(gallery, metric=index.metric).search(queries, k)
     found, _ = index.search(queries, k)
