@@ -27,6 +27,7 @@ from plp_data._errors import DataNotFoundError, PlpDataError
 from plp_data._folders import ImageFolderDataModule, Market1501DataModule, parse_market1501_name
 from plp_data._hard_sampler import EmbeddingSampler, HardClassBatchSampler
 from plp_data._image import ImageDataModule
+from plp_data._preprocessing import Preprocessing
 from plp_data._sampler_registry import SAMPLERS, available_samplers, build_sampler
 from plp_data._samplers import ClassBalancedSampler, PKBatchSampler, SamplerError, ShuffleSampler
 from plp_data._torchvision_sets import (
@@ -71,6 +72,7 @@ __all__ = [
     # datasets and transforms
     "ArrayImageDataset",
     "FileImageDataset",
+    "Preprocessing",
     "TensorImageDataset",
     "TransformDefaults",
     "build_transforms",

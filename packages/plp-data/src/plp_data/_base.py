@@ -26,6 +26,7 @@ from plp_data._device import (
 )
 from plp_data._errors import PlpDataError
 from plp_data._hard_sampler import EmbeddingSampler, EmbeddingSource
+from plp_data._preprocessing import Preprocessing
 from plp_data._sampler_registry import build_sampler, check_sampler_spec
 from plp_data._samplers import PKBatchSampler, ShuffleSampler
 from plp_data._validation import ValidationSplit, choose_queries, held_out_classes
@@ -167,6 +168,16 @@ class PlpDataModule(pl.LightningDataModule):
             self.setup()
         assert self._splits is not None
         return self._splits
+
+    @classmethod
+    def eval_preprocessing(cls, **args: Any) -> Preprocessing | None:
+        """Return how an image file becomes an input as the evaluation images do (None: unknown).
+
+        For a datamodule built with ``args`` (a config's ``data.args``); reads no data, so a
+        run can embed image files where its dataset is gone.
+        """
+        del args
+        return None
 
     @property
     def class_names(self) -> list[str] | None:

@@ -12,6 +12,7 @@ from plp_core import Fraction, NonNegativeInt
 from plp_data._base import PlpDataModule, Splits, split_indices
 from plp_data._datasets import TensorImageDataset
 from plp_data._device import DeviceImageDataset, DevicePlan, DeviceSplits
+from plp_data._preprocessing import Preprocessing
 from plp_data._registry import DATAMODULES
 
 __all__ = ["DigitsDataModule"]
@@ -47,6 +48,16 @@ class DigitsDataModule(PlpDataModule):
         super().__init__(**kwargs)
         self.test_fraction = test_fraction
         self.split_seed = split_seed
+
+    @classmethod
+    def eval_preprocessing(cls, **args: Any) -> Preprocessing:
+        """Grey 8x8 images of the raw 0..16 values scikit-learn's digits hold, ``/ 16``, normalised.
+
+        An image file embedded by a digits run holds those raw values (as
+        :func:`plp_data.testing.write_digits_images` writes them).
+        """
+        del args
+        return Preprocessing(1, (8, 8), (DIGITS_MEAN,), (DIGITS_STD,), scale=16.0)
 
     @property
     def class_names(self) -> list[str]:

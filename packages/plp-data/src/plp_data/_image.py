@@ -13,6 +13,7 @@ from plp_data._base import PlpDataModule
 from plp_data._cache import decoded_images, default_cache_dir, user_cache_dir
 from plp_data._device import DeviceImageDataset, DevicePlan, DeviceSplits, device_augmentation
 from plp_data._errors import DataNotFoundError, PlpDataError
+from plp_data._preprocessing import Preprocessing
 from plp_data._transforms import TransformDefaults, resolve_transforms, transforms_of
 
 __all__ = ["ImageDataModule"]
@@ -69,6 +70,33 @@ class ImageDataModule(PlpDataModule):
         if size is not None:
             self.image_size = (int(size[0]), int(size[1]))
         self.in_channels = len(mean if mean is not None else self.transform_defaults.mean)
+
+    @classmethod
+    def eval_preprocessing(
+        cls,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        image_size: Sequence[int] | None = None,
+        **args: Any,
+    ) -> Preprocessing | None:
+        """Return the evaluation preprocessing of this dataset built with these arguments.
+
+        The dataset's channels (one per mean value), its resize (``image_size``, else the
+        native size of datasets that have one), ``x / 255`` and its normalisation: what its
+        evaluation transform does to a PIL image.
+        """
+        del args
+        spec = resolve_transforms(
+            cls.transform_defaults,
+            native_size=getattr(cls, "image_size", None),
+            mean=mean,
+            std=std,
+            image_size=image_size,
+        )
+        size = spec.image_size or spec.crop_size
+        if size is None:
+            return None
+        return Preprocessing(len(spec.mean), (int(size[0]), int(size[1])), spec.mean, spec.std)
 
     def fetch(self, what: str, where: Path, files: str, download: Callable[[], object]) -> None:
         """Run ``download`` (when ``download = true``), turning any failure into a clear error.

@@ -28,6 +28,7 @@ from PIL import Image
 __all__ = [
     "write_cars196",
     "write_csv_dataset",
+    "write_digits_images",
     "write_cifar_archive",
     "write_cifar_batches",
     "write_cub200",
@@ -405,3 +406,27 @@ def write_csv_dataset(
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def write_digits_images(
+    folder: str | Path, indices: Sequence[int] | None = None, *, by_label: bool = True
+) -> list[Path]:
+    """Write scikit-learn's digits as 8x8 grey PNGs of their raw 0..16 values; return the files.
+
+    ``indices`` picks digits (default: all 1,797); files are ``<folder>/<label>/<index>.png``
+    (``<folder>/<index>.png`` without ``by_label``). A digits run reads such files exactly as
+    its own images (:meth:`plp_data.DigitsDataModule.eval_preprocessing`).
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    chosen = range(len(digits.target)) if indices is None else indices
+    folder = Path(folder)
+    files = []
+    for index in chosen:
+        label = int(digits.target[index])
+        path = folder / str(label) / f"{index}.png" if by_label else folder / f"{index}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(digits.images[index].astype(np.uint8), mode="L").save(path)
+        files.append(path)
+    return files
