@@ -27,6 +27,8 @@ from plp_viz._pair_attributions import PairAttribution, explain_pairs, plot_pair
 from plp_viz._pair_distances import pair_distances, plot_distance_histogram
 from plp_viz._plots import plot_aligned, plot_embedding
 from plp_viz._rank_list import plot_rank_list, rank_list_queries
+from plp_viz._roc_plot import plot_roc
+from plp_viz._search_grid import plot_search_results
 
 __all__ = [
     # 2-D embeddings
@@ -41,6 +43,8 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_distance_histogram",
     "plot_rank_list",
+    "plot_roc",
+    "plot_search_results",
     "rank_list_queries",
     # attributions
     "ATTRIBUTIONS",
