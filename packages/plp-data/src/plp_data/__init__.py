@@ -24,7 +24,12 @@ from plp_data._datasets import (
 )
 from plp_data._digits import DigitsDataModule
 from plp_data._errors import DataNotFoundError, PlpDataError
-from plp_data._folders import ImageFolderDataModule, Market1501DataModule, parse_market1501_name
+from plp_data._folders import (
+    IMAGE_SUFFIXES,
+    ImageFolderDataModule,
+    Market1501DataModule,
+    parse_market1501_name,
+)
 from plp_data._hard_sampler import EmbeddingSampler, HardClassBatchSampler
 from plp_data._image import ImageDataModule
 from plp_data._preprocessing import Preprocessing
@@ -66,7 +71,8 @@ __all__ = [
     "Splits",
     "StanfordOnlineProductsDataModule",
     "parse_market1501_name",
-    # a dataset of your own: open-metric-learning's CSV
+    # a dataset of your own: open-metric-learning's CSV, folders of image files
+    "IMAGE_SUFFIXES",
     "DatasetCsv",
     "read_dataset_csv",
     # datasets and transforms

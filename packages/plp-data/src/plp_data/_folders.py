@@ -16,9 +16,15 @@ from plp_data._image import ImageDataModule
 from plp_data._registry import DATAMODULES
 from plp_data._transforms import IMAGENET_DEFAULTS, REID_DEFAULTS
 
-__all__ = ["ImageFolderDataModule", "Market1501DataModule", "parse_market1501_name"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageFolderDataModule",
+    "Market1501DataModule",
+    "parse_market1501_name",
+]
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+"""The file suffixes (lower case) taken for images when a folder is scanned."""
 
 
 def _class_images(folder: Path) -> dict[str, list[Path]]:

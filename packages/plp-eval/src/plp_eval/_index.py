@@ -9,7 +9,7 @@ calibrated by :func:`~plp_eval.verification_metrics` applies to a search's dista
   few million vectors.
 - ``ivf``: ``IndexIVFFlat``, ``nlist`` k-means cells (default ``sqrt(N)``, at most ``N / 39``)
   trained on at most 64 gallery vectors per cell (drawn with ``seed``), ``nprobe`` cells
-  searched per query (default ``nlist / 8``, at least 1). Approximate: check
+  searched per query (default ``nlist / 6``, at least 1). Approximate: check
   :func:`index_recall`.
 - ``hnsw``: ``IndexHNSWFlat`` with ``M`` links per node (32), ``efSearch`` 128 (at least 2 k).
   Approximate; its build is not bit-reproducible across thread counts.
@@ -126,7 +126,7 @@ def build_index(
         metric: ``euclidean`` (L2) or ``cosine`` (1 - cosine similarity).
         kind: ``flat`` (exact), ``ivf`` or ``hnsw`` (approximate).
         nlist: IVF cells (default ``sqrt(N)``, at most ``N / 39``, at least 1).
-        nprobe: IVF cells searched per query (default ``nlist / 8``, at least 1).
+        nprobe: IVF cells searched per query (default ``nlist / 6``, at least 1).
         hnsw_m: HNSW links per node.
         ef_search: HNSW search breadth.
         seed: Seed of the IVF k-means and of its training sample.
@@ -158,7 +158,7 @@ def build_index(
         rng = np.random.default_rng(seed)
         sample = min(count, TRAINING_POINTS_PER_CELL * cells)
         index.train(gallery[np.sort(rng.choice(count, size=sample, replace=False))])
-        index.nprobe = max(1, nprobe if nprobe is not None else cells // 8)
+        index.nprobe = max(1, nprobe if nprobe is not None else round(cells / 6))
     else:
         if hnsw_m < 2 or ef_search < 1:
             raise PlpEvalError(f"hnsw_m must be >= 2 and ef_search >= 1, got {hnsw_m}, {ef_search}")
