@@ -12,7 +12,7 @@ from plp_core import NonNegativeInt, PositiveInt
 from plp_losses._errors import PlpLossesError
 from plp_losses._inputs import check_inputs
 from plp_losses._miners import Miner
-from plp_losses._tuples import IndicesTuple, all_pairs, check_tuple_loss
+from plp_losses._tuples import IndicesTuple, check_tuple_loss
 
 __all__ = ["CrossBatchMemory"]
 
@@ -107,13 +107,14 @@ class CrossBatchMemory(nn.Module):
         own_slots = self._enqueue(embeddings.detach(), labels)
         memory, memory_labels = self.queue
         memory = memory.to(embeddings.dtype)
-        indices: IndicesTuple = (
-            all_pairs(labels, memory_labels)
-            if self.miner is None
-            else self.miner(embeddings, labels, memory, memory_labels)
-        )
+        # The queue holds checked embeddings: skip the loss's input checks of M rows.
+        if self.miner is None:  # every pair: the loss's masks, without index tuples
+            return self.loss.compute(
+                embeddings, labels, None, memory, memory_labels, own_copies=own_slots
+            )
+        indices = self.miner(embeddings, labels, memory, memory_labels)
         indices = _without_own_copies(indices, own_slots)
-        return self.loss(embeddings, labels, indices, memory, memory_labels)
+        return self.loss.compute(embeddings, labels, indices, memory, memory_labels)
 
     def _enqueue(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Write every process's batch into the queue; return this batch's slots."""

@@ -12,21 +12,17 @@ from plp_core import NonNegativeFloat, PositiveFloat
 from plp_losses._distances import Distance, check_distance, pairwise_distance
 from plp_losses._errors import PlpLossesError
 from plp_losses._registry import register
-from plp_losses._triplet import zero_loss
+from plp_losses._triplet import mean_nonzero, zero_loss
 from plp_losses._tuples import (
     IndicesTuple,
     TupleLoss,
     label_masks,
     pair_masks,
+    pair_values,
     to_pairs,
 )
 
 __all__ = ["ContrastiveLoss", "MultiSimilarityLoss", "NTXentLoss"]
-
-
-def _mean_nonzero(losses: torch.Tensor) -> torch.Tensor:
-    nonzero = losses > 0
-    return losses[nonzero].mean() if nonzero.any() else losses.sum() * 0.0
 
 
 @register("contrastive")
@@ -65,18 +61,19 @@ class ContrastiveLoss(TupleLoss):
         indices_tuple: IndicesTuple | None,
         reference: torch.Tensor,
         ref_labels: torch.Tensor | None,
+        own_copies: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Return the loss (inputs checked by :meth:`TupleLoss.forward`)."""
         distances = pairwise_distance(embeddings, reference, distance=self.distance)
-        if indices_tuple is None:
-            positive, negative = label_masks(labels, ref_labels)
-            pos_distances, neg_distances = distances[positive], distances[negative]
+        if indices_tuple is None:  # over the matrix: pairs outside the masks count 0
+            positive, negative = label_masks(labels, ref_labels, own_copies)
+            pos = F.relu(distances - self.pos_margin).masked_fill(~positive, 0.0)
+            neg = F.relu(self.neg_margin - distances).masked_fill(~negative, 0.0)
         else:  # pair by pair, repeats included (pytorch-metric-learning's pair-based losses)
             a1, p, a2, n = to_pairs(indices_tuple)
-            pos_distances, neg_distances = distances[a1, p], distances[a2, n]
-        pos = F.relu(pos_distances - self.pos_margin)
-        neg = F.relu(self.neg_margin - neg_distances)
-        return _mean_nonzero(pos) + _mean_nonzero(neg) + zero_loss(embeddings)
+            pos = F.relu(pair_values(distances, a1, p) - self.pos_margin)
+            neg = F.relu(self.neg_margin - pair_values(distances, a2, n))
+        return mean_nonzero(pos) + mean_nonzero(neg) + zero_loss(embeddings)
 
 
 def _log1p_sum_exp(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -130,11 +127,12 @@ class MultiSimilarityLoss(TupleLoss):
         indices_tuple: IndicesTuple | None,
         reference: torch.Tensor,
         ref_labels: torch.Tensor | None,
+        own_copies: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Return the loss (inputs checked by :meth:`TupleLoss.forward`)."""
         similarity = 1.0 - pairwise_distance(embeddings, reference, distance=self.distance)
         positive, negative = (
-            label_masks(labels, ref_labels)
+            label_masks(labels, ref_labels, own_copies)
             if indices_tuple is None
             else pair_masks(indices_tuple, similarity.shape, similarity.device)
         )
@@ -177,12 +175,13 @@ class NTXentLoss(TupleLoss):
         indices_tuple: IndicesTuple | None,
         reference: torch.Tensor,
         ref_labels: torch.Tensor | None,
+        own_copies: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Return the loss (inputs checked by :meth:`TupleLoss.forward`)."""
         distances = pairwise_distance(embeddings, reference, distance=self.distance)
         logits = (1.0 - distances) / self.temperature
         if indices_tuple is None:
-            positive, negative = label_masks(labels, ref_labels)
+            positive, negative = label_masks(labels, ref_labels, own_copies)
             anchor, pos = positive.nonzero(as_tuple=True)
             # log of how often each (anchor, negative) pair counts: 0 or -inf here
             weight = torch.zeros_like(logits).masked_fill(~negative, float("-inf"))
@@ -193,6 +192,7 @@ class NTXentLoss(TupleLoss):
             weight = counts.log()
         if len(anchor) == 0:
             return zero_loss(embeddings)
-        negatives = logits[anchor] + weight[anchor]
-        scores = torch.cat([logits[anchor, pos].unsqueeze(1), negatives], dim=1)
-        return (torch.logsumexp(scores, dim=1) - logits[anchor, pos]).mean()
+        negatives = (logits + weight).index_select(0, anchor)
+        positives = pair_values(logits, anchor, pos)
+        scores = torch.cat([positives.unsqueeze(1), negatives], dim=1)
+        return (torch.logsumexp(scores, dim=1) - positives).mean()

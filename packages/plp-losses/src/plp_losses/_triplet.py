@@ -11,9 +11,9 @@ from plp_core import NonNegativeFloat, check_choice
 from plp_losses._distances import Distance, check_distance, pairwise_distance
 from plp_losses._errors import PlpLossesError
 from plp_losses._registry import register
-from plp_losses._tuples import IndicesTuple, TupleLoss, label_masks, to_triplets
+from plp_losses._tuples import IndicesTuple, TupleLoss, label_masks, pair_values, to_triplets
 
-__all__ = ["MINING", "TripletMarginLoss", "zero_loss"]
+__all__ = ["MINING", "TripletMarginLoss", "mean_nonzero", "zero_loss"]
 
 MINING = ("batch_all", "batch_hard", "semi_hard")
 
@@ -21,6 +21,15 @@ MINING = ("batch_all", "batch_hard", "semi_hard")
 def zero_loss(embeddings: torch.Tensor) -> torch.Tensor:
     """Return a zero that is still connected to ``embeddings``' graph (gradient 0)."""
     return embeddings.sum() * 0.0
+
+
+def mean_nonzero(losses: torch.Tensor) -> torch.Tensor:
+    """Return the mean of the entries > 0 of ``losses`` (0, in the graph, when there is none).
+
+    pytorch-metric-learning's ``AvgNonZeroReducer``, without a boolean gather: the sum over all
+    entries divided by the count of positive ones (no host synchronisation on a GPU).
+    """
+    return losses.sum() / (losses > 0).sum().clamp_min(1)
 
 
 @register("triplet_margin")
@@ -96,25 +105,22 @@ class TripletMarginLoss(TupleLoss):
         indices_tuple: IndicesTuple | None,
         reference: torch.Tensor,
         ref_labels: torch.Tensor | None,
+        own_copies: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Return the loss (inputs checked by :meth:`TupleLoss.forward`)."""
         distances = pairwise_distance(embeddings, reference, distance=self.distance)
         if indices_tuple is not None:
             anchor, pos, neg = to_triplets(indices_tuple)
-            losses = self._hinge(distances[anchor, pos] - distances[anchor, neg])
-            nonzero = losses > 0
-            return losses[nonzero].mean() if nonzero.any() else zero_loss(embeddings)
-        positive, negative = label_masks(labels, ref_labels)
+            d_ap, d_an = pair_values(distances, anchor, pos), pair_values(distances, anchor, neg)
+            losses = self._hinge(d_ap - d_an)
+            return mean_nonzero(losses)
+        positive, negative = label_masks(labels, ref_labels, own_copies)
         if self.mining == "batch_all":
             # One row per positive pair (a, p), one column per candidate negative: O(P N), not N³.
             anchor, pos = positive.nonzero(as_tuple=True)
             valid = negative[anchor]
-            if not valid.any():
-                return zero_loss(embeddings)
             d_ap = distances[anchor, pos].unsqueeze(1)
-            losses = self._hinge(d_ap - distances[anchor])[valid]
-            nonzero = losses > 0
-            return losses[nonzero].mean() if nonzero.any() else zero_loss(embeddings)
+            return mean_nonzero(self._hinge(d_ap - distances[anchor]).masked_fill(~valid, 0.0))
         if self.mining == "batch_hard":
             anchors = positive.any(1) & negative.any(1)
             if not anchors.any():
