@@ -79,6 +79,9 @@ def test_page_with_an_embedding_inlines_bokeh_and_keeps_the_order():
     assert re.search(r"<link[^>]*\bhref=", page) is None
     assert "Bokeh" in page and all(thumb in page for thumb in thumbs)
     assert 0.5e6 < len(page) < 3e6  # the core bundle only, no widgets, tables or MathJax
+    # A stored fragment of the figure makes the same page: Bokeh's JS is inlined for it too.
+    stored = html_page("run", ["<h2>first</h2>", figure.to_html(), "<h2>last</h2>"])
+    assert len(stored) == pytest.approx(len(page), rel=0.01) and "Bokeh" in stored
 
 
 def test_embedding_bad_input():

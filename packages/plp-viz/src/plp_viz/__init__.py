@@ -23,6 +23,7 @@ from plp_viz._html import (
     image_uri,
     interactive_embedding,
 )
+from plp_viz._image_rows import ImageRow, plot_image_rows
 from plp_viz._pair_attributions import PairAttribution, explain_pairs, plot_pair_attributions
 from plp_viz._pair_distances import pair_distances, plot_distance_histogram
 from plp_viz._plots import plot_aligned, plot_embedding
@@ -42,6 +43,8 @@ __all__ = [
     "plot_cmc",
     "plot_confusion_matrix",
     "plot_distance_histogram",
+    "ImageRow",
+    "plot_image_rows",
     "plot_rank_list",
     "plot_roc",
     "plot_search_results",

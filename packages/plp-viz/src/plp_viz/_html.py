@@ -24,6 +24,7 @@ from plp_viz._rank_list import MATCH_COLOUR, MISMATCH_COLOUR, display_image
 
 __all__ = [
     "EMBEDDING_NAME",
+    "INTERACTIVE_CLASS",
     "Interactive",
     "file_uri",
     "html_page",
@@ -31,6 +32,9 @@ __all__ = [
     "image_uri",
     "interactive_embedding",
 ]
+
+INTERACTIVE_CLASS = "plp-interactive"
+"""CSS class of the element around an interactive figure (:meth:`Interactive.to_html`)."""
 
 EMBEDDING_NAME = "embedding-points"
 """Bokeh name of the scatter renderer of :func:`interactive_embedding` (tests look it up)."""
@@ -116,6 +120,17 @@ class Interactive:
     """An interactive figure for :func:`html_page` (a Bokeh model, drawn by Bokeh's JS)."""
 
     model: Any
+
+    def to_html(self) -> str:
+        """Return the figure as an HTML fragment: its element, its data and the call that draws it.
+
+        The fragment can be stored and given to :func:`html_page` later (which then inlines
+        Bokeh's JavaScript): a report can be assembled from parts drawn by several commands.
+        """
+        from bokeh.embed import components
+
+        script, div = components(self.model)
+        return f'<div class="{INTERACTIVE_CLASS}">{div}{script}</div>'
 
 
 def _palette(count: int) -> list[str]:
@@ -275,26 +290,21 @@ def html_page(title: str, parts: Sequence[str | Interactive]) -> str:
     Args:
         title: The page's title (escaped here).
         parts: HTML fragments (inserted as they are: escape what they quote) and interactive
-            figures. Bokeh's core bundle is inlined once when there is a figure (its scatter,
-            hover and tap tools need nothing else).
+            figures (or their stored :meth:`Interactive.to_html` fragments). Bokeh's core
+            bundle is inlined once when there is a figure (its scatter, hover and tap tools
+            need nothing else).
     """
-    figures = [part.model for part in parts if isinstance(part, Interactive)]
+    body = [part.to_html() if isinstance(part, Interactive) else part for part in parts]
     head = [f'<meta charset="utf-8"><title>{html.escape(title)}</title>', f"<style>{STYLE}</style>"]
-    body = [part for part in parts if isinstance(part, str)]
-    script = ""
-    if figures:
-        from bokeh.embed import components
+    if any(f'class="{INTERACTIVE_CLASS}"' in part for part in body):
         from bokeh.resources import Resources
 
-        script, divs = components(figures)
         resources = Resources(mode="inline", components=["bokeh"])
         head += [resources.render_js(), resources.render_css()]
-        placed = iter(divs)
-        body = [part if isinstance(part, str) else next(placed) for part in parts]
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n'
         + "\n".join(head)
         + "\n</head>\n<body>\n"
         + "\n".join(body)
-        + f"\n{script}\n</body>\n</html>\n"
+        + "\n</body>\n</html>\n"
     )
