@@ -433,6 +433,27 @@ CASES = [
         ),
     ),
     Case(
+        "a crop larger than the image",
+        lambda t, r: _train(
+            "data.name=image_folder",
+            f"data.root={_image_folder(t, {'a': 3, 'b': 3}, {'a': 1, 'b': 1})}",
+            "data.image_size=[8, 8]",
+            "data.augment=[{{name = 'RandomCrop', args = {{size = 16}}}}]",
+        )(t, r),
+        lambda t, r: (
+            r"data: augment\[0\]: RandomCrop of 16x16 is larger than the 8x8 images it gets; "
+            r"give a smaller size, more padding or pad_if_needed = true$"
+        ),
+    ),
+    Case(
+        "a validation fraction that leaves nothing to train on",
+        _train("data.val_fraction=0.9995"),
+        lambda t, r: (
+            r"DigitsDataModule: val_fraction = 0\.9995 of 1347 images holds out 1347 and keeps "
+            r"0: both parts need an image; change val_fraction$"
+        ),
+    ),
+    Case(
         "a corrupt MNIST `.gz`",
         lambda t, r: _train(f"data.root={_corrupt_mnist(t)}", config="configs/mnist.toml")(t, r),
         lambda t, r: r"train-images-idx3-ubyte\.gz: not a complete gzip file",

@@ -205,3 +205,119 @@ def test_junk_cifar_pickles_are_one_line(tmp_path: Path, payload: bytes) -> None
     with pytest.raises(PlpDataError) as caught:
         build_datamodule("cifar10", root=str(tmp_path), val_fraction=0.0).setup()
     _one_line(caught, rf"^{re.escape(str(folder / 'test_batch'))}: not a CIFAR python batch")
+
+
+@pytest.mark.parametrize(
+    ("augment", "image_size", "pattern"),
+    [
+        (
+            [{"name": "RandomCrop", "args": {"size": 64}}],
+            None,
+            r"^augment\[0\]: RandomCrop of 64x64 is larger than the 32x32 images it gets; give",
+        ),
+        (
+            [{"name": "RandomCrop", "args": {"size": [20, 40], "padding": 2}}],
+            [16, 16],
+            r"^augment\[0\]: RandomCrop of 20x40 is larger than the 20x20 images it gets",
+        ),
+        (
+            [
+                {"name": "CenterCrop", "args": {"size": 24}},
+                {"name": "RandomHorizontalFlip"},
+                {"name": "RandomCrop", "args": {"size": 28}},
+            ],
+            None,
+            r"^augment\[2\]: RandomCrop of 28x28 is larger than the 24x24 images",
+        ),
+    ],
+    ids=["crop-beyond-image", "crop-beyond-padding", "crop-after-centre-crop"],
+)
+def test_a_crop_larger_than_the_image_is_refused_when_built(
+    tmp_path: Path, augment, image_size, pattern
+) -> None:
+    write_cifar_batches(tmp_path, per_batch=3, num_test=2)
+    with pytest.raises(PlpDataError) as caught:
+        build_datamodule("cifar10", root=str(tmp_path), augment=augment, image_size=image_size)
+    _one_line(caught, pattern)
+
+
+@pytest.mark.parametrize(
+    "augment",
+    [
+        [{"name": "RandomCrop", "args": {"size": 32}}],
+        [{"name": "RandomCrop", "args": {"size": 40, "padding": 4}}],
+        [{"name": "RandomCrop", "args": {"size": 64, "pad_if_needed": True}}],
+        [
+            {"name": "Pad", "args": {"padding": [2, 3]}},
+            {"name": "RandomCrop", "args": {"size": [38, 36]}},
+        ],
+        [
+            {"name": "RandomRotation", "args": {"degrees": 5}},
+            {"name": "RandomCrop", "args": {"size": 64}},
+        ],
+    ],
+    ids=["same-size", "padded", "pad-if-needed", "after-pad", "after-an-unknown-size"],
+)
+def test_crops_that_fit_are_served(tmp_path: Path, augment) -> None:
+    write_cifar_batches(tmp_path, per_batch=3, num_test=2)
+    dm = build_datamodule("cifar10", root=str(tmp_path), augment=augment, val_fraction=0.0)
+    if augment[-1]["args"].get("size") == 64 and "pad_if_needed" not in augment[-1]["args"]:
+        return  # after a step of unknown output size nothing is checked (and nothing is run)
+    dm.setup()
+    assert dm.splits.train[0][0].dim() == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern", "direct"),
+    [
+        (
+            {"std": [math.nan, 0.2, 0.2]},
+            r"std = \[nan, 0\.2, 0\.2\]: must be a number \(given NaN\)$",
+            r"must have one finite value per channel, std > 0",
+        ),
+        (
+            {"mean": [0.5, math.inf, 0.5]},
+            r"mean = \[0\.5, inf, 0\.5\]: must be finite$",
+            r"must have one finite value per channel",
+        ),
+        (
+            {"image_size": [100_000, 32]},
+            r"image_size must be \[height, width\], each in 1\.\.16384",
+            r"image_size must be \[height, width\], each in 1\.\.16384",
+        ),
+    ],
+    ids=["nan-std", "inf-mean", "huge-image"],
+)
+def test_transform_values_that_pass_types_and_break_later(
+    tmp_path: Path, args, pattern, direct
+) -> None:
+    from plp_data import Cifar10DataModule
+
+    write_cifar_batches(tmp_path, per_batch=3, num_test=2)
+    with pytest.raises(PlpDataError) as caught:  # by name: the registry checks numbers first
+        build_datamodule("cifar10", root=str(tmp_path), **args)
+    _one_line(caught, pattern)
+    with pytest.raises(PlpDataError) as caught:  # the class itself, from Python
+        Cifar10DataModule(root=str(tmp_path), **args)
+    _one_line(caught, direct)
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (
+            {"val_fraction": 0.9995},
+            r"^DigitsDataModule: val_fraction = 0\.9995 of 1347 images holds out 1347 and keeps 0: "
+            r"both parts need an image; change val_fraction$",
+        ),
+        (
+            {"test_fraction": 0.9999},
+            r"^DigitsDataModule: test_fraction = 0\.9999 of 1797 images holds out 1797 and keeps 0",
+        ),
+    ],
+    ids=["val", "test"],
+)
+def test_a_fraction_that_leaves_nothing_on_one_side_is_one_line(args, pattern) -> None:
+    with pytest.raises(PlpDataError) as caught:
+        build_datamodule("digits", **args).setup()
+    _one_line(caught, pattern)

@@ -238,7 +238,7 @@ class PlpDataModule(pl.LightningDataModule):
             )
         elif self.val_fraction > 0:
             self._train_indices, self._val_indices = split_indices(
-                labels, self.val_fraction, self.seed
+                labels, self.val_fraction, self.seed, what=f"{type(self).__name__}: val_fraction"
             )
         else:
             self._train_indices, self._val_indices = indices, indices[:0]
@@ -491,12 +491,23 @@ def _relative(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    labels: np.ndarray, fraction: float, seed: int, *, what: str = "the fraction"
+) -> tuple[np.ndarray, np.ndarray]:
     """Split ``range(len(labels))`` into sorted ``(kept, held_out)`` with ``fraction`` held out.
 
     Stratified by label when every class can appear on both sides, a plain seeded split
     otherwise; the same labels, fraction and seed always give the same split.
+
+    Raises:
+        PlpDataError: The split would leave one side empty (the message names ``what``).
     """
+    held = int(np.ceil(fraction * len(labels)))
+    if not 0 < held < len(labels):
+        raise PlpDataError(
+            f"{what} = {fraction:g} of {len(labels)} images holds out {held} and keeps "
+            f"{len(labels) - held}: both parts need an image; change {what.split(': ')[-1]}"
+        )
     kept, held_out = train_test_split(
         np.arange(len(labels)),
         test_size=fraction,

@@ -69,7 +69,9 @@ class DigitsDataModule(PlpDataModule):
         digits = load_digits()
         images = (digits.images.astype(np.float32) / 16.0 - DIGITS_MEAN) / DIGITS_STD
         labels = digits.target.astype(np.int64)
-        trainval_idx, test_idx = split_indices(labels, self.test_fraction, self.split_seed)
+        trainval_idx, test_idx = split_indices(
+            labels, self.test_fraction, self.split_seed, what="DigitsDataModule: test_fraction"
+        )
         tensor = torch.from_numpy(images).unsqueeze(1)
         label_tensor = torch.from_numpy(labels)
         trainval = TensorImageDataset(tensor[trainval_idx], label_tensor[trainval_idx])

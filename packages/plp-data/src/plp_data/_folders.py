@@ -98,7 +98,9 @@ class ImageFolderDataModule(ImageDataModule):
         classes = sorted(found)
         paths = np.array([str(p) for c in classes for p in found[c]])
         labels = np.array([i for i, c in enumerate(classes) for _ in found[c]], dtype=np.int64)
-        train_idx, test_idx = split_indices(labels, self.test_fraction, self.split_seed)
+        train_idx, test_idx = split_indices(
+            labels, self.test_fraction, self.split_seed, what="ImageFolderDataModule: test_fraction"
+        )
         return (
             classes,
             [Path(p) for p in paths[train_idx]],

@@ -8,6 +8,7 @@ are torchvision transform classes named in config, e.g.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,9 @@ __all__ = [
 ]
 
 Transform = Callable[[Any], Any]
+
+MAX_IMAGE_SIDE = 16384
+"""The largest height or width images are resized to (a 16384 x 16384 RGB image is 768 MiB)."""
 
 
 @dataclass(frozen=True)
@@ -146,10 +150,19 @@ def resolve_transforms(
     """
     mean = tuple(defaults.mean if mean is None else mean)
     std = tuple(defaults.std if std is None else std)
-    if len(mean) != len(std) or any(s <= 0 for s in std):
-        raise PlpDataError(f"mean {mean} and std {std} must have one value per channel, std > 0")
-    if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
-        raise PlpDataError(f"image_size must be [height, width] > 0, got {list(image_size)}")
+    # "not s > 0" and isfinite: NaN fails every comparison, so "s <= 0" would let it through
+    finite = all(math.isfinite(v) for v in (*mean, *std))
+    if len(mean) != len(std) or not finite or any(not s > 0 for s in std):
+        raise PlpDataError(
+            f"mean {mean} and std {std} must have one finite value per channel, std > 0"
+        )
+    if image_size is not None and (
+        len(image_size) != 2 or not all(1 <= side <= MAX_IMAGE_SIDE for side in image_size)
+    ):
+        raise PlpDataError(
+            f"image_size must be [height, width], each in 1..{MAX_IMAGE_SIDE}, "
+            f"got {list(image_size)}"
+        )
     size = defaults.image_size if image_size is None else (int(image_size[0]), int(image_size[1]))
     steps = defaults.augment if augment is None else tuple(augment)
     erasing = defaults.random_erasing if random_erasing is None else random_erasing
@@ -207,12 +220,69 @@ def transforms_of(spec: ResolvedTransforms) -> tuple[Transform, Transform]:
     resize: list[Transform] = [] if size is None else [T.Resize(list(size))]
     tensor: list[Transform] = [T.ToTensor(), T.Normalize(spec.mean, spec.std)]
     erasing = spec.random_erasing
+    steps = [_step(s, f"augment[{i}]", spec.crop_size) for i, s in enumerate(spec.augment)]
+    _check_crops(steps, spec.crop_size)
     train = T.Compose(
-        [
-            *resize,
-            *(_step(s, f"augment[{i}]", spec.crop_size) for i, s in enumerate(spec.augment)),
-            *tensor,
-            *([T.RandomErasing(p=erasing)] if erasing > 0 else []),
-        ]
+        [*resize, *steps, *tensor, *([T.RandomErasing(p=erasing)] if erasing > 0 else [])]
     )
     return train, T.Compose([*resize, *tensor])
+
+
+def _pair(value: Any) -> tuple[int, int] | None:
+    """Return a torchvision size as ``(height, width)``; None when it is not one fixed size."""
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, Sequence) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    if isinstance(value, Sequence) and len(value) == 1:
+        return int(value[0]), int(value[0])
+    return None
+
+
+def _padded(size: tuple[int, int], padding: Any) -> tuple[int, int]:
+    """Return ``size`` after torchvision's ``padding`` (an int, ``[x, y]`` or ``[l, t, r, b]``)."""
+    if padding is None:
+        return size
+    if isinstance(padding, int):
+        return size[0] + 2 * padding, size[1] + 2 * padding
+    pads = [int(v) for v in padding]
+    if len(pads) == 1:
+        return size[0] + 2 * pads[0], size[1] + 2 * pads[0]
+    if len(pads) == 2:
+        return size[0] + 2 * pads[1], size[1] + 2 * pads[0]
+    return size[0] + pads[1] + pads[3], size[1] + pads[0] + pads[2]
+
+
+def _check_crops(steps: Sequence[Transform], size: tuple[int, int] | None) -> None:
+    """Raise PlpDataError if a ``RandomCrop`` would ask for more than the image it gets.
+
+    The image size is followed through the steps whose output size is known (``Pad``,
+    ``RandomCrop``, ``CenterCrop``, ``RandomResizedCrop``, ``Resize`` to ``[h, w]``); after any
+    other step it is unknown and nothing more is checked. torchvision would only fail at the
+    first training batch, after the run has started.
+    """
+    for index, step in enumerate(steps):
+        if size is None:
+            return
+        if isinstance(step, T.RandomCrop):
+            padded = _padded(size, step.padding)
+            crop = _pair(step.size)
+            if (
+                crop is not None
+                and not step.pad_if_needed
+                and (crop[0] > padded[0] or crop[1] > padded[1])
+            ):
+                raise PlpDataError(
+                    f"augment[{index}]: RandomCrop of {crop[0]}x{crop[1]} is larger than the "
+                    f"{padded[0]}x{padded[1]} images it gets; give a smaller size, more padding "
+                    "or pad_if_needed = true"
+                )
+            size = crop
+        elif isinstance(step, T.Pad):
+            size = _padded(size, step.padding)
+        elif isinstance(step, T.CenterCrop | T.RandomResizedCrop):
+            size = _pair(step.size)
+        elif isinstance(step, T.Resize):
+            size = _pair(step.size) if not isinstance(step.size, int) else None
+        elif not isinstance(step, T.RandomHorizontalFlip | T.RandomVerticalFlip | T.ColorJitter):
+            size = None
