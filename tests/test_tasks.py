@@ -30,6 +30,13 @@ def test_listing_tasks_imports_no_torch(invoke) -> None:
         assert f"  {name} " in listing.stdout
 
 
+def test_tasks_and_pipelines_share_the_runs_default() -> None:
+    import plp_pipelines
+    import tasks
+
+    assert tasks.RUNS == plp_pipelines.RUNS_ROOT
+
+
 def test_missing_config_is_one_line_with_exit_code_2(invoke, tmp_path: Path) -> None:
     result = invoke("train", "--config", str(tmp_path / "nope.toml"))
     assert result.returncode == 2
@@ -48,9 +55,10 @@ def test_unknown_key_in_override_is_reported_before_training(invoke, tmp_path: P
 def test_unknown_method_and_missing_run(invoke, tmp_path: Path) -> None:
     result = invoke("evaluate", "--method", "map")
     assert result.returncode == 2
-    assert "--method 'map' is not a method; expected one of accuracy, reid, clustering, all" in (
-        result.stderr
-    )
+    import plp_pipelines
+
+    methods = ", ".join([*plp_pipelines.available_methods(), "all"])
+    assert f"--method 'map' is not a method; expected one of {methods}" in result.stderr
     result = invoke("evaluate", "--runs", str(tmp_path))
     assert result.returncode == 2
     assert f"no run recorded in {tmp_path}/ yet" in result.stderr

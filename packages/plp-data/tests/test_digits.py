@@ -62,7 +62,9 @@ def test_bad_arguments_raise_clear_errors():
         build_datamodule("digits", batch_size=0)
     with pytest.raises(PlpDataError, match="val_fraction"):
         build_datamodule("digits", val_fraction=1.0)
-    with pytest.raises(PlpDataError, match="unknown split 'query'"):
+    with pytest.raises(
+        PlpDataError, match="unknown split of DigitsDataModule 'query'; available: trainval, test"
+    ):
         build_datamodule("digits").split_dataloader("query")
     with pytest.raises(PlpDataError, match="already registered"):
         plp_data.register_datamodule("digits")(plp_data.DigitsDataModule)

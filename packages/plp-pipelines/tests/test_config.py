@@ -39,7 +39,10 @@ def write(tmp_path: Path, text: str) -> Path:
         ),
         ("[trainer]\nepochs = 'ten'\n", r"bad\.toml: trainer\.epochs: .*integer.*\(given: 'ten'\)"),
         ("[trainer]\nepochs = 0\n", r"trainer\.epochs: .*greater than or equal to 1"),
-        ("[evaluate]\nmethods = ['reid', 'map']\n", r"evaluate\.methods\.1: expected 'accuracy'"),
+        (
+            "[evaluate]\nmethods = ['reid', 'map']\n",
+            r"evaluate\.methods: unknown method 'map'; available: accuracy",
+        ),
         ("bogus = 1\n", r"unknown key 'bogus'; allowed here: name, seed, data, model"),
         ("[loss]\nname = 'a'\nterms = [{name = 'b'}]\n", r"loss: .*either name .* or terms"),
         ("[loss]\nterms = [{name = 'b', wieght = 2}]\n", r"unknown key 'loss\.terms\.0\.wieght'"),

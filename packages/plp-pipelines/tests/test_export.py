@@ -124,7 +124,10 @@ def test_export_errors_are_one_line(run: Path) -> None:
     ("kwargs", "message"),
     [
         ({"format": "tflite"}, "--format 'tflite' is not an export format; expected one of onnx"),
-        ({"inputs": "train"}, "--inputs 'train': expected one of test, random"),
+        (
+            {"inputs": "train"},
+            "--inputs 'train' is not a kind of inputs; expected one of test, random",
+        ),
         ({"samples": 0}, "--samples must be >= 1, got 0"),
     ],
 )

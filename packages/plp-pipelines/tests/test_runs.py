@@ -14,7 +14,6 @@ from plp_pipelines._runs import (
     record_newest,
     resolve_run,
 )
-from plp_pipelines._train import _newest_unfinished
 
 
 def test_run_dirs_are_unique_and_newest_is_recorded(tmp_path: Path) -> None:
@@ -135,13 +134,26 @@ def test_a_garbage_run_record_is_one_line(tmp_path: Path) -> None:
 
 
 def test_resume_takes_the_newest_unfinished_run(tmp_path: Path) -> None:
+    record = (
+        '{"best_checkpoint": "last.ckpt", "last_checkpoint": "last.ckpt", "epochs": 1, "seed": 0}'
+    )
     for stamp, finished in (("20260101-000000", False), ("20260102-000000", True)):
         checkpoints = tmp_path / "digits" / stamp / "checkpoints"
         checkpoints.mkdir(parents=True)
         (checkpoints / "last.ckpt").write_bytes(b"")
+        (checkpoints.parent / "config.toml").write_text('name = "digits"\n')
         if finished:
-            (checkpoints.parent / "run.json").write_text("{}")
-    assert _newest_unfinished(tmp_path, "digits").name == "20260101-000000"
-    (tmp_path / "digits" / "20260101-000000" / "run.json").write_text("{}")
+            (checkpoints.parent / "run.json").write_text(record)
+    opened = Run.open_unfinished(name="digits", runs_root=tmp_path)
+    assert opened.root.name == "20260101-000000" and opened.info is None
+    assert opened.last_checkpoint() == opened.root / "checkpoints" / "last.ckpt"
+    finished = tmp_path / "digits" / "20260102-000000"
+    with pytest.raises(RunError, match="finished training already: nothing to resume"):
+        Run.open_unfinished(finished, runs_root=tmp_path)
+    (opened.root / "checkpoints" / "last.ckpt").unlink()
     with pytest.raises(RunError, match="no unfinished run of 'digits'"):
-        _newest_unfinished(tmp_path, "digits")
+        Run.open_unfinished(name="digits", runs_root=tmp_path)
+    with pytest.raises(RunError, match=r"has no checkpoints/last\.ckpt to resume from"):
+        Run.open_unfinished(opened.root, runs_root=tmp_path)
+    with pytest.raises(RunError, match="name the run"):
+        Run.open_unfinished(runs_root=tmp_path)

@@ -18,6 +18,13 @@ from plp_core._bounds import (
     check_number,
 )
 from plp_core._choices import check_choice, did_you_mean, unknown_choice
+from plp_core._defaults import (
+    DEFAULT_MAX_RANK,
+    DEFAULT_MODEL,
+    RERANK_K1,
+    RERANK_K2,
+    RERANK_LAMBDA,
+)
 from plp_core._errors import PlpError
 from plp_core._files import STORAGE_ERRORS, atomic_write, storage_reason
 from plp_core._names import MAX_NAME_LENGTH, NAME_CHARACTERS, check_name
@@ -52,7 +59,12 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "NAME_CHARACTERS",
     "check_name",
-    # shared vocabularies
+    # shared vocabularies and defaults
+    "DEFAULT_MAX_RANK",
+    "DEFAULT_MODEL",
+    "RERANK_K1",
+    "RERANK_K2",
+    "RERANK_LAMBDA",
     "DISTANCES",
     "Distance",
     "RANKING_METRICS",

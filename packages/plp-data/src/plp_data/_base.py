@@ -15,7 +15,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from plp_core import NonNegativeInt, PositiveInt, Range
+from plp_core import NonNegativeInt, PositiveInt, Range, unknown_choice
 from plp_data._datasets import FileImageDataset
 from plp_data._device import (
     DeviceDataLoader,
@@ -212,10 +212,8 @@ class PlpDataModule(pl.LightningDataModule):
     def _split_dataset(self, split: str) -> Dataset[Any]:
         named = {"trainval": self.splits.trainval, "test": self.splits.test, **self.splits.extra}
         if split not in named:
-            raise PlpDataError(
-                f"unknown split {split!r} for {type(self).__name__}; "
-                f"available: {', '.join(self.eval_splits)}"
-            )
+            kind = f"split of {type(self).__name__}"
+            raise PlpDataError(unknown_choice(kind, split, self.eval_splits))
         return named[split]
 
     def setup(self, stage: str | None = None) -> None:

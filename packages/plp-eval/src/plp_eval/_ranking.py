@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from plp_core import unknown_choice
+from plp_core import DEFAULT_MAX_RANK, unknown_choice
 from plp_eval._arrays import as_labels
 from plp_eval._distributed import gather_values, share
 from plp_eval._errors import PlpEvalError
@@ -52,7 +52,7 @@ def reid_metrics(
     query_cameras: Any = None,
     gallery_cameras: Any = None,
     metric: str = "euclidean",
-    max_rank: int = 50,
+    max_rank: int = DEFAULT_MAX_RANK,
     *,
     query_in_gallery: bool = False,
     backend: str = "auto",
@@ -182,7 +182,7 @@ def _evaluate(
     query_cameras: Any = None,
     gallery_cameras: Any = None,
     metric: str = "euclidean",
-    max_rank: int = 50,
+    max_rank: int = DEFAULT_MAX_RANK,
     method: str = "auto",
     query_in_gallery: bool = False,
     device: Any = None,
@@ -339,7 +339,7 @@ def reid_metrics_from_distances(
     gallery_labels: Any,
     query_cameras: Any = None,
     gallery_cameras: Any = None,
-    max_rank: int = 50,
+    max_rank: int = DEFAULT_MAX_RANK,
     query_in_gallery: bool = False,
     *,
     query_groups: Any = None,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from plp_core import DEFAULT_MAX_RANK, RERANK_K1, RERANK_K2, RERANK_LAMBDA
 from plp_eval._arrays import as_features, as_labels
 from plp_eval._errors import PlpEvalError
 from plp_eval._problem import check_metric
@@ -32,9 +33,9 @@ _PAIRS = 1 << 13  # item pairs whose exact float64 distance is computed at once
 def rerank(
     query_features: Any,
     gallery_features: Any,
-    k1: int = 20,
-    k2: int = 6,
-    lambda_value: float = 0.3,
+    k1: int = RERANK_K1,
+    k2: int = RERANK_K2,
+    lambda_value: float = RERANK_LAMBDA,
     metric: str = "euclidean",
     block_size: int = BLOCK_SIZE,
     query_in_gallery: bool = False,
@@ -141,10 +142,10 @@ def rerank_reid_metrics(
     query_cameras: Any = None,
     gallery_cameras: Any = None,
     metric: str = "euclidean",
-    max_rank: int = 50,
-    k1: int = 20,
-    k2: int = 6,
-    lambda_value: float = 0.3,
+    max_rank: int = DEFAULT_MAX_RANK,
+    k1: int = RERANK_K1,
+    k2: int = RERANK_K2,
+    lambda_value: float = RERANK_LAMBDA,
     block_size: int = BLOCK_SIZE,
     query_in_gallery: bool = False,
     device: str | torch.device | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 import plp_losses
-from plp_core import PositiveInt
+from plp_core import DEFAULT_MODEL, PositiveInt
 from plp_models._backbones import build_backbone
 from plp_models._errors import PlpModelsError
 from plp_models._heads import build_head
@@ -22,7 +23,7 @@ __all__ = ["NetworkModel", "PlpModel"]
 
 # Losses holding one learnable vector per class: the model fills in their sizes.
 LOSSES_WITH_CLASS_WEIGHTS = frozenset({"arcface", "center"})
-DEFAULT_LOSSES: tuple[dict[str, Any], ...] = ({"name": "cross_entropy", "weight": 1.0},)
+DEFAULT_LOSSES: tuple[dict[str, Any], ...] = ({**DEFAULT_MODEL["loss"], "weight": 1.0},)
 
 
 class PlpModel(pl.LightningModule):
@@ -63,16 +64,16 @@ class PlpModel(pl.LightningModule):
         image_size: Sequence[int] = (32, 32),
         backbone: Mapping[str, Any] | None = None,
         head: Mapping[str, Any] | None = None,
-        embedding_size: PositiveInt = 128,
+        embedding_size: PositiveInt = DEFAULT_MODEL["embedding_size"],
         losses: Sequence[Mapping[str, Any]] = DEFAULT_LOSSES,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        backbone = dict(backbone or {"name": "small_convnet"})
-        head = dict(head or {"name": "embedding_classifier"})
-        optimizer = dict(optimizer or {"name": "adam", "args": {"lr": 1e-3}})
-        scheduler = dict(scheduler or {"name": "none"})
+        backbone = copy.deepcopy(dict(backbone or DEFAULT_MODEL["backbone"]))
+        head = copy.deepcopy(dict(head or DEFAULT_MODEL["head"]))
+        optimizer = copy.deepcopy(dict(optimizer or DEFAULT_MODEL["optimizer"]))
+        scheduler = copy.deepcopy(dict(scheduler or DEFAULT_MODEL["scheduler"]))
         losses = [dict(spec) for spec in losses]
         if not losses:
             raise PlpModelsError("losses: at least one loss is needed")

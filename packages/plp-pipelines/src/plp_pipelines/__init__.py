@@ -18,8 +18,15 @@ from plp_pipelines._errors import (
     TrainingDivergedError,
     TrainingStoppedError,
 )
+from plp_pipelines._methods import (
+    METHODS,
+    EvaluationContext,
+    EvaluationMethod,
+    available_methods,
+    check_methods,
+)
 from plp_pipelines._report import format_metrics_table
-from plp_pipelines._runs import newest_run
+from plp_pipelines._runs import RUNS_ROOT, newest_run
 
 if TYPE_CHECKING:
     from plp_pipelines._align import align
@@ -41,8 +48,15 @@ __all__ = [
     "train",
     "TrainResult",
     "ExportResult",
+    # evaluation methods
+    "METHODS",
+    "EvaluationContext",
+    "EvaluationMethod",
+    "available_methods",
+    "check_methods",
     # configs and runs
     "Config",
+    "RUNS_ROOT",
     "load_config",
     "newest_run",
     # features and reports

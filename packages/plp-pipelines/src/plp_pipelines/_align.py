@@ -11,7 +11,7 @@ from plp_pipelines._checkpoints import architecture_of, check_architecture
 from plp_pipelines._errors import ConfigError
 from plp_pipelines._features import extract_features
 from plp_pipelines._run import Run
-from plp_pipelines._runs import atomic_write_text
+from plp_pipelines._runs import RUNS_ROOT, atomic_write_text
 
 __all__ = ["align"]
 
@@ -20,7 +20,7 @@ def align(
     checkpoints: Sequence[str | Path],
     *,
     split: str | None = None,
-    runs_root: str | Path = "runs",
+    runs_root: str | Path = RUNS_ROOT,
     output_dir: str | Path | None = None,
 ) -> Path:
     """Embed one split with every checkpoint, fit AlignedUMAP, and return the panels' PNG path.

@@ -17,7 +17,15 @@ from pydantic import (
     model_validator,
 )
 
-from plp_core import did_you_mean
+from plp_core import (
+    DEFAULT_MAX_RANK,
+    DEFAULT_MODEL,
+    RERANK_K1,
+    RERANK_K2,
+    RERANK_LAMBDA,
+    RankingMetric,
+    did_you_mean,
+)
 from plp_pipelines._errors import ConfigError
 from plp_pipelines._runs import LATEST_FILE as LATEST
 
@@ -28,7 +36,6 @@ __all__ = [
     "EvaluateConfig",
     "ExplainConfig",
     "LossTerm",
-    "METHODS",
     "PRECISIONS",
     "PROTOCOLS",
     "ModelConfig",
@@ -40,12 +47,17 @@ __all__ = [
     "validate_config",
 ]
 
-Method = Literal["accuracy", "reid", "clustering"]
-METHODS: tuple[Method, ...] = ("accuracy", "reid", "clustering")
 Precision = Literal["auto", "64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true"]
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 Protocol = Literal["trainval_test", "query_gallery", "test_leave_one_out"]
 PROTOCOLS: tuple[str, ...] = typing.get_args(Protocol)
+
+
+def _methods() -> Any:
+    """Return the evaluation-method registry (imported on first use: it loads the methods)."""
+    from plp_pipelines import _methods
+
+    return _methods
 
 
 class _Section(BaseModel):
@@ -68,8 +80,8 @@ class DataConfig(Named):
 class ModelConfig(_Section):
     """``[model]``: backbone, head and embedding size (unset: the model's own default)."""
 
-    backbone: Named = Field(default_factory=lambda: Named(name="small_convnet"))
-    head: Named = Field(default_factory=lambda: Named(name="embedding_classifier"))
+    backbone: Named = Field(default_factory=lambda: Named(**DEFAULT_MODEL["backbone"]))
+    head: Named = Field(default_factory=lambda: Named(**DEFAULT_MODEL["head"]))
     embedding_size: int | None = Field(default=None, ge=1)
 
 
@@ -119,16 +131,21 @@ class EvaluateConfig(_Section):
     """``[evaluate]``: what the test pipeline computes."""
 
     after_training: bool = True
-    methods: list[Method] = Field(default_factory=lambda: list(METHODS))
-    reid_metric: Literal["euclidean", "cosine"] = "euclidean"
+    methods: list[str] = Field(default_factory=lambda: _methods().default_methods())
+    reid_metric: RankingMetric = "euclidean"
     protocol: Protocol = "trainval_test"
-    max_rank: int = Field(default=50, ge=1)
+    max_rank: int = Field(default=DEFAULT_MAX_RANK, ge=1)
     rerank: bool = False
-    rerank_k1: int = Field(default=20, ge=1)
-    rerank_k2: int = Field(default=6, ge=1)
-    rerank_lambda: float = Field(default=0.3, ge=0.0, le=1.0)
+    rerank_k1: int = Field(default=RERANK_K1, ge=1)
+    rerank_k2: int = Field(default=RERANK_K2, ge=1)
+    rerank_lambda: float = Field(default=RERANK_LAMBDA, ge=0.0, le=1.0)
     umap: bool = True
     umap_max_samples: int = Field(default=10_000, ge=10)
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, value: list[str]) -> list[str]:
+        return _methods().check_methods(value)
 
 
 class ExplainConfig(_Section):
@@ -154,9 +171,9 @@ class Config(_Section):
     _source: str = PrivateAttr(default="the Config object")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    loss: LossConfig = Field(default_factory=lambda: LossConfig(name="cross_entropy"))
-    optimizer: Named = Field(default_factory=lambda: Named(name="adam", args={"lr": 1e-3}))
-    scheduler: Named = Field(default_factory=lambda: Named(name="none"))
+    loss: LossConfig = Field(default_factory=lambda: LossConfig(**DEFAULT_MODEL["loss"]))
+    optimizer: Named = Field(default_factory=lambda: Named(**DEFAULT_MODEL["optimizer"]))
+    scheduler: Named = Field(default_factory=lambda: Named(**DEFAULT_MODEL["scheduler"]))
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)

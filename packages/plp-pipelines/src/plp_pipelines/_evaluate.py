@@ -5,6 +5,9 @@ written to a staging folder inside the run and moved into place only when all of
 a failed or killed evaluation leaves the previous results as they were. ``metrics.json`` records
 per method the checkpoint its numbers come from; evaluating another checkpoint drops the other
 methods' numbers (and plots) of the previous checkpoint instead of showing them under its name.
+
+What each method computes, draws and reports is the method's own (``plp_pipelines._methods``);
+this module extracts the features, runs the chosen methods and writes one consistent state.
 """
 
 from __future__ import annotations
@@ -19,26 +22,30 @@ from typing import Any
 import numpy as np
 import torch
 
-import plp_eval
 import plp_viz
-from plp_pipelines._config import METHODS, Config
-from plp_pipelines._errors import ConfigError, RunError
+from plp_pipelines._config import Config
+from plp_pipelines._errors import RunError
 from plp_pipelines._features import SplitFeatures, extract_features, save_features
-from plp_pipelines._protocols import check_datamodule, check_model, has_classifier
+from plp_pipelines._methods import (
+    EvaluationContext,
+    EvaluationMethod,
+    available_methods,
+    build_method,
+    check_methods,
+)
+from plp_pipelines._protocols import (
+    DataFacts,
+    ModelFacts,
+    as_embedding_model,
+    check_datamodule,
+    check_model,
+)
 from plp_pipelines._report import write_report
 from plp_pipelines._run import Run
-from plp_pipelines._runs import RunPaths, atomic_write_json
+from plp_pipelines._runs import RUNS_ROOT, RunPaths, atomic_write_json
 
 __all__ = ["evaluate"]
 
-# Plots each method draws (metrics.json "plots" keys), so a dropped method loses its plots too.
-METHOD_PLOTS = {
-    "accuracy": ("confusion_matrix",),
-    "reid": ("cmc", "rank_list", "distances"),
-    "clustering": (),
-}
-RANK_LIST_QUERIES = 8
-RANK_LIST_TOP_K = 8
 # UMAP needs a few neighbours per point; smaller splits get every metric but no UMAP plot.
 UMAP_MIN_SAMPLES = 10
 
@@ -48,7 +55,7 @@ def evaluate(
     *,
     checkpoint: str | Path | None = None,
     methods: Sequence[str] | None = None,
-    runs_root: str | Path = "runs",
+    runs_root: str | Path = RUNS_ROOT,
     model: torch.nn.Module | None = None,
     datamodule: Any = None,
     config: Config | None = None,
@@ -72,7 +79,8 @@ def evaluate(
         run: The run directory; the newest run under ``runs_root`` when None.
         checkpoint: A checkpoint to evaluate instead of the run's best (its run directory is
             the folder above ``checkpoints/``).
-        methods: Subset of ``accuracy``, ``reid``, ``clustering``; defaults to the config's.
+        methods: Names of evaluation methods (``accuracy``, ``reid``, ``clustering``, ...:
+            :func:`plp_pipelines.available_methods`); defaults to the config's.
         runs_root: Folder holding the run directories.
         model: A model object whose weights are loaded from the checkpoint (for runs trained
             from objects rather than a config).
@@ -89,44 +97,45 @@ def evaluate(
     opened = Run.open(run, runs_root=runs_root, checkpoint=checkpoint)
     paths = opened.paths
     config = config or opened.config
-    methods = list(methods or config.evaluate.methods)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ConfigError(
-            f"--method {unknown[0]!r} is not a method; expected one of {', '.join(METHODS)}"
-        )
+    chosen = [
+        build_method(name)
+        for name in check_methods(list(methods or config.evaluate.methods), flag="--method")
+    ]
     checkpoint_path = opened.checkpoint(checkpoint)
-    model = opened.load_model(checkpoint_path, model)
-    check_model(model)
+    evaluated = as_embedding_model(opened.load_model(checkpoint_path, model))
+    model_facts = check_model(evaluated)
     datamodule = opened.build_datamodule(datamodule)
-    check_datamodule(datamodule)
+    data = check_datamodule(datamodule)
     datamodule.setup("test")
-    _check_checkpoint_fits_data(model, datamodule, checkpoint_path)
+    _check_checkpoint_fits_data(model_facts, data, checkpoint_path)
 
     device = _evaluation_device(config)
-    model.to(device)
+    evaluated.to(device)
     protocol = config.evaluate.protocol
     splits = ["trainval", "test"] + (["query", "gallery"] if protocol == "query_gallery" else [])
     features: dict[str, SplitFeatures] = {}
     for split in splits:
-        features[split] = extract_features(model, datamodule.split_dataloader(split))
+        features[split] = extract_features(evaluated, datamodule.split_dataloader(split))
         _check_finite(features[split], split)
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     writer = not distributed or torch.distributed.get_rank() == 0
+    context = EvaluationContext(
+        config, features, datamodule, data, device, distributed, checkpoint_path
+    )
 
     metrics: dict[str, Any] = {"checkpoint": checkpoint_path.name, "protocol": protocol}
-    if "reid" in methods:  # every rank ranks its share of the queries
-        metrics.update(_reid(features, config, device, distributed))
+    for method in chosen:  # every rank ranks its share of the queries
+        if method.every_rank:
+            metrics.update(method.compute(context))
     if not writer:
         return {}
-    if "accuracy" in methods:
-        metrics["accuracy"] = _accuracy(features["trainval"], features["test"])
-    if "clustering" in methods:
-        metrics["clustering"] = _clustering(features["test"], config)
-    for method in methods:
-        metrics[method]["checkpoint"] = checkpoint_path.name
-    if "reid_reranked" in metrics:
-        metrics["reid_reranked"]["checkpoint"] = checkpoint_path.name
+    for method in chosen:
+        if not method.every_rank:
+            metrics.update(method.compute(context))
+    for method in chosen:
+        for section in method.sections:
+            if section in metrics:
+                metrics[section]["checkpoint"] = checkpoint_path.name
     if on_metrics is not None:
         on_metrics(metrics)
 
@@ -134,25 +143,12 @@ def evaluate(
     try:
         for split, split_features in features.items():
             save_features(stage.file(paths.features / f"{split}.npz"), split_features)
-        plots = _plots(stage, metrics, features, datamodule, config, protocol)
+        plots = _plots(stage, chosen, context)
         previous = _previous_metrics(paths)
-        kept: dict[str, Any] = {
-            method: previous[method]
-            for method in METHODS
-            if method not in methods and _from_checkpoint(previous.get(method), checkpoint_path)
-        }
-        if "reid" in kept and _from_checkpoint(previous.get("reid_reranked"), checkpoint_path):
-            kept["reid_reranked"] = previous["reid_reranked"]
-        kept_plots = {
-            name: path
-            for method in kept
-            for name in METHOD_PLOTS.get(method, ())
-            if (path := previous.get("plots", {}).get(name))
-        }
+        kept, kept_plots = _kept_results(previous, chosen, checkpoint_path)
         metrics = {**kept, **metrics, "plots": {**kept_plots, **plots}}
-        metrics["data_pipeline"] = getattr(datamodule, "data_pipeline", None)
-        class_names = getattr(datamodule, "class_names", None)
-        metrics["class_names"] = list(class_names) if class_names is not None else None
+        metrics["data_pipeline"] = data.data_pipeline
+        metrics["class_names"] = data.class_names
         atomic_write_json(stage.file(paths.metrics), metrics)
         write_report(paths, config, metrics, out=RunPaths(stage.root))
         stale = [
@@ -164,6 +160,32 @@ def evaluate(
     finally:
         stage.discard()
     return metrics
+
+
+def _kept_results(
+    previous: dict[str, Any], chosen: Sequence[EvaluationMethod], checkpoint: Path
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Return the previous sections (and their plots) of methods not rerun, of this checkpoint.
+
+    A method's results are kept only when they come from the same checkpoint, so that
+    ``metrics.json`` never shows numbers of two checkpoints side by side.
+    """
+    rerun = {method.name for method in chosen}
+    kept: dict[str, Any] = {}
+    kept_plots: dict[str, str] = {}
+    for name in available_methods():
+        if name in rerun:
+            continue
+        method = build_method(name)
+        if not _from_checkpoint(previous.get(method.sections[0]), checkpoint):
+            continue
+        for section in method.sections:
+            if _from_checkpoint(previous.get(section), checkpoint):
+                kept[section] = previous[section]
+        for plot in method.plots:
+            if path := previous.get("plots", {}).get(plot):
+                kept_plots[plot] = path
+    return kept, kept_plots
 
 
 class _Stage:
@@ -205,16 +227,15 @@ def _evaluation_device(config: Config) -> torch.device:
     return torch.device("cpu")
 
 
-def _check_checkpoint_fits_data(model: Any, datamodule: Any, checkpoint: Path) -> None:
+def _check_checkpoint_fits_data(model: ModelFacts, data: DataFacts, checkpoint: Path) -> None:
     """Raise RunError if the checkpoint was trained for other classes, channels or sizes."""
-    hyper_parameters = getattr(model, "hparams", {})
     for key in ("num_classes", "in_channels", "image_size"):
-        expected = getattr(datamodule, key, None)
-        stored = hyper_parameters.get(key)
+        expected = getattr(data, key)
+        stored = model.hyper_parameters.get(key)
         if (
             expected is None
             or stored is None
-            or (key == "num_classes" and not has_classifier(model))
+            or (key == "num_classes" and not model.has_classifier)
         ):
             continue
         if list(np.atleast_1d(stored)) != list(np.atleast_1d(expected)):
@@ -246,100 +267,16 @@ def _from_checkpoint(section: Any, checkpoint: Path) -> bool:
     return isinstance(section, dict) and section.get("checkpoint") == checkpoint.name
 
 
-def _accuracy(trainval: SplitFeatures, test: SplitFeatures) -> dict[str, Any]:
-    """Return the accuracy metrics; the confusion matrix under ``_confusion``, for the plot."""
-    if test.logits is not None:
-        result = plp_eval.accuracy_metrics(test.logits, test.labels)
-        source = "classifier"
-    else:
-        indices, _ = plp_eval.rank_lists(test.features, trainval.features, k=1)
-        predictions = trainval.labels[indices[:, 0]]
-        num_classes = int(max(trainval.labels.max(), test.labels.max())) + 1
-        result = plp_eval.accuracy_metrics(predictions, test.labels, num_classes=num_classes)
-        source = "1-nearest-neighbour in trainval"
-    return {"source": source, **result.to_dict(), "_confusion": result.confusion_matrix}
-
-
-def _clustering(test: SplitFeatures, config: Config) -> dict[str, Any]:
-    classes = len(np.unique(test.labels))
-    if len(test.labels) <= classes:
-        return {"skipped": f"{len(test.labels)} test images for {classes} classes: too few"}
-    return plp_eval.clustering_metrics(test.features, test.labels, seed=config.seed).to_dict()
-
-
-def _query_gallery(protocol: str) -> tuple[str, str]:
-    return {"query_gallery": ("query", "gallery"), "test_leave_one_out": ("test", "test")}.get(
-        protocol, ("test", "trainval")
-    )
-
-
-def _reid(
-    features: dict[str, SplitFeatures], config: Config, device: torch.device, distributed: bool
-) -> dict[str, Any]:
-    """Return ``{"reid": ..., "reid_reranked": ...}`` (the second with ``[evaluate] rerank``)."""
-    settings = config.evaluate
-    query_split, gallery_split = _query_gallery(settings.protocol)
-    query, gallery = features[query_split], features[gallery_split]
-    with_cameras = query.cameras is not None and gallery.cameras is not None
-    common: dict[str, Any] = {
-        "query_cameras": query.cameras if with_cameras else None,
-        "gallery_cameras": gallery.cameras if with_cameras else None,
-        "metric": settings.reid_metric,
-        "max_rank": settings.max_rank,
-        "query_in_gallery": settings.protocol == "test_leave_one_out",
-    }
-    arrays = (query.features, query.labels, gallery.features, gallery.labels)
-    result = plp_eval.reid_metrics(*arrays, **common, device=device, distributed=distributed)
-    described = {"metric": settings.reid_metric, "query": query_split, "gallery": gallery_split}
-    output: dict[str, Any] = {"reid": {**described, **result.to_dict()}}
-    output["reid"]["_result"] = result
-    if settings.rerank:
-        reranked = plp_eval.rerank_reid_metrics(
-            *arrays,
-            **common,
-            k1=settings.rerank_k1,
-            k2=settings.rerank_k2,
-            lambda_value=settings.rerank_lambda,
-            device=device if device.type == "cuda" else None,
-        )
-        output["reid_reranked"] = {
-            **described,
-            "k1": settings.rerank_k1,
-            "k2": settings.rerank_k2,
-            "lambda": settings.rerank_lambda,
-            **reranked.to_dict(),
-        }
-    return output
-
-
 def _plots(
-    stage: _Stage,
-    metrics: dict[str, Any],
-    features: dict[str, SplitFeatures],
-    datamodule: Any,
-    config: Config,
-    protocol: str,
+    stage: _Stage, chosen: Sequence[EvaluationMethod], context: EvaluationContext
 ) -> dict[str, str]:
-    """Draw the plots of the computed methods into the stage; return name -> run-relative path."""
+    """Draw the chosen methods' plots and the UMAP into the stage; return name -> run path."""
     paths = stage.paths
-    class_names = getattr(datamodule, "class_names", None)
     plots: dict[str, Path] = {}
-    if "accuracy" in metrics:
-        accuracy = metrics["accuracy"]
-        confusion = np.asarray(accuracy.pop("_confusion"))
-        plots["confusion_matrix"] = plp_viz.plot_confusion_matrix(
-            confusion,
-            stage.file(paths.plots / "confusion_matrix.png"),
-            class_names=class_names,
-        )
-    if "reid" in metrics:
-        result = metrics["reid"].pop("_result")
-        query_split, gallery_split = _query_gallery(protocol)
-        plots.update(
-            _reid_plots(stage, config, datamodule, result, features, query_split, gallery_split)
-        )
-    if config.evaluate.umap and len(features["test"].labels) >= UMAP_MIN_SAMPLES:
-        test = features["test"]
+    for method in chosen:
+        plots.update(method.draw(context, lambda name: stage.file(paths.plots / name)))
+    config, test = context.config, context.features["test"]
+    if config.evaluate.umap and len(test.labels) >= UMAP_MIN_SAMPLES:
         embedding = plp_viz.umap_2d(
             test.features, seed=config.seed, max_samples=config.evaluate.umap_max_samples
         )
@@ -348,81 +285,6 @@ def _plots(
             test.labels[embedding.indices],
             stage.file(paths.plots / "umap_test.png"),
             title=f"{config.name}: test features (UMAP)",
-            class_names=class_names,
+            class_names=context.data.class_names,
         )
     return {name: str(Path(path).relative_to(stage.root)) for name, path in plots.items()}
-
-
-def _reid_plots(
-    stage: _Stage,
-    config: Config,
-    datamodule: Any,
-    result: Any,
-    features: dict[str, SplitFeatures],
-    query_split: str,
-    gallery_split: str,
-) -> dict[str, Path]:
-    """Draw the CMC curve, the rank lists of the worst and some random queries, the histogram."""
-    paths = stage.paths
-    query, gallery = features[query_split], features[gallery_split]
-    class_names = getattr(datamodule, "class_names", None)
-    leave_one_out = query_split == gallery_split
-    plots: dict[str, Path] = {
-        "cmc": plp_viz.plot_cmc(
-            result.cmc,
-            stage.file(paths.plots / "cmc.png"),
-            max_rank=config.evaluate.max_rank,
-            title=f"{config.name}: CMC ({query_split} vs {gallery_split})",
-        )
-    }
-    average_precision = np.asarray(result.average_precision, dtype=np.float64)
-    if np.isfinite(average_precision).any():
-        num_worst = RANK_LIST_QUERIES // 2
-        worst, random = plp_viz.rank_list_queries(
-            average_precision,
-            num_worst=num_worst,
-            num_random=RANK_LIST_QUERIES - num_worst,
-            seed=config.seed,
-        )
-        chosen = np.concatenate([worst, random])  # worst first, as plot_rank_list expects
-        top_k = min(RANK_LIST_TOP_K, len(gallery.labels) - int(leave_one_out))
-        indices, _ = plp_eval.rank_lists(
-            query.features[chosen],
-            gallery.features,
-            k=top_k + int(leave_one_out),
-            metric=config.evaluate.reid_metric,
-        )
-        if leave_one_out:  # a query is not its own match: drop it from its list
-            indices = np.stack(
-                [
-                    row[row != query_index][:top_k]
-                    for row, query_index in zip(indices, chosen, strict=True)
-                ]
-            )
-        query_set = datamodule.split_dataloader(query_split).dataset
-        gallery_set = datamodule.split_dataloader(gallery_split).dataset
-        query_images = np.stack([np.asarray(query_set[int(i)][0]) for i in chosen])
-        shown = np.unique(indices)  # load only the gallery images on show, re-indexed
-        gallery_images = np.stack([np.asarray(gallery_set[int(i)][0]) for i in shown])
-        plots["rank_list"] = plp_viz.plot_rank_list(
-            query_images,
-            query.labels[chosen],
-            gallery_images,
-            gallery.labels[shown],
-            np.searchsorted(shown, indices),
-            stage.file(paths.plots / "rank_list.png"),
-            max_queries=len(chosen),
-            worst_queries=len(worst),
-            query_average_precision=average_precision[chosen],
-            class_names=class_names,
-            seed=config.seed,
-        )
-    if len(query.labels) >= 2:
-        plots["distances"] = plp_viz.plot_distance_histogram(
-            query.features,
-            query.labels,
-            stage.file(paths.plots / "distance_histogram.png"),
-            metric=config.evaluate.reid_metric,
-            seed=config.seed,
-        )
-    return plots

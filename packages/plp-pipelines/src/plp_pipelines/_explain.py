@@ -11,7 +11,15 @@ import numpy as np
 import torch
 
 import plp_viz
+from plp_pipelines._protocols import (
+    EmbeddingModel,
+    SplitDataModule,
+    as_embedding_model,
+    check_datamodule,
+    check_model,
+)
 from plp_pipelines._run import Run
+from plp_pipelines._runs import RUNS_ROOT
 
 __all__ = ["explain"]
 
@@ -23,7 +31,7 @@ def explain(
     samples: int | None = None,
     layer: str | None = None,
     checkpoint: str | Path | None = None,
-    runs_root: str | Path = "runs",
+    runs_root: str | Path = RUNS_ROOT,
     model: torch.nn.Module | None = None,
     datamodule: Any = None,
 ) -> Path:
@@ -54,8 +62,11 @@ def explain(
     algorithm = algorithm or config.explain.algorithm
     samples = samples or config.explain.samples
     layer = layer if layer is not None else config.explain.layer
-    model = opened.load_model(checkpoint, model).eval()
+    network = opened.load_model(checkpoint, model).eval()
+    explained = as_embedding_model(network)
+    facts = check_model(network)
     datamodule = opened.build_datamodule(datamodule)
+    data = check_datamodule(datamodule)
     datamodule.setup("test")
     test = datamodule.split_dataloader("test").dataset
     size = len(test)
@@ -68,14 +79,14 @@ def explain(
     predicted: torch.Tensor | None = None
     reference: torch.Tensor | None = None
     output: Callable[[torch.Tensor], torch.Tensor] | None = None
-    if getattr(model, "has_classifier", False):
+    if facts.has_classifier:
         with torch.no_grad():
-            predicted = model(images).argmax(dim=1)
+            predicted = explained(images).argmax(dim=1)
     else:
-        reference = _class_centroids(model, datamodule, labels)
-        output = _embedding_with_gradients(model)
+        reference = _class_centroids(explained, datamodule, labels)
+        output = _embedding_with_gradients(explained)
     attributions = plp_viz.explain(
-        model,
+        network,
         images,
         predicted,
         algorithm=algorithm,
@@ -90,20 +101,17 @@ def explain(
         path,
         true_labels=labels.tolist(),
         predicted_labels=None if predicted is None else predicted.tolist(),
-        class_names=getattr(datamodule, "class_names", None),
+        class_names=data.class_names,
     )
     return path
 
 
-def _embedding_with_gradients(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Return ``images -> model.embed(images)`` with gradients (``embed`` is no_grad-decorated).
+def _embedding_with_gradients(model: EmbeddingModel) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Return ``images -> model.embed(images)`` with gradients (``embed`` may be no_grad-decorated).
 
-    A model without ``embed`` (a plain embedding network) is explained through its forward.
+    ``inspect.unwrap`` takes the body from under ``torch.no_grad()``'s wrapper.
     """
-    embed = getattr(type(model), "embed", None)
-    if embed is None:
-        return model
-    function = inspect.unwrap(embed)  # the body under torch.no_grad()'s wrapper
+    function = inspect.unwrap(type(model).embed)
 
     def embedding(images: torch.Tensor) -> torch.Tensor:
         return function(model, images)
@@ -112,7 +120,7 @@ def _embedding_with_gradients(model: torch.nn.Module) -> Callable[[torch.Tensor]
 
 
 def _class_centroids(
-    model: torch.nn.Module, datamodule: object, labels: torch.Tensor
+    model: EmbeddingModel, datamodule: SplitDataModule, labels: torch.Tensor
 ) -> torch.Tensor:
     """Return, per label, the mean trainval feature of its class (the test split's if absent)."""
     from plp_pipelines._features import extract_features
@@ -122,7 +130,7 @@ def _class_centroids(
     for split in ("trainval", "test"):
         if wanted <= centroids.keys():
             break
-        features = extract_features(model, datamodule.split_dataloader(split), with_logits=False)  # type: ignore[attr-defined]
+        features = extract_features(model, datamodule.split_dataloader(split), with_logits=False)
         for label in wanted - centroids.keys():
             members = features.features[features.labels == label]
             if len(members):

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plp_core import check_choice
 from plp_pipelines._errors import ConfigError, PlpError, RunError
+from plp_pipelines._protocols import ModelFacts, as_embedding_model
 from plp_pipelines._run import Run
-from plp_pipelines._runs import atomic_write
+from plp_pipelines._runs import RUNS_ROOT, atomic_write
 
 if TYPE_CHECKING:
     import torch
@@ -51,7 +53,7 @@ def export(
     inputs: str = "test",
     samples: int = 8,
     checkpoint: str | Path | None = None,
-    runs_root: str | Path = "runs",
+    runs_root: str | Path = RUNS_ROOT,
     model: torch.nn.Module | None = None,
     datamodule: Any = None,
 ) -> ExportResult:
@@ -81,12 +83,8 @@ def export(
         RunError: Missing run or checkpoint, a model the exporter cannot trace, test data that
             cannot be read, or onnxruntime's output off by more than 1e-4.
     """
-    if format not in FORMATS:
-        raise ConfigError(
-            f"--format {format!r} is not an export format; expected one of {', '.join(FORMATS)}"
-        )
-    if inputs not in INPUTS:
-        raise ConfigError(f"--inputs {inputs!r}: expected one of {', '.join(INPUTS)}")
+    check_choice(format, FORMATS, kind="export format", error=ConfigError, flag="--format")
+    check_choice(inputs, INPUTS, kind="kind of inputs", error=ConfigError, flag="--inputs")
     if samples < 1:
         raise ConfigError(f"--samples must be >= 1, got {samples}")
     opened = Run.open(run, runs_root=runs_root, checkpoint=checkpoint)
@@ -114,13 +112,15 @@ def _embedder(model: torch.nn.Module) -> torch.nn.Module:
     """Return a module whose forward is ``model.embed``: the path the test pipeline extracts."""
     import torch
 
+    embedding_model = as_embedding_model(model)
+
     class Embedder(torch.nn.Module):
         def __init__(self, model: torch.nn.Module) -> None:
             super().__init__()
-            self.model = model
+            self.model = model  # registered, so the exporter sees its weights
 
         def forward(self, images: torch.Tensor) -> torch.Tensor:
-            return self.model.embed(images)  # type: ignore[operator]
+            return embedding_model.embed(images)
 
     return Embedder(model)
 
@@ -150,7 +150,7 @@ def _random_images(model: torch.nn.Module, seed: int, samples: int) -> torch.Ten
     """Return seeded standard-normal inputs of the model's ``(in_channels, *image_size)``."""
     import torch
 
-    hyper_parameters = getattr(model, "hparams", {})
+    hyper_parameters = ModelFacts.of(model).hyper_parameters
     if "in_channels" not in hyper_parameters or "image_size" not in hyper_parameters:
         raise RunError(
             "--inputs random needs the model's in_channels and image_size hyper-parameters; "

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from plp_pipelines._errors import RunError
+from plp_pipelines._protocols import EmbeddingModel, ModelFacts
 from plp_pipelines._runs import atomic_write
 
 __all__ = ["SplitFeatures", "extract_features", "load_features", "save_features"]
@@ -41,7 +41,7 @@ class SplitFeatures:
 
 
 def extract_features(
-    model: nn.Module, loader: DataLoader[Any], *, with_logits: bool = True
+    model: EmbeddingModel, loader: DataLoader[Any], *, with_logits: bool = True
 ) -> SplitFeatures:
     """Return ``model.embed`` (and ``model(images)`` logits if asked) over ``loader``, in order.
 
@@ -70,29 +70,29 @@ def extract_features(
     if not parts:
         raise RunError("the split is empty: no features to extract")
 
-    def join(name: str) -> np.ndarray | None:
-        arrays = [getattr(part, name) for part in parts]
-        return None if arrays[0] is None else np.concatenate(arrays)
+    def join(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+        present = [array for array in arrays if array is not None]
+        return np.concatenate(present) if len(present) == len(arrays) else None
 
     return SplitFeatures(
-        features=join("features"),  # type: ignore[arg-type]
-        labels=join("labels"),  # type: ignore[arg-type]
-        cameras=join("cameras"),
-        logits=join("logits"),
+        features=np.concatenate([part.features for part in parts]),
+        labels=np.concatenate([part.labels for part in parts]),
+        cameras=join([part.cameras for part in parts]),
+        logits=join([part.logits for part in parts]),
     )
 
 
 @torch.no_grad()
-def _extract(model: nn.Module, loader: DataLoader[Any], with_logits: bool) -> SplitFeatures:
+def _extract(model: EmbeddingModel, loader: DataLoader[Any], with_logits: bool) -> SplitFeatures:
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     features, labels, cameras, logits = [], [], [], []
-    has_classifier = with_logits and getattr(model, "has_classifier", False)
+    has_classifier = with_logits and ModelFacts.of(model).has_classifier
     try:
         for batch in loader:
             images = batch[0].to(device)
-            features.append(model.embed(images).float().cpu())  # type: ignore[operator]
+            features.append(model.embed(images).float().cpu())
             labels.append(batch[1].cpu())
             if len(batch) > 2:
                 cameras.append(batch[2].cpu())

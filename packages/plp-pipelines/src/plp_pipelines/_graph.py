@@ -12,6 +12,7 @@ from plp_pipelines._components import check_components
 from plp_pipelines._config import Config, load_config
 from plp_pipelines._errors import ConfigError
 from plp_pipelines._run import Run
+from plp_pipelines._runs import RUNS_ROOT
 
 __all__ = ["graph"]
 
@@ -20,7 +21,7 @@ def graph(
     config: str | Path | Config | None = None,
     *,
     run: str | Path | None = None,
-    runs_root: str | Path = "runs",
+    runs_root: str | Path = RUNS_ROOT,
     output_dir: str | Path | None = None,
 ) -> plp_viz.GraphFiles:
     """Write the architecture graph of a config's model (or a run's) and return the files.

@@ -12,35 +12,37 @@ from plp_pipelines._runs import RunPaths, atomic_write_text
 
 __all__ = ["format_metrics_table", "headline_metrics", "plot_training_curves", "write_report"]
 
-# (section, key, label) of the numbers shown first, in this order.
-HEADLINE = (
-    ("accuracy", "top-1", "accuracy (top-1)"),
-    ("reid", "rank-1", "reid rank-1"),
-    ("reid", "rank-5", "reid rank-5"),
-    ("reid", "mAP", "reid mAP"),
-    ("reid", "mINP", "reid mINP"),
-    ("reid", "precision@1", "reid precision@1"),
-    ("reid", "R-precision", "reid R-precision"),
-    ("reid", "MAP@R", "reid MAP@R"),
-    ("reid_reranked", "rank-1", "reid re-ranked rank-1"),
-    ("reid_reranked", "mAP", "reid re-ranked mAP"),
-    ("clustering", "nmi", "clustering NMI"),
-    ("clustering", "ari", "clustering ARI"),
-)
-
 
 def headline_metrics(
     metrics: dict[str, Any], methods: Sequence[str] | None = None
 ) -> list[tuple[str, float]]:
-    """Return ``(label, value)`` for the headline numbers in ``metrics`` (of ``methods`` only)."""
+    """Return ``(label, value)`` for the headline numbers in ``metrics`` (of ``methods`` only).
+
+    Each method states its own headline numbers; they come in the methods' report order.
+    """
+    from plp_pipelines._methods import available_methods, build_method
+
     rows = []
-    for section, key, label in HEADLINE:
-        if methods is not None and section.removesuffix("_reranked") not in methods:
+    for name in available_methods():
+        if methods is not None and name not in methods:
             continue
-        value = metrics.get(section, {}).get(key)
-        if isinstance(value, int | float):
-            rows.append((label, float(value)))
+        for section, key, label in build_method(name).headline:
+            value = metrics.get(section, {}).get(key)
+            if isinstance(value, int | float):
+                rows.append((label, float(value)))
     return rows
+
+
+def _method_sections(metrics: dict[str, Any]) -> list[str]:
+    """Return the report sections the methods write of their own (in report order)."""
+    from plp_pipelines._methods import available_methods, build_method
+
+    lines: list[str] = []
+    for name in available_methods():
+        method = build_method(name)
+        if any(section in metrics for section in method.sections):
+            lines += method.report(metrics)
+    return lines
 
 
 def format_metrics_table(metrics: dict[str, Any], methods: Sequence[str] | None = None) -> str:
@@ -142,6 +144,7 @@ def write_report(
         "",
         "All numbers: [metrics.json](metrics.json).",
         "",
+        *_method_sections(metrics),
     ]
     if curves is not None:
         lines += ["## Training", "", "![training curves](plots/training_curves.png)", ""]

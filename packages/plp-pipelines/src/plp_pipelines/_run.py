@@ -1,7 +1,9 @@
 """An opened run: its paths, config, ``run.json`` record, checkpoints, model and datamodule.
 
-Every pipeline that works on a finished run (evaluate, explain, graph, align, export) opens it
-with :meth:`Run.open`; none of them re-reads ``run.json`` or resolves checkpoints by hand.
+Every pipeline opens its run here: training creates one with :meth:`Run.create`, resuming
+finds and opens one with :meth:`Run.open_unfinished`, and the pipelines that work on a
+finished run (evaluate, explain, graph, align, export) use :meth:`Run.open`; none of them
+re-reads ``run.json`` or resolves checkpoints by hand.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from plp_pipelines._config import Config, load_config
 from plp_pipelines._errors import RunError
-from plp_pipelines._runs import RunPaths, atomic_write_json, resolve_run
+from plp_pipelines._runs import (
+    RUNS_ROOT,
+    RunPaths,
+    atomic_write_json,
+    atomic_write_text,
+    create_run_dir,
+    resolve_run,
+)
 
 __all__ = ["Run", "RunInfo"]
 
@@ -90,7 +99,7 @@ class Run:
         cls,
         run: str | Path | None = None,
         *,
-        runs_root: str | Path = "runs",
+        runs_root: str | Path = RUNS_ROOT,
         checkpoint: str | Path | None = None,
     ) -> Run:
         """Return the run ``run``, the run holding ``checkpoint``, or the newest run.
@@ -106,6 +115,69 @@ class Run:
         paths = RunPaths(resolve_run(run, runs_root))
         info = RunInfo.read(paths.run_info) if paths.run_info.is_file() else None
         return cls(paths, load_config(paths.config), info)
+
+    @classmethod
+    def create(cls, config: Config, text: str, *, runs_root: str | Path = RUNS_ROOT) -> Run:
+        """Return a new run ``runs_root/<config name>/<timestamp>/`` holding ``config.toml``.
+
+        Args:
+            config: The recipe the run trains.
+            text: What ``config.toml`` says (the resolved config, or what objects were used).
+            runs_root: Folder holding the run directories.
+
+        Raises:
+            RunError: The folder cannot be created or written.
+        """
+        paths = RunPaths(create_run_dir(runs_root, config.name))
+        atomic_write_text(paths.config, text)
+        return cls(paths, config, None)
+
+    @classmethod
+    def open_unfinished(
+        cls, run: str | Path | None = None, *, name: str | None = None, runs_root: str | Path
+    ) -> Run:
+        """Return the unfinished run ``run``, or the newest unfinished run of config ``name``.
+
+        A run is unfinished while it has no ``run.json``; it can be resumed when it also has
+        ``checkpoints/last.ckpt`` (:meth:`last_checkpoint`).
+
+        Raises:
+            RunError: No run named or found, or the run finished training already.
+        """
+        if run is None:
+            run = cls._newest_unfinished(Path(runs_root), name)
+        opened = cls.open(run, runs_root=runs_root)
+        if opened.info is not None:
+            raise RunError(f"{opened.root} finished training already: nothing to resume")
+        opened.last_checkpoint()
+        return opened
+
+    @staticmethod
+    def _newest_unfinished(runs_root: Path, name: str | None) -> Path:
+        if name is None:
+            raise RunError("resume: name the run (--run) or the config whose newest run to resume")
+        folder = runs_root / name
+        candidates = sorted(folder.glob("*/checkpoints/last.ckpt")) if folder.is_dir() else []
+        unfinished = [
+            c.parent.parent for c in candidates if not RunPaths(c.parent.parent).run_info.exists()
+        ]
+        if not unfinished:
+            raise RunError(
+                f"resume: no unfinished run of {name!r} under {runs_root}/ has a "
+                "checkpoints/last.ckpt"
+            )
+        return unfinished[-1]
+
+    def last_checkpoint(self) -> Path:
+        """Return ``checkpoints/last.ckpt``, checked to exist.
+
+        Raises:
+            RunError: The run has no last checkpoint (it never finished an epoch).
+        """
+        last = self.paths.checkpoints / "last.ckpt"
+        if not last.is_file():
+            raise RunError(f"{self.root} has no checkpoints/last.ckpt to resume from")
+        return last
 
     @property
     def root(self) -> Path:

@@ -15,6 +15,7 @@ from plp_pipelines._errors import RunError
 
 __all__ = [
     "LATEST_FILE",
+    "RUNS_ROOT",
     "RunPaths",
     "atomic_write",
     "atomic_write_json",
@@ -27,6 +28,8 @@ __all__ = [
 ]
 
 LATEST_FILE = "LATEST"
+#: Where run directories go unless a pipeline is told otherwise (``--runs``).
+RUNS_ROOT = "runs"
 
 
 class RunPaths:

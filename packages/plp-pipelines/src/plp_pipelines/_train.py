@@ -23,14 +23,14 @@ from plp_pipelines._callbacks import AtomicCheckpointIO, StopOnNonFiniteLoss
 from plp_pipelines._components import check_components
 from plp_pipelines._config import Config, config_to_toml
 from plp_pipelines._devices import DeviceSpeedups, resolve_precision
-from plp_pipelines._errors import ConfigError, RunError, TrainingStoppedError
-from plp_pipelines._protocols import SIZES, check_datamodule, check_model
-from plp_pipelines._run import RunInfo, class_name
+from plp_pipelines._errors import ConfigError, TrainingStoppedError
+from plp_pipelines._protocols import SIZES, DataFacts, check_datamodule, check_model
+from plp_pipelines._run import Run, RunInfo, class_name
 from plp_pipelines._runs import (
+    RUNS_ROOT,
     RunPaths,
     atomic_write_text,
     check_runs_root,
-    create_run_dir,
     record_newest,
 )
 
@@ -74,7 +74,7 @@ def train(
     *,
     model: torch.nn.Module | None = None,
     datamodule: pl.LightningDataModule | None = None,
-    runs_root: str | Path = "runs",
+    runs_root: str | Path = RUNS_ROOT,
     evaluate: bool | None = None,
     progress_bar: bool = True,
 ) -> TrainResult:
@@ -108,19 +108,18 @@ def train(
     datamodule = datamodule or build_datamodule(config)
     # A config's model is sized from the datamodule; a plain network needs the class count.
     needs = SIZES if model is None else () if isinstance(model, pl.LightningModule) else SIZES[:1]
-    check_datamodule(datamodule, needs)
+    data = check_datamodule(datamodule, needs)
     check_data(datamodule)
-    model = _model_to_train(config, model, datamodule)
+    model = _model_to_train(config, model, datamodule, data)
 
     def new_run() -> RunPaths:
-        paths = RunPaths(create_run_dir(runs_root, config.name))
-        atomic_write_text(paths.config, _recipe(config, model, datamodule, made_from_objects))
-        return paths
+        text = _recipe(config, model, datamodule, made_from_objects)
+        return Run.create(config, text, runs_root=runs_root).paths
 
     return _in_shared_run(
         new_run,
         lambda paths: _fit_and_test(
-            config, model, datamodule, paths, runs_root, evaluate, progress_bar
+            config, model, datamodule, data, paths, runs_root, evaluate, progress_bar
         ),
     )
 
@@ -129,7 +128,7 @@ def resume(
     run: str | Path | None = None,
     *,
     name: str | None = None,
-    runs_root: str | Path = "runs",
+    runs_root: str | Path = RUNS_ROOT,
     evaluate: bool | None = None,
     progress_bar: bool = True,
 ) -> TrainResult:
@@ -146,44 +145,30 @@ def resume(
         evaluate: Run the test pipeline afterwards; defaults to ``[evaluate] after_training``.
         progress_bar: Show Lightning's progress bar.
     """
-    from plp_pipelines._config import load_config
-
-    run_dir = Path(run) if run is not None else _newest_unfinished(Path(runs_root), name)
-    paths = RunPaths(run_dir)
-    last = paths.checkpoints / "last.ckpt"
-    if paths.run_info.is_file():
-        raise RunError(f"{run_dir} finished training already: nothing to resume")
-    if not last.is_file():
-        raise RunError(f"{run_dir} has no checkpoints/last.ckpt to resume from")
-    config = load_config(paths.config)
+    opened = Run.open_unfinished(run, name=name, runs_root=runs_root)
+    config, last = opened.config, opened.last_checkpoint()
     check_components(config)
     check_trainer(config)
     check_runs_root(runs_root)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = build_datamodule(config)
+    data = check_datamodule(datamodule, SIZES)
     model = build_model(config, datamodule)
     check_data(datamodule)
     return _in_shared_run(
-        lambda: paths,
+        lambda: opened.paths,
         lambda shared: _fit_and_test(
-            config, model, datamodule, shared, runs_root, evaluate, progress_bar, resume_from=last
+            config,
+            model,
+            datamodule,
+            data,
+            shared,
+            runs_root,
+            evaluate,
+            progress_bar,
+            resume_from=last,
         ),
     )
-
-
-def _newest_unfinished(runs_root: Path, name: str | None) -> Path:
-    if name is None:
-        raise RunError("resume: name the run (--run) or the config whose newest run to resume")
-    folder = runs_root / name
-    candidates = sorted(folder.glob("*/checkpoints/last.ckpt")) if folder.is_dir() else []
-    unfinished = [
-        c.parent.parent for c in candidates if not RunPaths(c.parent.parent).run_info.exists()
-    ]
-    if not unfinished:
-        raise RunError(
-            f"resume: no unfinished run of {name!r} under {runs_root}/ has a checkpoints/last.ckpt"
-        )
-    return unfinished[-1]
 
 
 def _in_shared_run(
@@ -206,13 +191,14 @@ def _fit_and_test(
     config: Config,
     model: pl.LightningModule,
     datamodule: pl.LightningDataModule,
+    data: DataFacts,
     paths: RunPaths,
     runs_root: str | Path,
     evaluate: bool | None,
     progress_bar: bool,
     resume_from: Path | None = None,
 ) -> TrainResult:
-    has_validation = _has_validation(datamodule)
+    has_validation = _has_validation(datamodule, data)
     checkpoint = ModelCheckpoint(
         dirpath=paths.checkpoints,
         filename="epoch={epoch}-val_loss={val_loss:.4f}" if has_validation else "epoch={epoch}",
@@ -242,7 +228,7 @@ def _fit_and_test(
         ],
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
-        use_distributed_sampler=not getattr(datamodule, "uses_custom_sampler", False),
+        use_distributed_sampler=not data.uses_custom_sampler,
     )
     history = _csv_history(paths) if resume_from is not None else []
     try:
@@ -267,7 +253,7 @@ def _fit_and_test(
             made_from="objects" if made_from_objects else "config",
             model=class_name(model),
             datamodule=class_name(datamodule),
-            data_pipeline=getattr(datamodule, "data_pipeline", None),
+            data_pipeline=data.data_pipeline,
         ).write(paths.run_info)
         record_newest(paths.root, runs_root)
     metrics: dict[str, Any] = {}
@@ -278,14 +264,13 @@ def _fit_and_test(
         metrics = run_evaluation(
             paths.root, checkpoint=best, model=model, datamodule=datamodule, config=config
         )
-    return TrainResult(paths.root, best, metrics, getattr(datamodule, "data_pipeline", "workers"))
+    return TrainResult(paths.root, best, metrics, data.data_pipeline or "workers")
 
 
-def _has_validation(datamodule: pl.LightningDataModule) -> bool:
+def _has_validation(datamodule: pl.LightningDataModule, data: DataFacts) -> bool:
     """Return whether training will validate (so checkpoints can follow ``val_loss``)."""
-    fraction = getattr(datamodule, "val_fraction", None)
-    if fraction is not None:
-        return bool(fraction > 0)
+    if data.val_fraction is not None:
+        return bool(data.val_fraction > 0)
     return type(datamodule).val_dataloader is not pl.LightningDataModule.val_dataloader
 
 
@@ -325,7 +310,7 @@ TRAINING_BYTES_PER_PARAMETER = 16
 
 
 def _model_to_train(
-    config: Config, model: torch.nn.Module | None, datamodule: Any
+    config: Config, model: torch.nn.Module | None, datamodule: Any, data: DataFacts
 ) -> pl.LightningModule:
     """Return the LightningModule to train: the given one, a plain network wrapped, or built."""
     if model is None:
@@ -334,10 +319,11 @@ def _model_to_train(
     check_model(model, for_training=True)
     if isinstance(model, pl.LightningModule):
         return model
+    assert data.num_classes is not None  # checked: train() asks the datamodule for it
     try:
         return plp_models.NetworkModel(
             model,
-            num_classes=datamodule.num_classes,
+            num_classes=data.num_classes,
             losses=[term.model_dump() for term in config.loss.as_terms()],
             optimizer=config.optimizer.model_dump(),
             scheduler=config.scheduler.model_dump(),

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from plp_core import DEFAULT_MAX_RANK
 from plp_viz import _plots
 from plp_viz._errors import PlpVizError
 
@@ -42,7 +43,7 @@ def plot_cmc(
     cmc: np.ndarray | Mapping[str, np.ndarray],
     path: str | Path,
     *,
-    max_rank: int = 50,
+    max_rank: int = DEFAULT_MAX_RANK,
     title: str | None = None,
 ) -> Path:
     """Draw a cumulative matching characteristic curve and save it as an image.
