@@ -162,3 +162,12 @@ def test_the_default_error_is_the_root_and_choices_have_one_message():
         check_choice("cosin", ("euclidean", "cosine"), kind="distance")
     with pytest.raises(ValueError, match=r"^--method 'map' is not a method; expected one of a, b$"):
         check_choice("map", ("a", "b"), kind="method", flag="--method", error=ValueError)
+
+
+def test_doctests() -> None:
+    import doctest
+
+    from plp_core import _choices, _registry
+
+    for module in (_choices, _registry):
+        assert doctest.testmod(module).failed == 0

@@ -34,10 +34,13 @@ def unknown_choice(
     "unknown distance 'cosin'; available: euclidean, cosine (did you mean 'cosine'?)"
     >>> unknown_choice("method", "map", ["accuracy", "reid"], flag="--method")
     "--method 'map' is not a method; expected one of accuracy, reid"
+    >>> unknown_choice("export format", "tflite", ["onnx"], flag="--format")
+    "--format 'tflite' is not an export format; expected one of onnx"
     """
     names = [str(choice) for choice in choices]
     if flag is not None:
-        return f"{flag} {value!r} is not a {kind}; expected one of {', '.join(names)}"
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
+        return f"{flag} {value!r} is not {article} {kind}; expected one of {', '.join(names)}"
     return f"unknown {kind} {value!r}; available: {', '.join(names)}{did_you_mean(value, names)}"
 
 
