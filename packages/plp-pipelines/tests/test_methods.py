@@ -45,13 +45,14 @@ class TestCount(EvaluationMethod):
 
 
 @pytest.fixture
-def registered(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def registered() -> Iterator[str]:
     """Register TestCount as ``label_count`` for one test (the registry is process-wide)."""
     available_methods()  # load the built-in ones first
-    entries = dict(METHODS._entries)
     METHODS.register("label_count", order=90, default=False)(TestCount)
-    yield "label_count"
-    monkeypatch.setattr(METHODS, "_entries", entries)
+    try:
+        yield "label_count"
+    finally:
+        del METHODS._entries["label_count"]
 
 
 def test_the_built_in_methods_and_their_order() -> None:
