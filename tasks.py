@@ -110,7 +110,12 @@ def train(
     _say(
         "",
         f"run directory: {result.run_dir}",
-        f"best checkpoint: {result.best_checkpoint}",
+        f"best checkpoint: {result.best_checkpoint}"
+        + (
+            f" ({result.monitor} = {result.best_score:.4f}, epoch {result.best_epoch})"
+            if result.monitor and result.best_score is not None
+            else " (the last epoch)"
+        ),
         f"training batches: the {result.data_pipeline} data path",
     )
     if result.metrics:

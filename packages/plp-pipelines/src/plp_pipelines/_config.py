@@ -31,6 +31,9 @@ from plp_pipelines._runs import LATEST_FILE as LATEST
 
 __all__ = [
     "AlignConfig",
+    "CheckpointConfig",
+    "EarlyStoppingConfig",
+    "LoggingConfig",
     "Config",
     "DataConfig",
     "EvaluateConfig",
@@ -114,8 +117,26 @@ class LossConfig(_Section):
         return [LossTerm(name=self.name, args=self.args)]
 
 
+class EarlyStoppingConfig(_Section):
+    """``[trainer] early_stopping``: stop when ``monitor`` has not improved for a while.
+
+    ``patience`` counts validations (Lightning's ``EarlyStopping``); ``monitor`` defaults to
+    the checkpoint's.
+    """
+
+    monitor: str | None = None
+    patience: int = Field(default=3, ge=0)
+    min_delta: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+
+
 class TrainerConfig(_Section):
-    """``[trainer]``: the Lightning Trainer settings that plp exposes."""
+    """``[trainer]``: the Lightning Trainer settings that plp exposes, and training habits.
+
+    ``val_every``: validate every N epochs. ``freeze_backbone_epochs``: train only the head
+    for the first N epochs (backbone in eval mode: BatchNorm statistics frozen too). ``ema``:
+    keep an exponential moving average of the weights with this decay, which validation,
+    checkpoints and evaluation use.
+    """
 
     epochs: int = Field(default=10, ge=1)
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
@@ -125,6 +146,56 @@ class TrainerConfig(_Section):
     deterministic: bool = True
     log_every_n_steps: int = Field(default=10, ge=1)
     gradient_clip_val: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    val_every: int = Field(default=1, ge=1)
+    early_stopping: EarlyStoppingConfig | None = None
+    freeze_backbone_epochs: int = Field(default=0, ge=0)
+    ema: float | None = Field(default=None, gt=0.0, lt=1.0)
+
+
+class CheckpointConfig(_Section):
+    """``[checkpoint]``: which checkpoint is the best.
+
+    ``monitor``: the logged metric that chooses it (``val_loss``, ``val/mAP``, ``val/MAP@R``,
+    ...; max for accuracies and retrieval metrics, min for losses); unset: ``val_loss`` when the
+    run validates, else the last epoch. ``save_top_k``: how many of the best to keep (-1: all).
+    """
+
+    monitor: str | None = None
+    save_top_k: int = Field(default=1, ge=-1)
+
+    @field_validator("save_top_k")
+    @classmethod
+    def _not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be -1 (keep all) or at least 1")
+        return value
+
+
+class MlflowConfig(_Section):
+    """``[logging.mlflow]``: where runs go (default: ``sqlite:///<runs>/mlflow.db``)."""
+
+    tracking_uri: str | None = None
+    experiment: str | None = None
+
+
+class WandbConfig(_Section):
+    """``[logging.wandb]``: project (default: the config name), entity, mode (offline)."""
+
+    project: str | None = None
+    entity: str | None = None
+    mode: Literal["offline", "online", "disabled"] = "offline"
+
+
+Logger = Literal["csv", "tensorboard", "mlflow", "wandb"]
+DEFAULT_LOGGERS: tuple[Logger, ...] = ("csv", "tensorboard")
+
+
+class LoggingConfig(_Section):
+    """``[logging]``: the experiment loggers (Lightning's) and their settings."""
+
+    loggers: list[Logger] = Field(default_factory=lambda: list(DEFAULT_LOGGERS))
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    wandb: WandbConfig = Field(default_factory=WandbConfig)
 
 
 class EvaluateConfig(_Section):
@@ -175,6 +246,8 @@ class Config(_Section):
     optimizer: Named = Field(default_factory=lambda: Named(**DEFAULT_MODEL["optimizer"]))
     scheduler: Named = Field(default_factory=lambda: Named(**DEFAULT_MODEL["scheduler"]))
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)

@@ -106,6 +106,7 @@ DATA_OPTIONAL: Mapping[str, Any] = MappingProxyType(
         "class_names": None,
         "data_pipeline": None,
         "val_fraction": None,
+        "has_validation": None,
         "uses_custom_sampler": False,
     }
 )
@@ -156,6 +157,8 @@ class DataFacts:
         data_pipeline: ``device`` or ``workers``: how training batches are served, if known.
         val_fraction: The share of the training data held out for validation, if it says.
         uses_custom_sampler: Its training loader has a sampler Lightning must keep.
+        has_validation: Whether it serves a validation split (``val_fraction`` or
+            ``val_classes``), if it says.
     """
 
     num_classes: int | None = None
@@ -165,6 +168,7 @@ class DataFacts:
     data_pipeline: str | None = None
     val_fraction: float | None = None
     uses_custom_sampler: bool = False
+    has_validation: bool | None = None
 
     @classmethod
     def of(cls, datamodule: object) -> DataFacts:
@@ -180,6 +184,9 @@ class DataFacts:
             data_pipeline=members["data_pipeline"],
             val_fraction=members["val_fraction"],
             uses_custom_sampler=bool(members["uses_custom_sampler"]),
+            has_validation=None
+            if members["has_validation"] is None
+            else bool(members["has_validation"]),
         )
 
 

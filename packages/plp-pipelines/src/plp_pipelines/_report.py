@@ -55,14 +55,15 @@ def format_metrics_table(metrics: dict[str, Any], methods: Sequence[str] | None 
 
 
 def plot_training_curves(csv_path: Path, png_path: Path) -> Path | None:
-    """Plot per-epoch train/val loss and accuracy from Lightning's CSV log; None if no log."""
+    """Plot per-epoch losses, accuracies and retrieval metrics (``val/...``) from the CSV log."""
     if not csv_path.is_file():
         return None
     with csv_path.open(newline="") as file:
         rows = list(csv.DictReader(file))
     series: dict[str, list[tuple[int, float]]] = {}
+    retrieval = sorted({key for row in rows for key in row if key.startswith("val/")})
     for row in rows:
-        for key in ("train_loss", "val_loss", "train_acc", "val_acc"):
+        for key in ("train_loss", "val_loss", "train_acc", "val_acc", *retrieval):
             if row.get(key):
                 series.setdefault(key, []).append((int(row["epoch"]), float(row[key])))
     if not series:
@@ -77,7 +78,7 @@ def plot_training_curves(csv_path: Path, png_path: Path) -> Path | None:
         axis = axes[0] if key.endswith("loss") else axes[1]
         epochs, values = zip(*points, strict=True)
         axis.plot(epochs, values, marker="o", markersize=3, label=key)
-    for axis, title in zip(axes, ("loss", "accuracy"), strict=True):
+    for axis, title in zip(axes, ("loss", "accuracy and retrieval"), strict=True):
         axis.set_title(title)
         axis.set_xlabel("epoch")
         if axis.lines:  # an explicit place: loc="best" warns when its search is slow
@@ -95,6 +96,37 @@ def _classes(names: Any) -> str:
         return "unnamed (labels 0..N-1)"
     shown = ", ".join(f"`{name}`" for name in names[:12])
     return f"{len(names)}: {shown}{', ...' if len(names) > 12 else ''}"
+
+
+def _selection_lines(paths: RunPaths, config: Config) -> list[str]:
+    """Return the report lines saying what chose the best checkpoint and how weights trained."""
+    import json
+
+    try:
+        info = json.loads(paths.run_info.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = {}
+    lines = []
+    monitor, score = info.get("monitor"), info.get("best_score")
+    if isinstance(monitor, str) and isinstance(score, int | float):
+        lines.append(
+            f"- best checkpoint chosen by `{monitor}` = {score:.4f} "
+            f"(epoch {info.get('best_epoch', '?')}, {config.checkpoint.save_top_k} kept)"
+        )
+    elif info:
+        lines.append("- best checkpoint: the last epoch (the run did not validate)")
+    trainer = config.trainer
+    if trainer.ema is not None:
+        lines.append(
+            f"- weights: exponential moving average (decay {trainer.ema}); validation, the "
+            "checkpoints and this evaluation use the average"
+        )
+    if trainer.freeze_backbone_epochs:
+        lines.append(
+            f"- backbone frozen for the first {trainer.freeze_backbone_epochs} epoch(s), "
+            "BatchNorm statistics too"
+        )
+    return lines
 
 
 def write_report(
@@ -132,6 +164,7 @@ def write_report(
         f"{config.trainer.devices} x {config.trainer.accelerator}",
         f"- classes: {_classes(metrics.get('class_names'))}",
         f"- checkpoint evaluated: `checkpoints/{metrics.get('checkpoint', '?')}`",
+        *_selection_lines(paths, config),
         f"- evaluation protocol: `{metrics.get('protocol', config.evaluate.protocol)}`; "
         f"training batches served by the `{metrics.get('data_pipeline') or 'workers'}` data path",
         "- full config: [config.toml](config.toml)",

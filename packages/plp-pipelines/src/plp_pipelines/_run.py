@@ -41,6 +41,10 @@ class RunInfo(BaseModel):
         model: The model's class (``module.Class``).
         datamodule: The datamodule's class.
         data_pipeline: How training batches were served (``device`` or ``workers``), if known.
+        monitor: The metric that chose ``best_checkpoint`` (None: the last epoch).
+        best_score: Its value there.
+        best_epoch: The epoch of ``best_checkpoint``.
+        trackers: MLflow / W&B run ids (``{"mlflow": ..., "wandb": ...}``), if any.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -53,6 +57,10 @@ class RunInfo(BaseModel):
     model: str | None = None
     datamodule: str | None = None
     data_pipeline: str | None = None
+    monitor: str | None = None
+    best_score: float | None = None
+    best_epoch: int | None = None
+    trackers: dict[str, str] | None = None
 
     @classmethod
     def read(cls, path: Path) -> RunInfo:

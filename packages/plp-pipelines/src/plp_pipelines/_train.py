@@ -12,8 +12,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 import plp_data
@@ -33,6 +31,8 @@ from plp_pipelines._runs import (
     check_runs_root,
     record_newest,
 )
+from plp_pipelines._selection import TrainingPlan, best_epoch, plan_training
+from plp_pipelines._trackers import Trackers
 
 __all__ = ["RUN_DIR_ENV", "TrainResult", "resume", "train"]
 
@@ -47,15 +47,21 @@ class TrainResult:
 
     Attributes:
         run_dir: The run directory.
-        best_checkpoint: The checkpoint with the lowest validation loss (or the last one).
+        best_checkpoint: The checkpoint chosen by ``monitor`` (or the last one).
         metrics: The test metrics when ``[evaluate] after_training``, else empty.
         data_pipeline: How the training batches were served (``device`` or ``workers``).
+        monitor: The metric that chose the best checkpoint (None: the last epoch).
+        best_score: Its value at the best checkpoint.
+        best_epoch: The epoch of the best checkpoint.
     """
 
     run_dir: Path
     best_checkpoint: Path
     metrics: dict[str, Any]
     data_pipeline: str = "workers"
+    monitor: str | None = None
+    best_score: float | None = None
+    best_epoch: int | None = None
 
 
 def check_data(datamodule: pl.LightningDataModule) -> None:
@@ -111,6 +117,7 @@ def train(
     data = check_datamodule(datamodule, needs)
     check_data(datamodule)
     model = _model_to_train(config, model, datamodule, data)
+    plan = plan_training(config, model, datamodule, _has_validation(datamodule, data))
 
     def new_run() -> RunPaths:
         text = _recipe(config, model, datamodule, made_from_objects)
@@ -119,7 +126,7 @@ def train(
     return _in_shared_run(
         new_run,
         lambda paths: _fit_and_test(
-            config, model, datamodule, data, paths, runs_root, evaluate, progress_bar
+            config, model, datamodule, data, plan, paths, runs_root, evaluate, progress_bar
         ),
     )
 
@@ -155,6 +162,7 @@ def resume(
     data = check_datamodule(datamodule, SIZES)
     model = build_model(config, datamodule)
     check_data(datamodule)
+    plan = plan_training(config, model, datamodule, _has_validation(datamodule, data))
     return _in_shared_run(
         lambda: opened.paths,
         lambda shared: _fit_and_test(
@@ -162,6 +170,7 @@ def resume(
             model,
             datamodule,
             data,
+            plan,
             shared,
             runs_root,
             evaluate,
@@ -192,6 +201,7 @@ def _fit_and_test(
     model: pl.LightningModule,
     datamodule: pl.LightningDataModule,
     data: DataFacts,
+    plan: TrainingPlan,
     paths: RunPaths,
     runs_root: str | Path,
     evaluate: bool | None,
@@ -199,14 +209,8 @@ def _fit_and_test(
     resume_from: Path | None = None,
 ) -> TrainResult:
     has_validation = _has_validation(datamodule, data)
-    checkpoint = ModelCheckpoint(
-        dirpath=paths.checkpoints,
-        filename="epoch={epoch}-val_loss={val_loss:.4f}" if has_validation else "epoch={epoch}",
-        monitor="val_loss" if has_validation else None,
-        save_top_k=1,
-        save_last=True,
-        auto_insert_metric_name=False,
-    )
+    checkpoint, selection_callbacks = plan.callbacks(config, paths.checkpoints)
+    trackers = Trackers(config, paths, runs_root, rank=_launched_rank())
     trainer = pl.Trainer(
         max_epochs=config.trainer.epochs,
         accelerator=config.trainer.accelerator,
@@ -218,14 +222,17 @@ def _fit_and_test(
         deterministic=config.trainer.deterministic,
         log_every_n_steps=config.trainer.log_every_n_steps,
         limit_val_batches=1.0 if has_validation else 0,  # val_fraction = 0: no validation
+        check_val_every_n_epoch=config.trainer.val_every,
         gradient_clip_val=config.trainer.gradient_clip_val,
         default_root_dir=paths.root,
-        callbacks=[checkpoint, StopOnNonFiniteLoss(), DeviceSpeedups(config.trainer.deterministic)],
-        plugins=[AtomicCheckpointIO()],
-        logger=[
-            CSVLogger(paths.root, name="logs", version="csv"),
-            TensorBoardLogger(paths.root, name="logs", version="tensorboard"),
+        callbacks=[
+            checkpoint,
+            *selection_callbacks,
+            StopOnNonFiniteLoss(),
+            DeviceSpeedups(config.trainer.deterministic),
         ],
+        plugins=[AtomicCheckpointIO()],
+        logger=trackers.loggers or False,
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
         use_distributed_sampler=not data.uses_custom_sampler,
@@ -241,6 +248,8 @@ def _fit_and_test(
     best = Path(
         trainer.strategy.broadcast(checkpoint.best_model_path or checkpoint.last_model_path)
     )
+    score = checkpoint.best_model_score
+    best_score = float(score) if score is not None and checkpoint.monitor else None
     if trainer.global_rank == 0:
         made_from_objects = type(model) is not plp_models.PlpModel or not isinstance(
             datamodule, plp_data.PlpDataModule
@@ -254,6 +263,10 @@ def _fit_and_test(
             model=class_name(model),
             datamodule=class_name(datamodule),
             data_pipeline=data.data_pipeline,
+            monitor=checkpoint.monitor,
+            best_score=best_score,
+            best_epoch=best_epoch(best),
+            trackers=trackers.ids or None,
         ).write(paths.run_info)
         record_newest(paths.root, runs_root)
     metrics: dict[str, Any] = {}
@@ -264,11 +277,27 @@ def _fit_and_test(
         metrics = run_evaluation(
             paths.root, checkpoint=best, model=model, datamodule=datamodule, config=config
         )
-    return TrainResult(paths.root, best, metrics, data.data_pipeline or "workers")
+    trackers.publish(metrics)
+    return TrainResult(
+        paths.root,
+        best,
+        metrics,
+        data.data_pipeline or "workers",
+        checkpoint.monitor,
+        best_score,
+        best_epoch(best),
+    )
+
+
+def _launched_rank() -> int:
+    """Return this process's rank as Lightning's DDP launcher numbers it (0 when alone)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) + int(os.environ.get("NODE_RANK", "0"))
 
 
 def _has_validation(datamodule: pl.LightningDataModule, data: DataFacts) -> bool:
     """Return whether training will validate (so checkpoints can follow ``val_loss``)."""
+    if data.has_validation is not None:
+        return data.has_validation
     if data.val_fraction is not None:
         return bool(data.val_fraction > 0)
     return type(datamodule).val_dataloader is not pl.LightningDataModule.val_dataloader
