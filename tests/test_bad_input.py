@@ -470,6 +470,35 @@ CASES = [
         lambda t, r: ["export", "--run", str(r), "--format", "tflite"],
         lambda t, r: r"--format 'tflite' is not an export format; expected one of onnx",
     ),
+    Case(
+        "an unknown logger",
+        _train('logging.loggers=["csv", "comet"]'),
+        lambda t, r: (
+            r"logging\.loggers\.1: expected 'csv', 'tensorboard', 'mlflow' or 'wandb' "
+            r"\(given: 'comet'\)"
+        ),
+    ),
+    Case(
+        "a checkpoint monitor the run does not log",
+        _train("checkpoint.monitor=val/mAPP", config="configs/digits_triplet.toml"),
+        lambda t, r: (
+            r"checkpoint\.monitor: 'val/mAPP' is not a metric this run logs \(did you mean "
+            r"'val/mAP'\?\); it logs: train_loss, val_loss, val/mAP, val/rank1"
+        ),
+    ),
+    Case(
+        "a negative early-stopping patience",
+        _train("trainer.early_stopping={patience=-1}"),
+        lambda t, r: (
+            r"trainer\.early_stopping\.patience: Input should be greater than or equal to 0 "
+            r"\(given: -1\)"
+        ),
+    ),
+    Case(
+        "an EMA decay outside (0, 1)",
+        _train("trainer.ema=1.5"),
+        lambda t, r: r"trainer\.ema: Input should be less than 1 \(given: 1\.5\)",
+    ),
 ]
 
 
