@@ -84,6 +84,8 @@ ALLOWED: dict[str, set[str]] = {
         "numpy",
         "matplotlib",
         "onnxruntime",  # export checks the ONNX model against PyTorch
+        "mlflow",  # the MLflow logger, an optional extra: plp-pipelines[mlflow]
+        "wandb",  # the W&B logger, an optional extra: plp-pipelines[wandb]
     },
 }
 
@@ -94,6 +96,7 @@ DISTRIBUTION = {
     "faiss": "faiss-cpu",
     "umap": "umap-learn",
     "pytorch_lightning": "pytorch-lightning",
+    "mlflow": "mlflow-skinny",
     **{name: name.replace("_", "-") for name in SIBLINGS},
 }
 # Distributions that arrive with a declared one (graphviz with torchviz, scipy with scikit-learn).
@@ -123,7 +126,10 @@ def package_imports(module: str) -> dict[Path, set[str]]:
 
 def declared_dependencies(module: str) -> set[str]:
     pyproject = PACKAGES / module.replace("_", "-") / "pyproject.toml"
-    requirements = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    project = tomllib.loads(pyproject.read_text())["project"]
+    requirements = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():  # imported only on use
+        requirements += extra
     return {re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower() for req in requirements}
 
 
