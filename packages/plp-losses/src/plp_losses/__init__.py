@@ -17,6 +17,7 @@ from plp_losses._miners import (
     MINERS,
     BatchEasyHardMiner,
     BatchHardMiner,
+    MinedLoss,
     Miner,
     MultiSimilarityMiner,
     PairMarginMiner,
@@ -58,6 +59,7 @@ __all__ = [
     # miners and cross-batch memory
     "BatchEasyHardMiner",
     "BatchHardMiner",
+    "MinedLoss",
     "Miner",
     "MultiSimilarityMiner",
     "PairMarginMiner",

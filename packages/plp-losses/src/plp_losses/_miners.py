@@ -21,12 +21,19 @@ from torch import nn
 from plp_core import NonNegativeFloat, Registry, check_choice
 from plp_losses._distances import Distance, check_distance, pairwise_distance
 from plp_losses._errors import PlpLossesError
-from plp_losses._tuples import IndicesTuple, label_masks, references, triplets_of_masks
+from plp_losses._tuples import (
+    IndicesTuple,
+    check_tuple_loss,
+    label_masks,
+    references,
+    triplets_of_masks,
+)
 
 __all__ = [
     "MINERS",
     "BatchEasyHardMiner",
     "BatchHardMiner",
+    "MinedLoss",
     "Miner",
     "MultiSimilarityMiner",
     "PairMarginMiner",
@@ -323,3 +330,27 @@ class TripletMarginMiner(Miner):
             elif self.type_of_triplets == "semihard":
                 keep &= margin > 0
         return anchor[keep], pos[keep], neg[keep]
+
+
+class MinedLoss(nn.Module):
+    """A pair or triplet loss fed by a miner: ``loss(x, y, miner(x, y))``, called as ``(x, y)``.
+
+    Args:
+        loss: A pair or triplet loss (:class:`~plp_losses.TupleLoss`).
+        miner: Chooses the pairs or triplets of each batch.
+
+    Raises:
+        PlpLossesError: ``loss`` cannot take mined tuples (one line naming both).
+    """
+
+    takes: ClassVar[str] = "embeddings"
+
+    def __init__(self, loss: nn.Module, miner: Miner) -> None:
+        super().__init__()
+        name = next((n for n in MINERS.available() if type(miner) is MINERS.get(n)), "miner")
+        self.loss = check_tuple_loss(loss, f"miner {name!r}")
+        self.miner = miner
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Return the loss of the batch on the miner's tuples."""
+        return self.loss(embeddings, labels, self.miner(embeddings, labels))

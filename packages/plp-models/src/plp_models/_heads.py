@@ -23,7 +23,13 @@ __all__ = [
 
 
 class Head(nn.Module):
-    """A head: backbone features to ``(embedding, logits or None)``; ``embed`` for evaluation."""
+    """A head: backbone features to ``(embedding, logits or None)``; ``embed`` for evaluation.
+
+    Attributes:
+        out_features: Size of the embedding (and of the evaluation feature).
+    """
+
+    out_features: int
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return ``(embedding for the metric loss, logits or None)``."""
@@ -59,6 +65,7 @@ class EmbeddingClassifierHead(Head):
         normalize: bool = False,
     ) -> None:
         super().__init__()
+        self.out_features = embedding_size
         self.embedding = nn.Linear(in_features, embedding_size)
         self.bnneck = nn.BatchNorm1d(embedding_size) if bnneck else None
         if self.bnneck is not None:
@@ -142,6 +149,7 @@ class ClassifierHead(Head):
             raise PlpModelsError(
                 "head 'classifier' needs a loss that takes logits (e.g. cross_entropy)"
             )
+        self.out_features = in_features
         self.classifier = nn.Linear(in_features, num_classes)
         self.normalize = normalize
 

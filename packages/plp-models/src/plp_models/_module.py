@@ -16,14 +16,23 @@ from plp_core import DEFAULT_MODEL, PositiveInt
 from plp_models._backbones import build_backbone
 from plp_models._errors import PlpModelsError
 from plp_models._heads import build_head
+from plp_models._methods import (
+    Teacher,
+    build_distillation,
+    build_loss_term,
+    check_distillation,
+)
 from plp_models._optim import build_optimizer, build_scheduler
 from plp_models._validation import RetrievalValidation
 
 __all__ = ["NetworkModel", "PlpModel"]
 
-# Losses holding one learnable vector per class: the model fills in their sizes.
-LOSSES_WITH_CLASS_WEIGHTS = frozenset({"arcface", "center"})
 DEFAULT_LOSSES: tuple[dict[str, Any], ...] = ({**DEFAULT_MODEL["loss"], "weight": 1.0},)
+
+
+def _takes(loss: str) -> str:
+    """What the loss registered as ``loss`` takes: ``"embeddings"`` or ``"logits"``."""
+    return str(getattr(plp_losses.registered(loss), "takes", "embeddings"))
 
 
 class PlpModel(pl.LightningModule):
@@ -35,7 +44,14 @@ class PlpModel(pl.LightningModule):
     A loss whose class says ``takes = "logits"`` (cross-entropy) is fed the classifier's logits;
     any other is fed the embedding. The classifier exists only when some loss takes logits.
     Losses with learnable parameters that accept ``num_classes`` / ``embedding_size`` (ArcFace,
-    centre loss) get them filled in from the model unless given.
+    centre loss) get them filled in from the model unless given. A pair or triplet loss term may
+    name a ``miner`` and a cross-batch ``memory`` (see :mod:`plp_models._methods`).
+
+    With ``distillation`` and a teacher attached (:meth:`attach_teacher`; not a hyper-parameter:
+    the train pipeline loads it), each training batch also adds ``weight`` times the
+    distillation loss between the student's evaluation features and the frozen teacher's on the
+    same (augmented) images. The loss's own parameters (``embedding_mse``'s projection) train
+    with the model and stay in its checkpoint; :meth:`embed` and exports never use them.
 
     With :attr:`retrieval_validation` set (a :class:`~plp_models.RetrievalValidation`; not a
     hyper-parameter: the train pipeline sets it from the run's protocol), validation also ranks
@@ -53,6 +69,8 @@ class PlpModel(pl.LightningModule):
         optimizer: ``{"name": "adam" | "adamw" | "sgd", "args": {...}}``.
         scheduler: ``{"name": "none" | "cosine" | "step" | "one_cycle", "args": {...}}``;
             ``args`` may hold ``warmup_epochs``.
+        distillation: ``{"loss": "embedding_mse" | "relational", "weight": 1.0,
+            "teacher_size": ...}`` (None: no distillation).
     """
 
     retrieval_validation: RetrievalValidation | None = None
@@ -68,6 +86,7 @@ class PlpModel(pl.LightningModule):
         losses: Sequence[Mapping[str, Any]] = DEFAULT_LOSSES,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
+        distillation: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         backbone = copy.deepcopy(dict(backbone or DEFAULT_MODEL["backbone"]))
@@ -88,9 +107,10 @@ class PlpModel(pl.LightningModule):
                 "losses": losses,
                 "optimizer": optimizer,
                 "scheduler": scheduler,
+                "distillation": None if distillation is None else check_distillation(distillation),
             }
         )
-        needs_logits = self._set_up_training(losses, num_classes, embedding_size)
+        needs_logits = any(_takes(spec["name"]) == "logits" for spec in losses)
         self.backbone = build_backbone(
             backbone["name"],
             in_channels=in_channels,
@@ -104,6 +124,9 @@ class PlpModel(pl.LightningModule):
             num_classes=num_classes if needs_logits else 0,
             **head.get("args", {}),
         )
+        # The losses see the head's embedding: its width, not embedding_size, sizes them.
+        self._set_up_training(losses, num_classes, self.head.out_features)
+        self._set_up_distillation(self.hparams["distillation"], self.head.out_features)
 
     def _set_up_training(
         self, losses: Sequence[Mapping[str, Any]], num_classes: int, embedding_size: int
@@ -138,14 +161,34 @@ class PlpModel(pl.LightningModule):
 
     @staticmethod
     def _build_loss(spec: Mapping[str, Any], num_classes: int, embedding_size: int) -> nn.Module:
-        name, args = spec["name"], dict(spec.get("args", {}))
-        unknown = set(spec) - {"name", "weight", "args"}
-        if unknown:
-            raise PlpModelsError(f"loss {name!r}: unknown keys {sorted(unknown)}")
-        if name in LOSSES_WITH_CLASS_WEIGHTS:
-            args.setdefault("num_classes", num_classes)
-            args.setdefault("embedding_size", embedding_size)
-        return plp_losses.build(name, **args)
+        return build_loss_term(spec, num_classes, embedding_size)
+
+    def _set_up_distillation(self, spec: Mapping[str, Any] | None, student_size: int) -> None:
+        self.distillation_loss = None if spec is None else build_distillation(spec, student_size)
+        self.distillation_weight = 0.0 if spec is None else float(spec["weight"])
+        self._teacher: tuple[Teacher, ...] = ()  # a tuple: not a submodule, not in checkpoints
+
+    def attach_teacher(self, teacher: Teacher) -> None:
+        """Distil from ``teacher`` (frozen, in eval mode) in every training step.
+
+        Raises:
+            PlpModelsError: The model was built without ``distillation``.
+        """
+        if self.distillation_loss is None:
+            raise PlpModelsError("attach_teacher: the model was built without distillation")
+        if isinstance(teacher, nn.Module):
+            teacher.eval().requires_grad_(False)
+        self._teacher = (teacher,)
+
+    def _distilled(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Return the weighted distillation loss of the student's ``features`` of ``images``."""
+        (teacher,) = self._teacher
+        if isinstance(teacher, nn.Module) and next(teacher.parameters()).device != images.device:
+            teacher.to(images.device)
+        with torch.no_grad():
+            target = teacher.embed(images)
+        assert self.distillation_loss is not None
+        return self.distillation_weight * self.distillation_loss(features, target)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Return the logits when the model has a classifier, else the embedding."""
@@ -159,8 +202,12 @@ class PlpModel(pl.LightningModule):
 
     def _step(self, batch: Sequence[torch.Tensor], stage: str) -> torch.Tensor:
         labels = batch[1]
-        embedding, logits = self._outputs(batch, stage)
-        total = embedding.new_zeros(())
+        if stage == "train" and self._teacher:  # the teacher sees the same augmented images
+            embedding, logits, features = self.outputs_and_features(batch[0])
+            total = self._distilled(batch[0], features)
+        else:
+            embedding, logits = self._outputs(batch, stage)
+            total = embedding.new_zeros(())
         for weight, loss in zip(self.loss_weights, self.losses, strict=True):
             inputs = logits if getattr(loss, "takes", "embeddings") == "logits" else embedding
             total = total + weight * loss(inputs, labels)
@@ -292,6 +339,7 @@ class NetworkModel(PlpModel):
         classifier = getattr(network, "classifier", None)
         embedding_size = getattr(classifier, "in_features", 0) or 0
         needs_logits = self._set_up_training(losses, num_classes, embedding_size)
+        self._set_up_distillation(None, embedding_size)
         if needs_logits and not isinstance(classifier, nn.Module):
             raise PlpModelsError(
                 f"a loss takes logits, but {type(network).__name__} has no 'classifier' module "
