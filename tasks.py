@@ -169,6 +169,9 @@ def evaluate(
         "(default: the model's last Conv2d)",
         "checkpoint": "a checkpoint instead of the run's best",
         "runs": "folder of run directories (default: runs)",
+        "pairs": "explain the worst queries instead: why their false top match and their best "
+        "true match match them (both images of each pair attributed): plots/pair_explain.png",
+        "queries": "with --pairs: how many of the worst queries (default: 4)",
     }
 )
 def explain(
@@ -179,19 +182,31 @@ def explain(
     layer: str | None = None,
     checkpoint: str | None = None,
     runs: str = RUNS,
+    pairs: bool = False,
+    queries: int = 0,
 ) -> None:
-    """Draw captum attributions over test images of a run (image, heat-map, blend)."""
+    """Draw captum attributions over test images of a run, or (--pairs) of its worst matches."""
     with _user_facing():
         import plp_pipelines
 
-        path = plp_pipelines.explain(
-            run,
-            algorithm=algorithm,
-            samples=samples or None,
-            layer=layer,
-            checkpoint=checkpoint,
-            runs_root=runs,
-        )
+        if pairs:
+            path = plp_pipelines.explain_pairs(
+                run,
+                queries=queries or None,
+                algorithm=algorithm,
+                layer=layer,
+                checkpoint=checkpoint,
+                runs_root=runs,
+            )
+        else:
+            path = plp_pipelines.explain(
+                run,
+                algorithm=algorithm,
+                samples=samples or None,
+                layer=layer,
+                checkpoint=checkpoint,
+                runs_root=runs,
+            )
     _say(f"attributions: {path}")
 
 

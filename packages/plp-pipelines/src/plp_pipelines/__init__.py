@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from plp_pipelines._export import ExportResult, export
     from plp_pipelines._features import SplitFeatures, extract_features, load_features
     from plp_pipelines._graph import graph
+    from plp_pipelines._pair_explain import explain_pairs
     from plp_pipelines._train import TrainResult, resume, train
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "align",
     "evaluate",
     "explain",
+    "explain_pairs",
     "export",
     "graph",
     "resume",
@@ -76,6 +78,7 @@ __all__ = [
 _LAZY = {
     "align": "_align",
     "explain": "_explain",
+    "explain_pairs": "_pair_explain",
     "export": "_export",
     "ExportResult": "_export",
     "graph": "_graph",

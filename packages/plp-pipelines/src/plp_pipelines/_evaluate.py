@@ -41,6 +41,7 @@ from plp_pipelines._protocols import (
     check_model,
 )
 from plp_pipelines._report import write_report
+from plp_pipelines._report_html import draw_interactive_umap
 from plp_pipelines._run import Run
 from plp_pipelines._runs import RUNS_ROOT, RunPaths, atomic_write_json
 
@@ -286,5 +287,8 @@ def _plots(
             stage.file(paths.plots / "umap_test.png"),
             title=f"{config.name}: test features (UMAP)",
             class_names=context.data.class_names,
+        )
+        plots["umap_html"] = draw_interactive_umap(
+            context, embedding, stage.file(paths.plots / "umap_test.html")
         )
     return {name: str(Path(path).relative_to(stage.root)) for name, path in plots.items()}

@@ -132,7 +132,7 @@ def _selection_lines(paths: RunPaths, config: Config) -> list[str]:
 def write_report(
     paths: RunPaths, config: Config, metrics: dict[str, Any], out: RunPaths | None = None
 ) -> Path:
-    """Write ``report.md``: config summary, training curves, metrics table, links to plots.
+    """Write ``report.md`` (config summary, training curves, metrics, plots) and ``report.html``.
 
     Args:
         paths: The run (its logs are read from here).
@@ -175,7 +175,8 @@ def write_report(
         "| --- | --- |",
         *(f"| {label} | {value:.4f} |" for label, value in headline_metrics(metrics)),
         "",
-        "All numbers: [metrics.json](metrics.json).",
+        "All numbers: [metrics.json](metrics.json). The same run on one interactive page: "
+        "[report.html](report.html).",
         "",
         *_method_sections(metrics),
     ]
@@ -189,4 +190,7 @@ def write_report(
             lines += ["", f"![UMAP of the test features]({plots['umap']})"]
         lines.append("")
     atomic_write_text(out.report, "\n".join(lines))
+    from plp_pipelines._report_html import write_html_report  # numpy, plp-viz: on first use
+
+    write_html_report(paths, config, metrics, out=out)
     return out.report
