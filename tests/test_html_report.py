@@ -10,6 +10,7 @@ chromium-driver``).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -38,12 +39,21 @@ LOCAL_SCHEMES = ("file:", "data:", "about:", "blob:")
 LOCATE_POINT = """
 const points = Bokeh.documents[0].get_model_by_name(arguments[0]);
 const view = Bokeh.index.find_one(points);
+view.parent.canvas_view.el.scrollIntoView({block: 'center'});
 const canvas = view.parent.canvas_view.el.getBoundingClientRect();
 const data = points.data_source.data;
 const i = arguments[1];
 return [canvas.left + view.coordinates.x_scale.compute(data.x[i]),
         canvas.top + view.coordinates.y_scale.compute(data.y[i]),
         data.thumb[i], data.link[i]];
+"""
+# Screen coordinates of every point (canvas pixels), to pick one that no other point covers.
+ALL_POINTS = """
+const points = Bokeh.documents[0].get_model_by_name(arguments[0]);
+const view = Bokeh.index.find_one(points);
+const data = points.data_source.data;
+return Array.from(data.x, (x, i) => [view.coordinates.x_scale.compute(x),
+                                     view.coordinates.y_scale.compute(data.y[i])]);
 """
 # The sources of every image drawn on screen, shadow DOMs (Bokeh's tooltips) included.
 SHOWN_IMAGES = """
@@ -123,7 +133,6 @@ def hover(browser: Any, figure: str, index: int) -> tuple[list[str], str, str]:
     """Move the mouse onto point ``index``; return the images then shown, its thumb and link."""
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
 
-    browser.execute_script("window.scrollTo(0, 0)")
     x, y, thumb, link = browser.execute_script(LOCATE_POINT, figure, index)
     actions = ActionBuilder(browser)
     actions.pointer_action.move_to_location(round(x), round(y))
@@ -134,6 +143,14 @@ def hover(browser: Any, figure: str, index: int) -> tuple[list[str], str, str]:
         time.sleep(0.1)
         shown = browser.execute_script(SHOWN_IMAGES)
     return shown, thumb, link
+
+
+def isolated_point(browser: Any, figure: str) -> int:
+    """Return the point farthest from its nearest neighbour on screen (hovered, clicked alone)."""
+    screen = np.asarray(browser.execute_script(ALL_POINTS, figure), dtype=np.float64)
+    gaps = np.linalg.norm(screen[:, None] - screen[None], axis=-1)
+    np.fill_diagonal(gaps, np.inf)
+    return int(gaps.min(axis=1).argmax())
 
 
 def click_here(browser: Any) -> None:
@@ -173,12 +190,89 @@ def test_interactive_embedding_page(browser: Any, tmp_path: Path) -> None:
     )
     assert drawn == count
     assert not [src for src in browser.execute_script(SHOWN_IMAGES) if src in thumbs]
-    shown, thumb, link = hover(browser, EMBEDDING_NAME, 7)
-    assert thumb in shown  # the tooltip shows point 7's thumbnail
+    point = isolated_point(browser, EMBEDDING_NAME)
+    shown, thumb, link = hover(browser, EMBEDDING_NAME, point)
+    assert thumb in shown  # the tooltip shows the point's thumbnail
     click_here(browser)
     assert browser.current_url.endswith(link)
     display = "return getComputedStyle(document.getElementById(arguments[0])).display"
-    assert browser.execute_script(display, anchors[7]) == "block"
-    assert browser.execute_script(display, anchors[8]) == "none"
+    assert browser.execute_script(display, anchors[point]) == "block"
+    assert browser.execute_script(display, anchors[point - 1]) == "none"
+    assert console_errors(browser) == []
+    assert requests_leaving_file(browser) == []
+
+
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-epoch digits run evaluated with every method and the audit, its pairs explained."""
+    from plp_pipelines import evaluate, explain_pairs, load_config, train
+
+    root = Path(__file__).resolve().parents[1]
+    runs = tmp_path_factory.mktemp("runs")
+    config = load_config(
+        root / "configs" / "digits.toml", ["trainer.epochs=1", "evaluate.after_training=false"]
+    )
+    run = train(config, runs_root=runs, progress_bar=False).run_dir
+    evaluate(run, methods=["accuracy", "reid", "clustering", "audit"], runs_root=runs)
+    explain_pairs(run, queries=2, runs_root=runs)
+    return run
+
+
+@pytest.mark.slow
+def test_audit_and_pairs_of_a_run(report_run: Path) -> None:
+    metrics = json.loads((report_run / "metrics.json").read_text())
+    audit = json.loads((report_run / "audit.json").read_text())
+    assert metrics["audit"]["totals"] == audit["totals"]
+    assert metrics["audit"]["file"] == "audit.json"
+    for name in ("mislabeled", "duplicate_identities", "leakage", "outliers"):
+        scores = [entry["score"] for entry in audit[name]]
+        leak = name == "leakage"
+        assert scores == sorted(scores, reverse=not leak), name  # most suspect first
+        assert name in audit["scores"]
+    outlier = audit["outliers"][0]  # digits has no files: split and index name the image
+    assert outlier["split"] in ("trainval", "test") and "path" not in outlier
+    assert (report_run / "plots" / "audit.png").is_file()
+    assert "## Audit" in (report_run / "report.md").read_text()
+    record = json.loads((report_run / "plots" / "pair_explain.json").read_text())
+    assert record["checkpoint"] == metrics["checkpoint"] and len(record["pairs"]) == 2
+    worst = sorted(record["pairs"], key=lambda pair: pair["average_precision"])
+    assert worst == record["pairs"]  # worst first
+    for pair in record["pairs"]:
+        assert pair["false_rank"] >= 1 and pair["true_rank"] >= 1
+        assert (pair["false_rank"] == 1) != (pair["true_rank"] == 1)  # one of them leads
+    assert (report_run / "plots" / "pair_explain.png").is_file()
+
+
+@pytest.mark.slow
+def test_report_html_is_one_self_contained_file(report_run: Path) -> None:
+    page = (report_run / "report.html").read_text()
+    assert len(page.encode()) < 10 * 2**20
+    # Every image is a data URI and every script inline: nothing to fetch.
+    assert re.findall(r'<img[^>]*\ssrc="(?!data:)', page) == []
+    assert re.search(r"<script[^>]*\bsrc=", page) is None
+    assert re.search(r"<link[^>]*\bhref=", page) is None
+    for heading in ("Recipe", "Metrics", "Training", "Test features (UMAP)", "Worst queries"):
+        assert f"<h2>{heading}</h2>" in page, heading
+    assert '<section id="audit">' in page and "pairwise explanations" in page
+
+
+@pytest.mark.slow
+def test_report_html_in_the_browser(report_run: Path, browser: Any) -> None:
+    from plp_pipelines import load_features
+    from plp_viz._html import EMBEDDING_NAME
+
+    open_page(browser, report_run / "report.html", EMBEDDING_NAME)
+    drawn = browser.execute_script(
+        "return Bokeh.documents[0].get_model_by_name(arguments[0]).data_source.data.x.length",
+        EMBEDDING_NAME,
+    )
+    assert drawn == len(load_features(report_run / "features" / "test.npz").labels)
+    point = isolated_point(browser, EMBEDDING_NAME)
+    shown, thumb, link = hover(browser, EMBEDDING_NAME, point)
+    assert thumb in shown  # hovering shows the test image
+    click_here(browser)
+    assert browser.current_url.endswith(link)
+    display = "return getComputedStyle(document.getElementById(arguments[0])).display"
+    assert browser.execute_script(display, link[1:]) == "block"  # its rank list opened
     assert console_errors(browser) == []
     assert requests_leaving_file(browser) == []
