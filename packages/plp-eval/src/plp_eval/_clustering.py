@@ -1,8 +1,7 @@
-"""Clustering metrics: KMeans (faiss, k-means++ seeding) scored against the true labels."""
+"""Clustering metrics: KMeans (faiss, k-means++ seeding, best of several) against the labels."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -10,16 +9,22 @@ import numpy as np
 
 from plp_eval._arrays import as_features, as_labels
 from plp_eval._errors import PlpEvalError
+from plp_eval._threads import thread_controller
 
-__all__ = ["ClusteringMetrics", "clustering_metrics", "kmeans"]
+__all__ = ["N_INIT", "ClusteringMetrics", "clustering_metrics", "kmeans"]
 
+N_INIT = 10  # k-means runs from different seeds; the one of least inertia is kept (scikit-learn)
 SEED_SAMPLE = 10000  # k-means++ seeds are drawn from at most max(this, 100 k) rows
 TRAIN_POINTS_PER_CLUSTER = 128  # Lloyd's iterations run on at most this many rows x k
 
 
 @dataclass(frozen=True)
 class ClusteringMetrics:
-    """Agreement between KMeans clusters and the true classes (scikit-learn's scores)."""
+    """Agreement between KMeans clusters and the true classes (scikit-learn's scores).
+
+    ``n_init`` is the number of k-means runs the clusters are the best (least inertia) of;
+    ``inertia`` that run's sum of squared distances of the rows to their centroid.
+    """
 
     nmi: float
     ami: float
@@ -29,31 +34,73 @@ class ClusteringMetrics:
     v_measure: float
     purity: float
     num_clusters: int
+    n_init: int = 1
+    inertia: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the scores as a flat JSON-serialisable dict."""
-        return {k: (int(v) if k == "num_clusters" else float(v)) for k, v in asdict(self).items()}
+        return {
+            k: (int(v) if k in ("num_clusters", "n_init") else float(v))
+            for k, v in asdict(self).items()
+        }
 
 
 def kmeans(
-    features: np.ndarray, num_clusters: int, seed: int = 0, iterations: int = 50
+    features: np.ndarray,
+    num_clusters: int,
+    seed: int = 0,
+    iterations: int = 50,
+    n_init: int = N_INIT,
 ) -> np.ndarray:
-    """Return the cluster of each row: Lloyd's KMeans in faiss, seeded with k-means++.
+    """Return the cluster of each row: the best of ``n_init`` k-means runs (faiss Lloyd).
 
-    faiss's own random initialisation can merge well-separated classes; greedy k-means++
-    seeding (Arthur and Vassilvitskii 2007, as in scikit-learn: ``2 + log(k)`` candidates per
-    centre, the one that lowers the potential most is kept) recovers them. Runs on one
-    thread, so the clusters do not depend on the number of cores.
+    Each run seeds with greedy k-means++ (Arthur and Vassilvitskii 2007, as in scikit-learn:
+    ``2 + log(k)`` candidates per centre, the one that lowers the potential most is kept;
+    faiss's own random initialisation can merge well-separated classes), then runs Lloyd's
+    iterations in faiss. A single run can still merge two classes and split another; as in
+    scikit-learn's ``n_init``, the run of least inertia (sum of squared distances of every
+    row to its centroid, in float64; ties: the earlier run) is kept. Run ``i`` draws from
+    the ``i``-th child of ``numpy.random.SeedSequence(seed)``: the same seed gives the same
+    clusters. Runs on one thread, so the clusters do not depend on the number of cores.
     """
+    return _best_kmeans(features, num_clusters, seed, iterations, n_init)[0]
+
+
+def _best_kmeans(
+    features: np.ndarray, num_clusters: int, seed: int, iterations: int, n_init: int
+) -> tuple[np.ndarray, float]:
+    """Return the clusters and inertia of the best of ``n_init`` runs (see :func:`kmeans`)."""
+    if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 1:
+        raise PlpEvalError(f"n_init must be an integer >= 1, got {n_init!r}")
+    data = np.ascontiguousarray(features, dtype=np.float32)
+    best: tuple[np.ndarray, float] | None = None
     # One thread (OpenMP in faiss, BLAS in the seeding): measured faster on this 2-core machine
     # whenever anything else runs (multithreaded faiss was 5-50x slower under load, spinning at
     # its barriers), and the clusters do not depend on the number of cores.
-    with _thread_limiter().limit(limits=1):
-        return _kmeans(features, num_clusters, seed, iterations)
+    with thread_controller().limit(limits=1):
+        for child in np.random.SeedSequence(seed).spawn(n_init):
+            assignment, centroids = _kmeans(data, num_clusters, child, iterations)
+            inertia = _inertia(data, centroids, assignment)
+            if best is None or inertia < best[1]:
+                best = (assignment, inertia)
+    assert best is not None
+    return best
 
 
-def _kmeans(features: np.ndarray, num_clusters: int, seed: int, iterations: int) -> np.ndarray:
-    data = np.ascontiguousarray(features, dtype=np.float32)
+def _inertia(data: np.ndarray, centroids: np.ndarray, assignment: np.ndarray) -> float:
+    """Sum of squared distances of the rows to their centroids, from float64 differences."""
+    total = 0.0
+    for start in range(0, len(data), 8192):
+        part = data[start : start + 8192].astype(np.float64)
+        part -= centroids[assignment[start : start + 8192]].astype(np.float64)
+        total += float(np.einsum("ij,ij->", part, part))
+    return total
+
+
+def _kmeans(
+    data: np.ndarray, num_clusters: int, seed: np.random.SeedSequence, iterations: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One k-means run: the cluster of each row and the centroids."""
     rng = np.random.default_rng(seed)
     # Seeds from a random sample (every class of a balanced problem keeps ~ 100 points in
     # it); Lloyd's iterations then run on a sample of TRAIN_POINTS_PER_CLUSTER rows per
@@ -67,7 +114,7 @@ def _kmeans(features: np.ndarray, num_clusters: int, seed: int, iterations: int)
         data.shape[1],
         num_clusters,
         niter=iterations,
-        seed=seed,
+        seed=int(rng.integers(2**31)),
         verbose=False,
         max_points_per_centroid=TRAIN_POINTS_PER_CLUSTER,
         # faiss warns on stderr below 39 points per centroid; a test split of a few hundred
@@ -76,15 +123,7 @@ def _kmeans(features: np.ndarray, num_clusters: int, seed: int, iterations: int)
     )
     model.train(data, init_centroids=centroids)
     _, assignment = model.index.search(data, 1)
-    return assignment[:, 0].astype(np.int64)
-
-
-@functools.cache
-def _thread_limiter() -> Any:
-    """The OpenMP and BLAS libraries loaded (looked up once: it takes milliseconds)."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
+    return assignment[:, 0].astype(np.int64), np.asarray(model.centroids)
 
 
 def _kmeans_plusplus(data: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -111,19 +150,24 @@ def _kmeans_plusplus(data: np.ndarray, k: int, rng: np.random.Generator) -> np.n
 
 
 def clustering_metrics(
-    features: Any, labels: Any, num_clusters: int | None = None, seed: int = 0
+    features: Any,
+    labels: Any,
+    num_clusters: int | None = None,
+    seed: int = 0,
+    n_init: int = N_INIT,
 ) -> ClusteringMetrics:
     """Return NMI, AMI, ARI, homogeneity, completeness, V-measure and purity of KMeans clusters.
 
-    KMeans is run with ``num_clusters`` clusters (default: the number of distinct labels).
-    Purity is the share of samples whose cluster's most common label is their own.
+    KMeans (:func:`kmeans`: the best of ``n_init`` seeded runs) is run with ``num_clusters``
+    clusters (default: the number of distinct labels). Purity is the share of samples whose
+    cluster's most common label is their own.
     """
     data = as_features(features, "features")
     truth = as_labels(labels, "labels", len(data))
     k = num_clusters if num_clusters is not None else len(np.unique(truth))
     if not 1 <= k <= len(data):
         raise PlpEvalError(f"num_clusters must be between 1 and {len(data)}, got {k}")
-    predicted = kmeans(data, k, seed=seed)
+    predicted, inertia = _best_kmeans(data, k, seed, 50, n_init)
     from sklearn import metrics  # scikit-learn and scipy: imported when needed
 
     contingency = metrics.cluster.contingency_matrix(truth, predicted)
@@ -136,4 +180,6 @@ def clustering_metrics(
         v_measure=metrics.v_measure_score(truth, predicted),
         purity=float(contingency.max(axis=0).sum() / contingency.sum()),
         num_clusters=k,
+        n_init=n_init,
+        inertia=inertia,
     )

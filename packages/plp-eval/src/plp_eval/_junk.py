@@ -21,7 +21,7 @@ import numpy as np
 from plp_eval._arrays import as_labels
 from plp_eval._errors import PlpEvalError
 
-__all__ = ["junk_keys", "junk_mask"]
+__all__ = ["junk_keys", "junk_mask", "junk_pairs"]
 
 
 def junk_keys(
@@ -104,3 +104,28 @@ def junk_mask(
             mask = np.zeros((len(q_labels), len(g_labels)), dtype=bool)
         mask[rows, start + rows] = True
     return mask
+
+
+def junk_pairs(
+    q_labels: np.ndarray,
+    g_labels: np.ndarray,
+    q_keys: np.ndarray | None,
+    g_keys: np.ndarray | None,
+    query_rows: np.ndarray,
+    gallery_rows: np.ndarray,
+    leave_self_out: bool,
+) -> np.ndarray:
+    """Return whether each (query row, gallery row) pair is junk; the row arrays broadcast.
+
+    The same rule as :func:`junk_mask`, pair by pair: same label and same key, or (with
+    ``leave_self_out``) the query itself.
+    """
+    shape = np.broadcast_shapes(np.shape(query_rows), np.shape(gallery_rows))
+    junk = np.zeros(shape, dtype=bool)
+    if q_keys is not None and g_keys is not None:
+        junk |= (q_labels[query_rows] == g_labels[gallery_rows]) & (
+            q_keys[query_rows] == g_keys[gallery_rows]
+        )
+    if leave_self_out:
+        junk |= np.asarray(query_rows) == np.asarray(gallery_rows)
+    return junk

@@ -9,8 +9,11 @@ from typing import Any
 import numpy as np
 
 from plp_eval._errors import PlpEvalError
+from plp_eval._per_query import PerQuery
 
-__all__ = ["VALUES", "ReidMetrics", "query_values", "summarize"]
+__all__ = ["CMC_RANKS", "VALUES", "ReidMetrics", "query_values", "summarize"]
+
+CMC_RANKS = (1, 5, 10)  # the CMC ranks reported as ``rank-k`` (those within max_rank)
 
 # Columns of the per-query values: rank of the first match (0: no match), AP, INP,
 # R-precision, AP@R. Per query, so that any split of the queries (blocks, threads, processes)
@@ -18,9 +21,21 @@ __all__ = ["VALUES", "ReidMetrics", "query_values", "summarize"]
 VALUES = 5
 
 
+def _empty_int() -> np.ndarray:
+    return np.zeros(0, dtype=np.int64)
+
+
+def _empty_float() -> np.ndarray:
+    return np.zeros(0, dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class ReidMetrics:
     """Re-ID ranking metrics over the valid queries (see :func:`plp_eval.reid_metrics`).
+
+    Besides the means it keeps every query's own values (the per-query arrays below), from
+    which :meth:`per_query` builds the table that :func:`plp_eval.bootstrap`,
+    :func:`plp_eval.compare` and the breakdowns resample or group: no ranking is redone.
 
     Attributes:
         cmc: ``(max_rank,)`` float64; ``cmc[k-1]`` is the share of valid queries whose first
@@ -33,8 +48,15 @@ class ReidMetrics:
             the first R of (matches up to that rank) / rank.
         num_queries: Queries given.
         num_valid_queries: Queries with at least one match (R >= 1) left in the gallery.
-        average_precision: ``(num_queries,)`` AP of each query, NaN where it has no match
-            (for picking the worst queries; not part of :meth:`to_dict`).
+        query_labels: ``(num_queries,)`` int64 label (identity) of each query.
+        first_match_rank: ``(num_queries,)`` int64 rank of each query's first match, 0 where
+            it has no match.
+        average_precision: ``(num_queries,)`` AP of each query, NaN where it has no match.
+        inp: ``(num_queries,)`` INP of each query, NaN where it has no match.
+        precision_at_r: ``(num_queries,)`` R-precision of each query, NaN where it has none.
+        ap_at_r: ``(num_queries,)`` AP@R of each query, NaN where it has no match.
+
+    The per-query arrays are not part of :meth:`to_dict`.
     """
 
     cmc: np.ndarray
@@ -45,12 +67,22 @@ class ReidMetrics:
     map_at_r: float
     num_queries: int
     num_valid_queries: int
-    average_precision: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    query_labels: np.ndarray = field(default_factory=_empty_int, repr=False)
+    first_match_rank: np.ndarray = field(default_factory=_empty_int, repr=False)
+    average_precision: np.ndarray = field(default_factory=_empty_float, repr=False)
+    inp: np.ndarray = field(default_factory=_empty_float, repr=False)
+    precision_at_r: np.ndarray = field(default_factory=_empty_float, repr=False)
+    ap_at_r: np.ndarray = field(default_factory=_empty_float, repr=False)
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Return the ``(num_queries,)`` mask of the valid queries (at least one match)."""
+        return self.first_match_rank > 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the metrics as a flat JSON-serialisable dict."""
         result: dict[str, Any] = {
-            f"rank-{k}": float(self.cmc[k - 1]) for k in (1, 5, 10) if k <= len(self.cmc)
+            f"rank-{k}": float(self.cmc[k - 1]) for k in CMC_RANKS if k <= len(self.cmc)
         }
         result.update(
             {
@@ -65,6 +97,65 @@ class ReidMetrics:
             }
         )
         return result
+
+    def per_query(self) -> PerQuery:
+        """Return each query's value of every metric of :meth:`to_dict`, with its identity.
+
+        Columns: ``rank-k`` (1 if the first match is at rank <= k, else 0; for the k of
+        :meth:`to_dict`), ``mAP`` (the query's AP), ``mINP`` (its INP), ``precision@1``,
+        ``R-precision``, ``MAP@R`` (its AP@R); the step curve ``cmc`` steps at the first
+        match's rank. Their means over the valid queries are this result's metrics and CMC
+        curve. Identities are the query labels.
+
+        Raises:
+            PlpEvalError: The result carries no per-query values (built by hand).
+        """
+        if len(self.first_match_rank) != self.num_queries or len(self.query_labels) != len(
+            self.first_match_rank
+        ):
+            raise PlpEvalError(
+                "these ReidMetrics carry no per-query values (query_labels and "
+                "first_match_rank): compute them with plp_eval.reid_metrics"
+            )
+        first = self.first_match_rank
+        valid = first > 0
+        ranks = [k for k in CMC_RANKS if k <= len(self.cmc)]
+        columns = [((first >= 1) & (first <= k)).astype(np.float64) for k in ranks]
+        columns += [self.average_precision, self.inp, (first == 1).astype(np.float64)]
+        columns += [self.precision_at_r, self.ap_at_r]
+        names = [f"rank-{k}" for k in ranks] + ["mAP", "mINP", "precision@1"]
+        values = np.stack(columns, axis=1)
+        values[~valid] = 0.0
+        return PerQuery(
+            names=(*names, "R-precision", "MAP@R"),
+            values=values,
+            identities=self.query_labels,
+            valid=valid,
+            curves={"cmc": (first, len(self.cmc))},
+        )
+
+    def select(self, queries: Any) -> ReidMetrics:
+        """Return the metrics of a subset of the queries (a boolean mask or indices).
+
+        The same rankings, summarised over the chosen queries only (e.g. the queries of one
+        category); nothing is ranked again.
+
+        Raises:
+            PlpEvalError: The mask has the wrong length, or no chosen query has a match.
+        """
+        chosen = np.asarray(queries)
+        if chosen.dtype == bool and chosen.shape != (self.num_queries,):
+            raise PlpEvalError(
+                f"the query mask has shape {chosen.shape}, expected ({self.num_queries},)"
+            )
+        columns = (self.average_precision, self.inp, self.precision_at_r, self.ap_at_r)
+        values = np.stack(
+            [self.first_match_rank.astype(np.float64)]
+            + [np.nan_to_num(column, nan=0.0) for column in columns],
+            axis=1,
+        )[chosen]
+        labels = self.query_labels[chosen] if len(self.query_labels) else None
+        return summarize(values, len(self.cmc), labels, warn=False)
 
 
 def query_values(
@@ -104,8 +195,16 @@ def query_values(
     return values
 
 
-def summarize(values: np.ndarray, max_rank: int) -> ReidMetrics:
+def summarize(
+    values: np.ndarray, max_rank: int, query_labels: Any = None, *, warn: bool = True
+) -> ReidMetrics:
     """Return the metrics of all queries' ``(Q, VALUES)`` values (means over valid queries).
+
+    Args:
+        values: The per-query values of :func:`query_values`, all queries in order.
+        max_rank: Length of the CMC curve.
+        query_labels: ``(Q,)`` labels of the queries, kept for resampling and breakdowns.
+        warn: Warn when some queries have no match.
 
     Raises:
         PlpEvalError: No query has a match.
@@ -115,7 +214,7 @@ def summarize(values: np.ndarray, max_rank: int) -> ReidMetrics:
     num_valid = int(valid.sum())
     if num_valid == 0:
         raise PlpEvalError("no query has a match in the gallery: nothing to evaluate")
-    if num_valid < len(values):
+    if warn and num_valid < len(values):
         warnings.warn(
             f"{len(values) - num_valid} of {len(values)} queries have no match in the gallery "
             "and are left out",
@@ -124,6 +223,8 @@ def summarize(values: np.ndarray, max_rank: int) -> ReidMetrics:
     firsts = first_rank[valid]
     counts = np.bincount(firsts[firsts <= max_rank] - 1, minlength=max_rank)
     means = values[valid, 1:].sum(axis=0) / num_valid
+    labels = _empty_int() if query_labels is None else np.asarray(query_labels, dtype=np.int64)
+    per_query = [np.where(valid, values[:, column], np.nan) for column in range(1, VALUES)]
     return ReidMetrics(
         cmc=np.cumsum(counts) / num_valid,
         mean_average_precision=float(means[0]),
@@ -133,5 +234,10 @@ def summarize(values: np.ndarray, max_rank: int) -> ReidMetrics:
         map_at_r=float(means[3]),
         num_queries=len(values),
         num_valid_queries=num_valid,
-        average_precision=np.where(valid, values[:, 1], np.nan),
+        query_labels=labels,
+        first_match_rank=first_rank,
+        average_precision=per_query[0],
+        inp=per_query[1],
+        precision_at_r=per_query[2],
+        ap_at_r=per_query[3],
     )

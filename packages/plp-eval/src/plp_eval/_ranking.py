@@ -233,7 +233,7 @@ def _evaluate(
         values = _numba_values(problem, rows)
     if distributed:
         values = gather_values(values, rows, len(problem.queries))
-    return summarize(values, max_rank)
+    return summarize(values, max_rank, problem.q_labels)
 
 
 _NUMBA_READY = threading.Event()  # the numba kernels are loaded (and compiled)
@@ -414,7 +414,8 @@ def reid_metrics_from_distances(
         done = stop
     if done != len(q_labels):
         raise PlpEvalError(f"distances have {done} rows, expected {len(q_labels)} (query_labels)")
-    return summarize(np.concatenate(values) if values else np.zeros((0, VALUES)), max_rank)
+    all_values = np.concatenate(values) if values else np.zeros((0, VALUES))
+    return summarize(all_values, max_rank, q_labels)
 
 
 def _row_blocks(distances: Any, num_gallery: int) -> Iterable[np.ndarray]:

@@ -63,6 +63,9 @@ def rerank(
     - Jaccard distance ``1 - m / (2 - m)`` with ``m = sum_j min(V(q)_j, V(g)_j)``; the result
       is ``(1 - lambda_value) * jaccard + lambda_value * d(q, g)``.
 
+    Everything is computed in float64, float32 features included (each float32 value is a
+    float64 value): the result for float32 features is that of the same values in float64.
+
     Memory (N items, D dims, B = ``block_size``, K = max(k1 + 1, k2)): the features and
     ``N x K`` neighbour indices; one ``B x N`` distance block at a time; the sparse encodings,
     at most ``N x K x (round(k1/2) + 2)`` entries before query expansion and ``k2`` times that
@@ -111,8 +114,8 @@ def rerank(
         items = np.concatenate([queries, gallery])  # the wider of the two dtypes
         query_items = np.arange(len(queries))
         gallery_items = np.arange(len(queries), len(items))
-    dtype = torch.float64 if np.float64 in (queries.dtype, gallery.dtype) else torch.float32
-    features = _prepared(items, metric, dtype, torch.device(device or "cpu"))
+    # float64 whatever the features' type: float32 distances moved mAP by ~3e-5.
+    features = _prepared(items, metric, torch.float64, torch.device(device or "cpu"))
     exact = _Exact(items, metric)
 
     num_items = len(items)

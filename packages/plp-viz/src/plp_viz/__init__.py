@@ -10,6 +10,7 @@ from plp_viz._attributions import (
     explain,
     plot_attributions,
 )
+from plp_viz._camera_matrix import plot_camera_matrix
 from plp_viz._cmc_plot import plot_cmc
 from plp_viz._confusion import plot_confusion_matrix
 from plp_viz._embedding import Embedding2D, aligned_umap_2d, umap_2d
@@ -40,6 +41,7 @@ __all__ = [
     "umap_2d",
     # evaluation plots
     "pair_distances",
+    "plot_camera_matrix",
     "plot_cmc",
     "plot_confusion_matrix",
     "plot_distance_histogram",
