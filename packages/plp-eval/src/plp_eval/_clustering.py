@@ -16,6 +16,7 @@ __all__ = ["N_INIT", "ClusteringMetrics", "clustering_metrics", "kmeans"]
 N_INIT = 10  # k-means runs from different seeds; the one of least inertia is kept (scikit-learn)
 SEED_SAMPLE = 10000  # k-means++ seeds are drawn from at most max(this, 100 k) rows
 TRAIN_POINTS_PER_CLUSTER = 128  # Lloyd's iterations run on at most this many rows x k
+_CHUNK = 65536  # rows converted to float64 at a time
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def kmeans(
     faiss's own random initialisation can merge well-separated classes), then runs Lloyd's
     iterations in faiss. A single run can still merge two classes and split another; as in
     scikit-learn's ``n_init``, the run of least inertia (sum of squared distances of every
-    row to its centroid, in float64; ties: the earlier run) is kept. Run ``i`` draws from
+    row to its cluster's mean, in float64; ties: the earlier run) is kept. Run ``i`` draws from
     the ``i``-th child of ``numpy.random.SeedSequence(seed)``: the same seed gives the same
     clusters. Runs on one thread, so the clusters do not depend on the number of cores.
     """
@@ -73,34 +74,53 @@ def _best_kmeans(
     if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 1:
         raise PlpEvalError(f"n_init must be an integer >= 1, got {n_init!r}")
     data = np.ascontiguousarray(features, dtype=np.float32)
+    squares = float(
+        sum(
+            np.einsum("ij,ij->", part, part)
+            for part in (
+                data[i : i + _CHUNK].astype(np.float64) for i in range(0, len(data), _CHUNK)
+            )
+        )
+    )
     best: tuple[np.ndarray, float] | None = None
     # One thread (OpenMP in faiss, BLAS in the seeding): measured faster on this 2-core machine
     # whenever anything else runs (multithreaded faiss was 5-50x slower under load, spinning at
     # its barriers), and the clusters do not depend on the number of cores.
     with thread_controller().limit(limits=1):
         for child in np.random.SeedSequence(seed).spawn(n_init):
-            assignment, centroids = _kmeans(data, num_clusters, child, iterations)
-            inertia = _inertia(data, centroids, assignment)
+            assignment = _kmeans(data, num_clusters, child, iterations)
+            inertia = _inertia(data, assignment, num_clusters, squares)
             if best is None or inertia < best[1]:
                 best = (assignment, inertia)
     assert best is not None
     return best
 
 
-def _inertia(data: np.ndarray, centroids: np.ndarray, assignment: np.ndarray) -> float:
-    """Sum of squared distances of the rows to their centroids, from float64 differences."""
-    total = 0.0
-    for start in range(0, len(data), 8192):
-        part = data[start : start + 8192].astype(np.float64)
-        part -= centroids[assignment[start : start + 8192]].astype(np.float64)
-        total += float(np.einsum("ij,ij->", part, part))
-    return total
+def _inertia(data: np.ndarray, assignment: np.ndarray, num_clusters: int, squares: float) -> float:
+    """The clusters' inertia: sum of squared distances of the rows to their cluster's mean.
+
+    The means of the final clusters, not faiss's centroids (which come from a sample of the
+    rows), so that runs are compared by their partitions alone: ``sum |x|^2 - sum_k |S_k|^2 /
+    n_k`` in float64, ``S_k`` the sum of cluster k's rows, ``squares`` the first term.
+    """
+    import scipy.sparse  # (with scikit-learn) imported when clustering runs
+
+    sums = np.zeros((num_clusters, data.shape[1]))
+    for start in range(0, len(data), _CHUNK):
+        rows = assignment[start : start + _CHUNK]
+        members = scipy.sparse.csr_matrix(
+            (np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(num_clusters, len(rows))
+        )
+        sums += members @ data[start : start + _CHUNK].astype(np.float64)
+    counts = np.bincount(assignment, minlength=num_clusters)
+    present = counts > 0
+    return squares - float((np.einsum("ij,ij->i", sums, sums)[present] / counts[present]).sum())
 
 
 def _kmeans(
     data: np.ndarray, num_clusters: int, seed: np.random.SeedSequence, iterations: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """One k-means run: the cluster of each row and the centroids."""
+) -> np.ndarray:
+    """One k-means run: the cluster of each row."""
     rng = np.random.default_rng(seed)
     # Seeds from a random sample (every class of a balanced problem keeps ~ 100 points in
     # it); Lloyd's iterations then run on a sample of TRAIN_POINTS_PER_CLUSTER rows per
@@ -123,7 +143,7 @@ def _kmeans(
     )
     model.train(data, init_centroids=centroids)
     _, assignment = model.index.search(data, 1)
-    return assignment[:, 0].astype(np.int64), np.asarray(model.centroids)
+    return assignment[:, 0].astype(np.int64)
 
 
 def _kmeans_plusplus(data: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
