@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 REPORT_HTML = "report.html"
-REPORT_POINTS = 1000
+REPORT_POINTS = 600
 """The interactive UMAP shows at most this many test images (a seeded sample beyond)."""
 RANK_LIST_LENGTH = 5
 """Gallery images in each clickable rank list."""
