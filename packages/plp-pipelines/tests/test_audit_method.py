@@ -85,3 +85,19 @@ def test_report_rank_lists_follow_the_junk_rule() -> None:
                 junk = (gallery.labels == test.labels[row]) & (gallery.cameras == test.cameras[row])
             order = [i for i in np.lexsort((np.arange(len(distances)), distances)) if not junk[i]]
             assert line.tolist() == order[:RANK_LIST_LENGTH]
+
+
+def test_report_metrics_show_intervals_where_computed() -> None:
+    from plp_pipelines._report_html import _metrics_rows
+
+    rows = "".join(
+        _metrics_rows(
+            {
+                "reid": {"mAP": 0.8, "rank-1": 0.9, "ci": {"mAP": [0.75, 0.85]}},
+                "accuracy": {"top-1": 0.95, "bootstrap": {"ci": {"top-1": [0.9, 0.97]}}},
+            }
+        )
+    )
+    assert "<td>reid mAP</td><td>0.8000</td><td>[0.7500, 0.8500]</td>" in rows
+    assert "<td>reid rank-1</td><td>0.9000</td><td></td>" in rows
+    assert "<td>accuracy (top-1)</td><td>0.9500</td><td>[0.9000, 0.9700]</td>" in rows

@@ -160,11 +160,24 @@ def _metrics_rows(metrics: Mapping[str, Any]) -> list[str]:
 
     rows = []
     for section, key, label, value in _headlines(metrics, headline_metrics):
-        interval = metrics.get(section, {}).get("ci", {})
-        bounds = interval.get(key) if isinstance(interval, dict) else None
+        bounds = _interval(metrics.get(section, {}), key)
         ci = f"[{bounds[0]:.4f}, {bounds[1]:.4f}]" if isinstance(bounds, list | tuple) else ""
         rows.append(f"<tr><td>{html.escape(label)}</td><td>{value:.4f}</td><td>{ci}</td></tr>")
     return rows
+
+
+def _interval(section: Any, key: str) -> Any:
+    """Return ``[low, high]`` of ``key`` from a section's ``ci`` (or its ``bootstrap``'s), if any.
+
+    plp-eval's bootstrap writes ``{"ci": {metric: [low, high]}, ...}``; a method stores it in
+    its section directly or under ``bootstrap``.
+    """
+    if not isinstance(section, dict):
+        return None
+    for holder in (section, section.get("bootstrap")):
+        if isinstance(holder, dict) and isinstance(holder.get("ci"), dict):
+            return holder["ci"].get(key)
+    return None
 
 
 def _headlines(
