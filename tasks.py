@@ -155,7 +155,15 @@ def evaluate(
             runs_root=runs,
             on_metrics=lambda m: _say(plp_pipelines.format_metrics_table(m, methods)),
         )
-    _say("", f"written: metrics.json, report.md and {len(metrics['plots'])} plots of the run")
+    plots = len(metrics["plots"])
+    _say("", f"written: metrics.json, report.md, report.html and {plots} plots of the run")
+    if "audit" in metrics:
+        totals = metrics["audit"]["totals"]
+        _say(
+            f"audit: {totals['mislabeled']} likely mislabelled images, "
+            f"{totals['duplicate_identities']} candidate duplicate identities, "
+            f"{totals['leakage']} near-duplicates across splits: audit.json"
+        )
 
 
 @task(
