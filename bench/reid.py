@@ -7,27 +7,32 @@ on this shared machine; the baseline runs in its own subprocess (once at the lar
 Peak extra memory is read from the kernel: ``VmHWM`` (peak resident set) after a run minus
 ``VmRSS`` before it, with the peak reset (``/proc/self/clear_refs``) before each run. Methods:
 
-- ``plp``: ``plp_eval.reid_metrics`` (method ``count``: float32 matmul per query block, then
-  only each query's matches are ranked, by counting the non-matches ahead of them; exact).
+- ``plp``: ``plp_eval.reid_metrics`` (``backend="auto"``, numpy on the CPU: float32 matmul
+  per query block, then only each query's matches are ranked, by counting the non-matches
+  ahead of them; exact).
+- ``plp-numba``: the same with the numba kernels (``backend="numba"``).
 - ``plp-sort``: the slower exact candidate (float64 blocks, full stable argsort per row).
 - ``baseline``: what torchreid does, vectorised: the full float32 distance matrix, a full
   ``argsort`` of every row, the full ``matches`` matrix, then CMC / AP / mINP.
 - ``floor``: only the float32 matmul of the same queries and gallery, block by block: the
-  faster of numpy's multithreaded BLAS and one single-threaded BLAS worker per core.
+  fastest of numpy's multithreaded BLAS and one single-threaded BLAS worker per core, each
+  with the gallery as a ``(G, dim)`` array (its transposed view multiplied) and as its
+  contiguous ``(dim, G)`` transpose (faster with OpenBLAS; plp stores its gallery so).
 - ``torch-cpu`` / ``torch-cuda``: ``reid_metrics(..., backend="torch", device=...)`` (the
   matmul and the choice of candidates on the device, the exact ranking of the matches on the
   host); ``torch-cuda`` and ``gpu-floor`` only where CUDA is available.
 - ``gpu-floor``: the float32 matmul plus a full sort of every row on the GPU, block by block,
   features already on the device.
 
-``--cold`` instead times a fresh process: ``import plp_eval``, the first ``reid_metrics`` call
-at 2k x 10k x 128 (a cold process ranks it in numpy while numba loads in the background), and
-the steady-state call once numba is loaded; and, for comparison, a first call forced onto
-numba (``method="numba"``: what every fresh process paid before).
+``--cold`` instead times fresh processes: ``import plp_eval``, then nine ``reid_metrics``
+calls at 2k x 10k x 128 per backend (``auto``: numpy; ``numba``: the numba kernels, loaded
+from their cache; ``torch`` on the CPU, torch imported first), three processes each; it
+prints the first five calls, the steady call (best of calls 6 to 9) and what the first four
+calls cost over four steady ones.
 
     uv run python bench/reid.py --sizes small   # make bench (< 60 s)
     uv run python bench/reid.py --sizes all     # the numbers in bench/README.md (minutes)
-    uv run python bench/reid.py --cold          # start-up cost of a fresh process
+    uv run python bench/reid.py --cold          # the first calls of fresh processes
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 NUM_IDENTITIES = 3000
+PLP_METHODS = {"plp": "auto", "plp-numba": "numba", "plp-sort": "sort"}
 NOISE = 1.5
 BLOCK = 256
 
@@ -98,22 +104,26 @@ def baseline(
     return {"mAP": ap_sum / valid, "rank-1": cmc_sum[0] / valid, "mINP": inp_sum / valid}
 
 
-def floor(queries: np.ndarray, gallery: np.ndarray, threads: int) -> None:
+def floor(queries: np.ndarray, gallery: np.ndarray, threads: int, transposed: bool) -> None:
     """The float32 matmul alone, block by block of queries.
 
     ``threads == 1``: numpy's multithreaded BLAS, one block at a time; else ``threads`` worker
     threads with single-threaded BLAS, each on its own blocks (the layout plp uses).
+    ``transposed``: the gallery given as its ``(dim, G)`` transpose (contiguous), which BLAS
+    multiplies faster than the transposed view of a ``(G, dim)`` array.
     """
     rows = BLOCK // max(threads, 1)
     starts = range(0, len(queries), rows)
     buffers: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
     for _ in range(threads):
-        buffers.put(np.empty((min(rows, len(queries)), len(gallery)), dtype=np.float32))
+        buffers.put(np.empty((min(rows, len(queries)), gallery.shape[1 if transposed else 0]),
+                             dtype=np.float32))  # fmt: skip
+    right = gallery if transposed else gallery.T
 
     def product(start: int) -> None:
         stop = min(start + rows, len(queries))
         out = buffers.get()
-        np.matmul(queries[start:stop], gallery.T, out=out[: stop - start])
+        np.matmul(queries[start:stop], right, out=out[: stop - start])
         buffers.put(out)
 
     if threads == 1:
@@ -138,39 +148,47 @@ def gpu_floor(queries: np.ndarray, gallery: np.ndarray, rows: int = 2048) -> flo
     return time.perf_counter() - start
 
 
-def cold() -> None:
-    """Print the start-up costs of fresh processes (see the module docstring)."""
-    script = """
-import json, sys, time
+COLD_SCRIPT = """
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+if {backend!r} == "torch":
+    import torch  # a caller with tensors has torch loaded
 start = time.perf_counter()
-import plp_eval
-from plp_eval import _ranking
-imported = time.perf_counter()
+from plp_eval import reid_metrics
+imported = time.perf_counter() - start
 sys.path.insert(0, {bench!r})
 from reid import make_data
 data = make_data(2000, 10000, 128)
-begin = time.perf_counter()
-_ranking._evaluate(*data, method={method!r})
-first = time.perf_counter() - begin
-for thread in _ranking._warming:
-    thread.join()
-steady = []
-for _ in range(3):
+calls = []
+for _ in range(9):
     begin = time.perf_counter()
-    _ranking._evaluate(*data, method={method!r})
-    steady.append(time.perf_counter() - begin)
-print(json.dumps({{"import": imported - start, "first": first, "steady": min(steady)}}))
+    reid_metrics(*data, backend={backend!r})
+    calls.append(time.perf_counter() - begin)
+print(json.dumps({{"import": imported, "calls": calls}}))
 """
-    print("| first call | import plp_eval s | first call s | steady call s | first - steady s |")
-    print("|---|---|---|---|---|")
-    for method, name in (("auto", "plp (auto)"), ("numba", "numba forced")):
-        code = script.format(bench=str(Path(__file__).parent), method=method)
-        done = subprocess.run(
-            [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True
-        )
-        times = json.loads(done.stdout.strip().splitlines()[-1])
-        cells = [times["import"], times["first"], times["steady"], times["first"] - times["steady"]]
-        print(f"| {name} | " + " | ".join(f"{t:.2f}" for t in cells) + " |", flush=True)
+
+
+def cold(processes: int = 3) -> None:
+    """Print the first five calls of fresh processes (see the module docstring)."""
+    print(
+        "| backend | process | import plp_eval s | call 1 s | call 2 s | call 3 s | call 4 s "
+        "| call 5 s | steady s | first four - 4 x steady s |\n|---|---|---|---|---|---|---|---|---|---|"
+    )
+    for backend in ("auto", "numba", "torch"):
+        for process in range(processes):
+            code = COLD_SCRIPT.format(bench=str(Path(__file__).parent), backend=backend)
+            done = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            )
+            times = json.loads(done.stdout.strip().splitlines()[-1])
+            calls = times["calls"]
+            steady = min(calls[5:])  # calls 6 to 9
+            extra = sum(calls[:4]) - 4 * steady
+            cells = [times["import"], *calls[:5], steady, extra]
+            print(
+                f"| {backend} | {process + 1} | " + " | ".join(f"{t:.2f}" for t in cells) + " |",
+                flush=True,
+            )
 
 
 def _status(field: str) -> int:
@@ -191,24 +209,26 @@ def worker(methods: list[str], num_queries: int, num_gallery: int, dim: int, rep
 
     data = make_data(num_queries, num_gallery, dim)
     queries, _, gallery, _ = data
+    gallery_t = np.ascontiguousarray(gallery.T) if "floor" in methods else gallery
 
     def run(method: str) -> dict[str, float]:
         if method == "baseline":
             return baseline(*data)
-        if method == "floor":  # the faster of the two layouts
+        if method == "floor":  # the fastest of the four layouts
             cores = len(os.sched_getaffinity(0))
             timings = []
             for threads in (1, cores):
-                start = time.perf_counter()
-                floor(queries, gallery, threads)
-                timings.append(time.perf_counter() - start)
+                for transposed, right in ((False, gallery), (True, gallery_t)):
+                    start = time.perf_counter()
+                    floor(queries, right, threads, transposed)
+                    timings.append(time.perf_counter() - start)
             return {"floor_time": min(timings)}
         if method == "gpu-floor":
             return {"floor_time": gpu_floor(queries, gallery)}
         if method.startswith("torch-"):
             result = _ranking._evaluate(*data, device=method.removeprefix("torch-"))
         else:
-            result = _ranking._evaluate(*data, method="numba" if method == "plp" else "sort")
+            result = _ranking._evaluate(*data, method=PLP_METHODS[method])
         return {"mAP": result.mean_average_precision, "rank-1": float(result.cmc[0])}
 
     small = make_data(64, 512, dim, seed=1)  # compile / load the numba kernel outside the timing
@@ -239,11 +259,13 @@ def _gpu() -> tuple[str, ...]:
 
 
 SIZES = {
-    "small": [(2000, 10000, 128, (("plp", "floor", "plp-sort", "torch-cpu"), ("baseline",)))],
+    "small": [
+        (2000, 10000, 128, (("plp", "floor", "plp-numba", "plp-sort", "torch-cpu"), ("baseline",)))
+    ],
     "all": [
-        (2000, 10000, 128, (("plp", "floor", "plp-sort", "torch-cpu"), ("baseline",))),
-        (10000, 50000, 256, (("plp", "floor", "torch-cpu"), ("baseline",))),
-        (20000, 100000, 512, (("plp", "floor", "torch-cpu"),)),
+        (2000, 10000, 128, (("plp", "floor", "plp-numba", "plp-sort", "torch-cpu"), ("baseline",))),
+        (10000, 50000, 256, (("plp", "floor", "plp-numba", "torch-cpu"), ("baseline",))),
+        (20000, 100000, 512, (("plp", "floor", "plp-numba", "torch-cpu"),)),
     ],
 }
 

@@ -14,14 +14,6 @@ from plp_eval import (
     reid_metrics_from_distances,
 )
 
-# torch on the CPU here (CI has no GPU); numpy: the cold-start path for small problems.
-BACKENDS = ["numba", "torch", "numpy"]
-
-
-# Exact ties by the thousand: numpy (rational arithmetic per tie) hands over to numba there.
-TIE_BACKENDS = ["numba", "torch"]
-
-
 def test_from_distances_bad_input():
     labels = [0, 1]
     with pytest.raises(

@@ -1,4 +1,7 @@
-"""Numba kernels of the exact re-ID ranking (imported lazily: numba compiles on first use).
+"""Numba kernels of the exact re-ID ranking (``backend="numba"``, and real ties by the thousand).
+
+Imported lazily: loading numba and these kernels costs a fresh process a second or more, so
+the default CPU path is :mod:`plp_eval._numpy_ranking`, which ranks the same way without them.
 
 The kernels rank each query's matches without sorting the gallery. ``scores[r, g]`` is a
 float32 (or float64) approximation of the query's distance to gallery item ``g`` up to a
@@ -18,9 +21,6 @@ as the exact sum of ``a.a - b.b - 2 q.a + 2 q.b``; cosine compares ``sign(q.g) (
 by cross-multiplication, each vector first scaled by a power of two (exact; cosine does not
 change). Equal real distances are then ordered by gallery index. This holds for float32 inputs
 and for float64 inputs whose products neither overflow nor underflow.
-
-With ``mode == GIVEN`` the scores are the distances themselves (offset 0, error 0) and the
-exact comparison is that of the given numbers.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["COSINE", "GIVEN", "L2", "rank_block", "rank_compact"]
+__all__ = ["COSINE", "L2", "rank_block"]
 
-L2, COSINE, GIVEN = 0, 1, 2
+L2, COSINE = 0, 1
 _CHUNK = 64  # scores tested at once before gathering the candidates among them
 _MANY_MATCHES = 32  # above this many matches, sort the candidates instead of counting
 _PARTIALS = 96  # room for a non-overlapping expansion of any sum of doubles (~40 needed)
@@ -188,8 +188,6 @@ def _error64(distance: float, dim: int, mode: int) -> float:
     most (d + 2) u. Cosine: norms (d + 2) u relative, each of the d products 3 u, the sum
     d u of a total <= 1 (Cauchy-Schwarz): below (2 d + 10) u absolute. ``u = 2**-53``.
     """
-    if mode == 2:
-        return 0.0
     if mode == 1:
         return 2.0 * (2 * dim + 10) * 1.1102230246251565e-16
     return 2.0 * (dim + 3) * 1.1102230246251565e-16 * distance + (dim + 1) * 1e-320
@@ -207,8 +205,6 @@ def _precedes(
     mode: int,
 ) -> bool:
     """Whether gallery item ``a`` ranks before ``b`` (exact distance, then gallery index)."""
-    if mode == 2:
-        return key_a < key_b or (key_a == key_b and a < b)
     dim = queries.shape[1]
     error = _error64(key_a, dim, mode) + _error64(key_b, dim, mode)
     if key_a + error < key_b:
@@ -263,7 +259,7 @@ def rank_block(
         errors: ``(B,)`` float64 bound on |score + offset - exact distance|.
         q_norms: ``(B,)`` float64 L2 norms of the block's queries (cosine only).
         g_norms: ``(G,)`` float64 L2 norms of the gallery items (cosine only).
-        mode: ``L2``, ``COSINE`` or ``GIVEN`` (the scores are the distances).
+        mode: ``L2`` or ``COSINE``.
         out_start: ``(B,)`` where row ``r``'s match ranks start in ``match_ranks`` (room for
             its whole label group).
         match_ranks: int64 output: the 1-based ranks of each row's matches, ascending.
@@ -311,54 +307,6 @@ def rank_block(
             use_cameras, leave_self_out, label_order, start, n_items, item_scores,
             offsets, errors, q_norms, g_norms, mode, candidates[:num_candidates],
             candidate_index[:num_candidates], match_ranks[out_start[r] : out_start[r] + n_items],
-        )  # fmt: skip
-
-
-@numba.njit(cache=True, nogil=True)
-def rank_compact(
-    candidate_start: np.ndarray,
-    candidate_scores: np.ndarray,
-    candidate_index: np.ndarray,
-    item_scores: np.ndarray,
-    q_start: int,
-    queries: np.ndarray,
-    gallery: np.ndarray,
-    q_labels: np.ndarray,
-    g_labels: np.ndarray,
-    q_cameras: np.ndarray,
-    g_cameras: np.ndarray,
-    use_cameras: bool,
-    leave_self_out: bool,
-    label_order: np.ndarray,
-    group_start: np.ndarray,
-    group_stop: np.ndarray,
-    offsets: np.ndarray,
-    errors: np.ndarray,
-    q_norms: np.ndarray,
-    g_norms: np.ndarray,
-    mode: int,
-    out_start: np.ndarray,
-    match_ranks: np.ndarray,
-    num_matches: np.ndarray,
-) -> None:
-    """:func:`rank_block` on candidates chosen elsewhere (the torch backend's device).
-
-    Row ``r``'s candidates are ``candidate_scores[candidate_start[r]:candidate_start[r+1]]``
-    (gallery indices in ``candidate_index``, ascending): every gallery item whose score may be
-    ahead of one of the row's matches, and maybe more. ``item_scores[out_start[r]:...]`` are
-    the scores of the row's label group, in ``label_order``. Other arguments as there.
-    """
-    for r in range(group_start.shape[0]):
-        start = group_start[r]
-        n_items = group_stop[r] - start
-        items = item_scores[out_start[r] : out_start[r] + n_items]
-        num_matches[r] = _rank_matches(
-            r, q_start, queries, gallery, q_labels, g_labels, q_cameras, g_cameras,
-            use_cameras, leave_self_out, label_order, start, n_items, items,
-            offsets, errors, q_norms, g_norms, mode,
-            candidate_scores[candidate_start[r] : candidate_start[r + 1]],
-            candidate_index[candidate_start[r] : candidate_start[r + 1]],
-            match_ranks[out_start[r] : out_start[r] + n_items],
         )  # fmt: skip
 
 
@@ -418,12 +366,7 @@ def _rank_matches(
         if not _is_match(qi, g, q_cameras, g_cameras, use_cameras, leave_self_out):
             continue
         match_index[num_matches] = g
-        if mode == 2:
-            match_key[num_matches] = item_scores[k]
-        else:
-            match_key[num_matches] = _distance64(
-                queries, qi, gallery, g, cosine, q_norms[r], g_norms
-            )
+        match_key[num_matches] = _distance64(queries, qi, gallery, g, cosine, q_norms[r], g_norms)
         num_matches += 1
     if num_matches == 0:
         return 0
@@ -550,10 +493,7 @@ def _settle_unsure(
         g = pool_index[c]
         members[count] = g
         scores[count] = x
-        if mode == 2:
-            keys[count] = float(x)
-        else:
-            keys[count] = _distance64(queries, qi, gallery, g, mode == 1, q_norm, g_norms)
+        keys[count] = _distance64(queries, qi, gallery, g, mode == 1, q_norm, g_norms)
         count += 1
     num_unsure = count
     for j in range(num_matches):

@@ -11,7 +11,7 @@ from plp_core import RANKING_METRICS, check_choice
 from plp_eval._arrays import as_labels, as_query_gallery
 from plp_eval._errors import PlpEvalError
 
-__all__ = ["METRICS", "Block", "Problem", "check_metric", "prepare"]
+__all__ = ["METRICS", "Block", "Problem", "check_metric", "given_problem", "prepare"]
 
 METRICS = RANKING_METRICS  # one vocabulary for every package: plp_core.RANKING_METRICS
 
@@ -25,7 +25,7 @@ def check_metric(metric: str) -> str:
 class Block:
     """What the kernels need of rows ``start:stop`` of the queries.
 
-    ``left @ problem.matrix.T`` are the block's scores: distance - ``offsets``, within
+    ``left @ problem.matrix`` are the block's scores: distance - ``offsets``, within
     ``errors`` of the float64 distance (see :func:`prepare`).
     """
 
@@ -60,7 +60,10 @@ class Problem:
     g_squares: np.ndarray
     largest: float
     unit: float
-    matrix: np.ndarray  # (G, D or D + 1) in the scores' precision
+    # (D or D + 1, G) in the scores' precision: the gallery's columns (BLAS multiplies this
+    # layout faster than the transpose of a (G, D) array)
+    matrix: np.ndarray
+    given: bool = False  # the scores are given distances (no features: see given_problem)
 
     def block(self, start: int, stop: int) -> Block:
         """Return the kernel inputs of query rows ``start:stop``."""
@@ -68,7 +71,10 @@ class Problem:
         dim = self.gallery.shape[1]
         q_squares = row_squares(block)
         q_norms = np.sqrt(q_squares)
-        if self.cosine:
+        if self.given:  # distance = score exactly
+            left = self.matrix[:0]
+            offsets = errors = np.zeros(stop - start)
+        elif self.cosine:
             left = (block / np.where(q_norms > 0, q_norms, 1.0)[:, None]).astype(self.matrix.dtype)
             offsets = np.ones(stop - start)
             errors = 1.1 * (dim + 5) * self.unit * 3.0 + np.zeros(stop - start)
@@ -134,17 +140,18 @@ def prepare(
     largest = float(g_squares.max())
     low_precision = cosine or 1e-30 < largest < 1e30
     score_type = np.float32 if low_precision else np.float64
-    matrix = np.empty((len(gallery), dim + (0 if cosine else 1)), dtype=score_type)
+    matrix = np.empty((dim + (0 if cosine else 1), len(gallery)), dtype=score_type)
     for begin in range(0, len(gallery), 8192):
         part = gallery[begin : begin + 8192]
+        columns = matrix[:dim, begin : begin + 8192]
         if cosine:
             norms = g_norms[begin : begin + 8192]
-            matrix[begin : begin + 8192] = part * (-1.0 / np.where(norms > 0, norms, 1.0))[:, None]
+            columns[:] = (part * (-1.0 / np.where(norms > 0, norms, 1.0))[:, None]).T
         else:
-            matrix[begin : begin + 8192, :dim] = part
-            matrix[begin : begin + 8192, :dim] *= -2.0
+            columns[:] = part.T
+            columns *= -2.0
     if not cosine:
-        matrix[:, dim] = g_squares
+        matrix[dim] = g_squares
     label_order = np.argsort(g_labels, kind="stable")
     return Problem(
         queries=queries,
@@ -163,6 +170,38 @@ def prepare(
         largest=largest,
         unit=2.0**-24 if low_precision else 2.0**-53,
         matrix=matrix,
+    )
+
+
+def given_problem(
+    q_labels: np.ndarray,
+    g_labels: np.ndarray,
+    q_cameras: np.ndarray | None,
+    g_cameras: np.ndarray | None,
+    query_in_gallery: bool,
+) -> Problem:
+    """A :class:`Problem` whose scores are given distances, ranked exactly as they compare."""
+    no_features = np.zeros((len(q_labels), 0), dtype=np.float64)
+    no_cameras = np.zeros(1, dtype=np.int64)
+    label_order = np.argsort(g_labels, kind="stable")
+    return Problem(
+        queries=no_features,
+        gallery=np.zeros((len(g_labels), 0), dtype=np.float64),
+        q_labels=q_labels,
+        g_labels=g_labels,
+        q_cameras=q_cameras if q_cameras is not None else no_cameras,
+        g_cameras=g_cameras if g_cameras is not None else no_cameras,
+        use_cameras=q_cameras is not None and g_cameras is not None,
+        leave_self_out=query_in_gallery,
+        cosine=False,
+        label_order=label_order,
+        sorted_labels=g_labels[label_order],
+        g_norms=np.zeros(len(g_labels)),
+        g_squares=np.zeros(len(g_labels)),
+        largest=0.0,
+        unit=0.0,
+        matrix=np.zeros((0, 0)),
+        given=True,
     )
 
 

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-import os
-import queue
 import sys
-import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -19,15 +14,18 @@ from plp_eval._distributed import gather_values, share
 from plp_eval._errors import PlpEvalError
 from plp_eval._junk import junk_keys
 from plp_eval._match_ranks import VALUES, ReidMetrics, query_values, summarize
-from plp_eval._numpy_ranking import SMALL, TooManyTiesError, numpy_values
+from plp_eval._numpy_ranking import TieBudget, block_values, numpy_values
 from plp_eval._problem import (
     METRICS,
+    Block,
     Problem,
     check_max_rank,
     check_metric,
     check_same_rows,
+    given_problem,
     prepare,
 )
+from plp_eval._threads import BLOCK, map_blocks
 
 __all__ = [
     "BACKENDS",
@@ -39,9 +37,6 @@ __all__ = [
 ]
 
 BACKENDS = ("auto", "numba", "torch")
-# Query rows in flight (all workers together): extra memory is about BLOCK x gallery x 4 bytes
-# (x 8 for the float64 ``sort`` method, one block at a time).
-BLOCK = 256
 
 
 def reid_metrics(
@@ -91,27 +86,29 @@ def reid_metrics(
     Exactness: blocks of queries are scored against the gallery with a float32 matmul with a
     proven error bound; only each query's matches are ranked, by counting the non-matches
     certainly ahead of them; the few within the bound are compared exactly (float64 with a
-    bound, then exact sums of exact products: see :mod:`plp_eval._kernels`). Ties in real
-    arithmetic (integer, permuted, scaled features) are therefore ties, broken by gallery
-    index, for both metrics and both backends (float32 inputs, and float64 inputs whose
-    products neither overflow nor underflow).
+    bound, then exact integer arithmetic on the given values: see
+    :mod:`plp_eval._numpy_ranking`). Ties in real arithmetic (integer, permuted, scaled
+    features) are therefore ties, broken by gallery index, for both metrics and every
+    backend.
 
     Backends (same results, bit for bit):
 
-    - ``numba`` (CPU; in a process that has not loaded numba yet, ``auto`` ranks problems of
-      at most 2**25 query x gallery pairs in numpy instead, the same ranking without paying
-      numba's start-up): one worker thread per core, each with single-threaded BLAS and its own
-      block; at most ``BLOCK`` query rows in flight. Extra memory: the gallery in float32
-      plus ``BLOCK x gallery`` float32 scores.
+    - ``auto``: ``torch`` when the features are CUDA tensors or ``device`` is a CUDA device,
+      else numpy (:mod:`plp_eval._numpy_ranking`: nothing to compile or load, so the first
+      call of a process is as fast as the next ones): one worker thread per core, each with
+      single-threaded BLAS and its own block; at most 256 query rows in flight. Extra
+      memory: the gallery in float32 plus ``256 x gallery`` float32 scores and as many
+      booleans. Real ties by the thousand (integer features, hash codes) are handed over to
+      the numba kernels, which settle them faster (loading them costs a second or more).
+    - ``numba``: the numba kernels of :mod:`plp_eval._kernels` for every block (same
+      threads and memory).
     - ``torch``: the matmul and the choice of candidates (items that may rank ahead of a
       match) run on ``device``; the matches are ranked on the CPU from the candidates only.
       Extra device memory: the gallery in float32 plus ``rows x gallery x 17`` bytes (scores,
       mask, candidate indices), ``rows`` chosen so that this stays under 1 GiB (at least one
       row); host memory: the candidates of at most one block per core plus one, ranked on
-      the host (numba, one thread per core) while the device scores the next blocks. TF32 is
+      the host (numpy, one thread per core) while the device scores the next blocks. TF32 is
       switched off for the matmul.
-    - ``auto``: ``torch`` when the features are CUDA tensors or ``device`` is a CUDA device,
-      else ``numba``.
 
     With ``distributed=True`` (inside an initialised ``torch.distributed`` group, every rank
     passing the same arrays) each rank ranks a contiguous share of the queries and the
@@ -154,7 +151,7 @@ def reid_metrics(
 
 
 def _torch_device(backend: str, device: Any, *features: Any) -> Any:
-    """The torch device to rank on, or None for the numba backend."""
+    """The torch device to rank on, or None to rank on the CPU without torch."""
     if backend not in BACKENDS:
         raise PlpEvalError(unknown_choice("backend", backend, BACKENDS))
     if backend == "numba":
@@ -192,11 +189,10 @@ def _evaluate(
 
     Methods (the torch backend whenever ``device`` is given, but for ``sort``):
 
-    - ``numba``: the numba kernels.
-    - ``auto``: ``numba``, except that a process which has not loaded the numba kernels yet
-      ranks problems of at most ``SMALL`` query x gallery pairs with ``numpy`` (handing over
-      to ``numba`` if they hold many real ties).
-    - ``numpy``: :mod:`plp_eval._numpy_ranking`, the same ranking without numba.
+    - ``auto``: :mod:`plp_eval._numpy_ranking`, blocks with many real ties handed over to
+      the numba kernels.
+    - ``numpy``: numpy alone, however many ties (the tests' way to check that path).
+    - ``numba``: the numba kernels for every block.
     - ``sort``: float64 distances per query block, full stable argsort of every row: the
       float64 ranking, which equals the exact one when the float64 distances are exact.
     """
@@ -214,99 +210,52 @@ def _evaluate(
         query_in_gallery,
     )
     rows = share(len(problem.queries)) if distributed else range(len(problem.queries))
-    cold = not _NUMBA_READY.is_set()  # loading numba costs a fresh process a second or more
     if method == "sort":
         values = _sort_values(problem, rows)
-    elif method == "numpy":
-        values = numpy_values(problem, rows, tie_budget=np.inf)
-    elif method == "auto" and device is None and cold and len(rows) * len(problem.gallery) <= SMALL:
-        try:
-            values = numpy_values(problem, rows)
-            _warm_up_numba()  # in the background, for the next calls
-        except TooManyTiesError:
-            values = _numba_values(problem, rows)
     elif device is not None:
         from plp_eval._torch_ranking import torch_values
 
-        values = torch_values(problem, rows, device)
-    else:
+        values = torch_values(problem, rows, device, fallback=_numba_block)
+    elif method == "numba":
         values = _numba_values(problem, rows)
+    elif method == "numpy":
+        values = numpy_values(problem, rows, tie_budget=np.inf)
+    else:
+        values = numpy_values(problem, rows, fallback=_numba_block)
     if distributed:
         values = gather_values(values, rows, len(problem.queries))
     return summarize(values, max_rank, problem.q_labels)
 
 
-_NUMBA_READY = threading.Event()  # the numba kernels are loaded (and compiled)
-_WARM_UP = threading.Lock()
-_warming: list[threading.Thread] = []
-
-
-def _warm_up_numba() -> None:
-    """Load the numba kernels in a background thread, once (the next calls use them)."""
-    with _WARM_UP:
-        if _warming or _NUMBA_READY.is_set():
-            return
-        # (not through _numba_values: its BLAS thread limit is process-wide)
-        thread = threading.Thread(target=_load_numba, name="plp-eval numba", daemon=True)
-        _warming.append(thread)
-        thread.start()
-
-
-def _numba_block(problem: Problem, start: int, stop: int, buffer: np.ndarray) -> np.ndarray:
-    """Per-query values of queries ``start:stop``, their scores written into ``buffer``."""
+def _numba_block(problem: Problem, block: Block, scores: np.ndarray) -> np.ndarray:
+    """Per-query values of a block from its scores, ranked by the numba kernel."""
     from plp_eval._kernels import COSINE, L2, rank_block  # numba: compiled (and cached) once
 
-    block = problem.block(start, stop)
     match_ranks = np.empty(block.out_size, dtype=np.int64)
-    num_matches = np.empty(stop - start, dtype=np.int64)
-    scores = buffer[: stop - start]
-    np.matmul(block.left, problem.matrix.T, out=scores)
+    num_matches = np.empty(block.stop - block.start, dtype=np.int64)
     rank_block(
-        scores, start, problem.queries, problem.gallery, problem.q_labels, problem.g_labels,
-        problem.q_cameras, problem.g_cameras, problem.use_cameras, problem.leave_self_out,
-        problem.label_order, block.group_start, block.group_stop, block.offsets, block.errors,
-        block.q_norms, problem.g_norms, COSINE if problem.cosine else L2, block.out_start,
-        match_ranks, num_matches,
+        scores, block.start, problem.queries, problem.gallery, problem.q_labels,
+        problem.g_labels, problem.q_cameras, problem.g_cameras, problem.use_cameras,
+        problem.leave_self_out, problem.label_order, block.group_start, block.group_stop,
+        block.offsets, block.errors, block.q_norms, problem.g_norms,
+        COSINE if problem.cosine else L2, block.out_start, match_ranks, num_matches,
     )  # fmt: skip
     return query_values(match_ranks, num_matches, block.out_start)
 
 
-def _load_numba() -> None:
-    """Load (and compile, the first time) the numba kernels on a tiny problem."""
-    features = np.zeros((2, 1), dtype=np.float32)
-    problem = prepare(features, [0, 1], features, [0, 1], None, None, "euclidean", 1, False)
-    _numba_block(problem, 0, 2, np.empty((2, 2), dtype=np.float32))
-    _NUMBA_READY.set()
-
-
 def _numba_values(problem: Problem, rows: range) -> np.ndarray:
     """Per-query values of query ``rows``: float32 matmul per block, then the numba kernel."""
-    # One worker thread per core, each with its own block of scores: single-threaded BLAS and
-    # numba kernels side by side, never two thread pools competing for the same cores.
-    workers = _num_workers()
-    block_rows = max(BLOCK // workers, 32)
-    buffers: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
-    for _ in range(workers):
-        shape = (min(block_rows, len(rows)), len(problem.gallery))
-        buffers.put(np.empty(shape, dtype=problem.matrix.dtype))
 
-    def evaluate_block(start: int) -> np.ndarray:
-        buffer = buffers.get()
-        try:
-            return _numba_block(problem, start, min(start + block_rows, rows.stop), buffer)
-        finally:
-            buffers.put(buffer)
+    def make_buffer(block_rows: int) -> np.ndarray:
+        return np.empty((block_rows, len(problem.gallery)), dtype=problem.matrix.dtype)
 
-    starts = range(rows.start, rows.stop, block_rows)
-    if len(starts) == 0:
-        return np.zeros((0, VALUES))
-    with (
-        _blas_controller().limit(limits=1, user_api="blas"),
-        ThreadPoolExecutor(max_workers=workers) as pool,
-    ):
-        values = np.concatenate(list(pool.map(evaluate_block, starts)))
-    _NUMBA_READY.set()
-    return values
+    def rank(start: int, stop: int, buffer: np.ndarray) -> np.ndarray:
+        block = problem.block(start, stop)
+        scores = buffer[: stop - start]
+        np.matmul(block.left, problem.matrix, out=scores)
+        return _numba_block(problem, block, scores)
+
+    return map_blocks(rows, make_buffer, rank)
 
 
 def _sort_values(problem: Problem, rows: range) -> np.ndarray:
@@ -370,8 +319,6 @@ def reid_metrics_from_distances(
         >>> result.cmc[:4].tolist(), result.mean_average_precision  # matches at ranks 1, 4
         ([1.0, 1.0, 1.0, 1.0], 0.75)
     """
-    from plp_eval._kernels import GIVEN, rank_block
-
     check_max_rank(max_rank)
     q_labels = as_labels(query_labels, "query_labels", len(np.asarray(query_labels)))
     g_labels = as_labels(gallery_labels, "gallery_labels", len(np.asarray(gallery_labels)))
@@ -380,37 +327,23 @@ def reid_metrics_from_distances(
             q_labels, g_labels, query_cameras, gallery_cameras, query_groups, gallery_groups
         )
     use_cameras = query_cameras is not None and gallery_cameras is not None
-    no_cameras = np.zeros(1, dtype=np.int64)
     q_cameras = as_labels(query_cameras, "query_cameras", len(q_labels)) if use_cameras else None
     g_cameras = (
         as_labels(gallery_cameras, "gallery_cameras", len(g_labels)) if use_cameras else None
     )
     if query_in_gallery:
         check_same_rows(q_labels, g_labels, q_cameras, g_cameras)
-    label_order = np.argsort(g_labels, kind="stable")
-    sorted_labels = g_labels[label_order]
+    problem = given_problem(q_labels, g_labels, q_cameras, g_cameras, query_in_gallery)
+    budget = TieBudget(np.inf)  # comparing given numbers needs no exact arithmetic
     values = []
     done = 0
-    for block in _row_blocks(distances, len(g_labels)):
-        stop = done + len(block)
+    for block_distances in _row_blocks(distances, len(g_labels)):
+        stop = done + len(block_distances)
         if stop > len(q_labels):
             raise PlpEvalError(f"distances have more rows than the {len(q_labels)} query_labels")
-        group_start = np.searchsorted(sorted_labels, q_labels[done:stop], side="left")
-        group_stop = np.searchsorted(sorted_labels, q_labels[done:stop], side="right")
-        sizes = group_stop - group_start
-        out_start = np.cumsum(sizes) - sizes
-        match_ranks = np.empty(int(sizes.sum()), dtype=np.int64)
-        num_matches = np.empty(len(block), dtype=np.int64)
-        zeros = np.zeros(len(block))
-        unused = np.zeros((1, 1), dtype=block.dtype)  # no features: the distances are given
-        rank_block(
-            block, done, unused, unused, q_labels, g_labels,
-            q_cameras if q_cameras is not None else no_cameras,
-            g_cameras if g_cameras is not None else no_cameras,
-            use_cameras, query_in_gallery, label_order, group_start, group_stop,
-            zeros, zeros, zeros, zeros, GIVEN, out_start, match_ranks, num_matches,
-        )  # fmt: skip
-        values.append(query_values(match_ranks, num_matches, out_start))
+        mask = np.empty(block_distances.shape, dtype=bool)
+        block = problem.block(done, stop)
+        values.append(block_values(problem, block, block_distances, mask, budget))
         done = stop
     if done != len(q_labels):
         raise PlpEvalError(f"distances have {done} rows, expected {len(q_labels)} (query_labels)")
@@ -439,20 +372,6 @@ def _row_blocks(distances: Any, num_gallery: int) -> Iterable[np.ndarray]:
         if not np.isfinite(block).all():
             raise PlpEvalError(f"distances block {number} has NaN or inf values")
         yield np.ascontiguousarray(block)
-
-
-@functools.cache
-def _blas_controller() -> Any:
-    """The BLAS libraries loaded (looked up once: it takes milliseconds)."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def _num_workers() -> int:
-    """Cores this process may use (at most 8: each worker holds a block of scores)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, 8))
 
 
 def rank_lists(

@@ -1,11 +1,11 @@
 """The torch backend of the exact ranking: scores and candidates on any torch device.
 
 Per block of queries the device computes the float32 scores (the same bounded formulation as
-the numba backend), the largest score that may still be ahead of one of each query's matches
-(a match's score + twice the error bound), and the candidates at or below it; only those go
-back to the host, where :func:`plp_eval._kernels.rank_compact` ranks the matches exactly
-(near ties settled in exact arithmetic). The result does not depend on the device's rounding:
-any score within the bound gives the same ranks, so both backends agree bit for bit.
+the CPU paths), the largest score that may still be ahead of one of each query's matches
+(a match's score + twice the error bound), and the non-matches at or below it; only those go
+back to the host, where :func:`plp_eval._numpy_ranking.candidate_values` ranks the matches
+exactly (near ties settled in exact arithmetic). The result does not depend on the device's
+rounding: any score within the bound gives the same ranks, so every backend agrees bit for bit.
 """
 
 from __future__ import annotations
@@ -18,92 +18,107 @@ from typing import Any
 
 import numpy as np
 
-from plp_eval._match_ranks import VALUES, query_values
+from plp_eval._match_ranks import VALUES
+from plp_eval._numpy_ranking import (
+    TIE_BUDGET,
+    Fallback,
+    TieBudget,
+    TooManyTiesError,
+    candidate_values,
+)
 from plp_eval._problem import Block, Problem
+from plp_eval._threads import num_workers
 
 __all__ = ["DEVICE_BUDGET", "torch_values"]
 
 DEVICE_BUDGET = 1 << 30  # bytes of per-block device memory: rows x gallery x 17 at most
-CPU_ROWS = 256  # rows per block on the CPU (as the numba backend)
-# Per block: candidate start per row, candidate scores, their gallery indices, label items' scores.
+CPU_ROWS = 256  # rows per block on the CPU (as the numpy path)
+# Per block, on the host: the matches' scores, candidate rows (block rows), gallery indices
+# and scores.
 _Candidates = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def torch_values(problem: Problem, rows: range, device: Any) -> np.ndarray:
-    """Per-query values of query ``rows``, the scores computed on ``device``."""
-    import torch
+def torch_values(
+    problem: Problem, rows: range, device: Any, fallback: Fallback | None = None
+) -> np.ndarray:
+    """Per-query values of query ``rows``, the scores computed on ``device``.
 
-    from plp_eval._kernels import COSINE, L2, rank_compact
-    from plp_eval._ranking import _num_workers
+    ``fallback(problem, block, scores)`` ranks a block (its scores computed again on the CPU)
+    once the exact comparisons exceed their budget; without it TooManyTiesError is raised.
+    """
+    import torch
 
     device = torch.device(device)
     num_gallery = len(problem.gallery)
     # Device memory per row: scores (4) + mask (1) + flat candidate index (8) + its score (4).
     per_device = max(1, DEVICE_BUDGET // (17 * num_gallery))
     block_rows = CPU_ROWS if device.type == "cpu" else per_device
-    mode = COSINE if problem.cosine else L2
+    budget = TieBudget(TIE_BUDGET)
 
     def rank_on_host(block: Block, candidates: _Candidates) -> np.ndarray:
-        candidate_start, candidate_scores, candidate_index, item_scores = candidates
-        match_ranks = np.empty(block.out_size, dtype=np.int64)
-        num_matches = np.empty(block.stop - block.start, dtype=np.int64)
-        rank_compact(
-            candidate_start, candidate_scores, candidate_index, item_scores, block.start,
-            problem.queries,
-            problem.gallery, problem.q_labels, problem.g_labels, problem.q_cameras,
-            problem.g_cameras, problem.use_cameras, problem.leave_self_out,
-            problem.label_order, block.group_start, block.group_stop, block.offsets,
-            block.errors, block.q_norms, problem.g_norms, mode, block.out_start,
-            match_ranks, num_matches,
-        )  # fmt: skip
-        return query_values(match_ranks, num_matches, block.out_start)
+        if budget.left >= 0:
+            try:
+                return candidate_values(problem, block, *candidates, budget)
+            except TooManyTiesError:
+                if fallback is None:
+                    raise
+        assert fallback is not None
+        scores = block.left @ problem.matrix
+        return fallback(problem, block, scores)
 
-    # The host ranks earlier blocks (numba, without the GIL) while the device scores the next
-    # ones; at most ``workers + 1`` blocks of candidates wait on the host.
-    workers = _num_workers()
+    # The host ranks earlier blocks (numpy, mostly without the GIL) while the device scores
+    # the next ones; at most ``workers + 1`` blocks of candidates wait on the host.
+    workers = num_workers()
     pending: collections.deque[Future[np.ndarray]] = collections.deque()
     values = []
     with _full_float32_matmul(), ThreadPoolExecutor(max_workers=workers) as host:
         matrix = torch.from_numpy(problem.matrix).to(device)
         for start in range(rows.start, rows.stop, block_rows):
             block = problem.block(start, min(start + block_rows, rows.stop))
-            size = block.stop - block.start
-            sizes = block.group_stop - block.group_start
-            item_rows = np.repeat(np.arange(size), sizes)
-            within = np.arange(block.out_size) - np.repeat(block.out_start, sizes)
-            items = problem.label_order[np.repeat(block.group_start, sizes) + within]
-            removed = np.zeros(block.out_size, dtype=bool)
-            if problem.use_cameras:
-                removed |= problem.g_cameras[items] == problem.q_cameras[start + item_rows]
-            if problem.leave_self_out:
-                removed |= items == start + item_rows
-
-            scores = torch.from_numpy(block.left).to(device) @ matrix.T
-            rows_t = torch.from_numpy(item_rows).to(device)
-            item_scores = scores[rows_t, torch.from_numpy(items).to(device)]
-            keep = torch.from_numpy(~removed).to(device)
-            errors = torch.from_numpy(block.errors).to(device)
-            # A match's score is within the error of its exact distance: score + 2 error
-            # bounds every distance that can be ahead of it.
-            tops = torch.full((size,), -torch.inf, dtype=torch.float64, device=device)
-            reach = item_scores[keep].double() + 2.0 * errors[rows_t[keep]]
-            tops.scatter_reduce_(0, rows_t[keep], reach, reduce="amax")
-            tops = torch.where(tops.isfinite(), tops + tops.abs() * 2.4e-7 + 1e-37, tops)
-            mask = scores <= tops.to(scores.dtype)[:, None]  # outwards, then to float32
-            counts = mask.sum(1)
-            flat = mask.view(-1).nonzero().squeeze(1)
-            candidate_scores = scores.view(-1)[flat].cpu().numpy()
-            candidate_index = (flat % num_gallery).cpu().numpy()
-            del scores, mask, flat
-            item_host = item_scores.double().cpu().numpy()
-            candidate_start = np.zeros(size + 1, dtype=np.int64)
-            np.cumsum(counts.cpu().numpy(), out=candidate_start[1:])
-            candidates = (candidate_start, candidate_scores, candidate_index, item_host)
+            candidates = _device_candidates(problem, block, matrix, device)
             pending.append(host.submit(rank_on_host, block, candidates))
             while len(pending) > workers:
                 values.append(pending.popleft().result())
         values.extend(future.result() for future in pending)
     return np.concatenate(values) if values else np.zeros((0, VALUES))
+
+
+def _device_candidates(problem: Problem, block: Block, matrix: Any, device: Any) -> _Candidates:
+    """The block's non-matches that may rank ahead of a match, chosen on ``device``."""
+    import torch
+
+    num_gallery = len(problem.gallery)
+    size = block.stop - block.start
+    sizes = block.group_stop - block.group_start
+    item_rows = np.repeat(np.arange(size), sizes)
+    within = np.arange(block.out_size) - np.repeat(block.out_start, sizes)
+    items = problem.label_order[np.repeat(block.group_start, sizes) + within]
+    removed = np.zeros(block.out_size, dtype=bool)
+    if problem.use_cameras:
+        removed |= problem.g_cameras[items] == problem.q_cameras[block.start + item_rows]
+    if problem.leave_self_out:
+        removed |= items == block.start + item_rows
+
+    scores = torch.from_numpy(block.left).to(device) @ matrix
+    rows_t = torch.from_numpy(item_rows).to(device)
+    items_t = torch.from_numpy(items).to(device)
+    item_scores = scores[rows_t, items_t]
+    keep = torch.from_numpy(~removed).to(device)
+    errors = torch.from_numpy(block.errors).to(device)
+    # A match's score is within the error of its exact distance: score + 2 error bounds
+    # every distance that can be ahead of it.
+    tops = torch.full((size,), -torch.inf, dtype=torch.float64, device=device)
+    reach = item_scores[keep].double() + 2.0 * errors[rows_t[keep]]
+    tops.scatter_reduce_(0, rows_t[keep], reach, reduce="amax")
+    tops = torch.where(tops.isfinite(), tops + tops.abs() * 2.4e-7 + 1e-37, tops)
+    mask = scores <= tops.to(scores.dtype)[:, None]  # outwards, then to float32
+    mask[rows_t, items_t] = False  # label items: matches or removed, never non-matches
+    flat = mask.view(-1).nonzero().squeeze(1)
+    candidate_scores = scores.view(-1)[flat].cpu().numpy()
+    flat_host = flat.cpu().numpy()
+    candidate_rows = flat_host // num_gallery
+    match_scores = item_scores[keep].cpu().numpy()
+    return match_scores, candidate_rows, flat_host - candidate_rows * num_gallery, candidate_scores
 
 
 @contextlib.contextmanager
