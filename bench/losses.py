@@ -2,11 +2,12 @@
 
 Each pair computes the same value (the tests check it to 1e-5) on the same random batch
 (``N`` embeddings of size 128, ``N // 4`` classes). Time is the median of ``--repeats`` runs
-after two warm-up runs, on CPU with one thread; the ratio is PML time / plp time (> 1: plp is
-faster).
+after two warm-up runs, on CPU with one thread, plp and PML taking turns (the same machine
+load for both); the ratio is PML time / plp time (> 1: plp is faster).
 
     uv run python bench/losses.py --sizes small   # make bench
     uv run python bench/losses.py --sizes all     # the numbers in bench/README.md
+    uv run python bench/losses.py --sizes all --losses contrastive   # one loss
 """
 
 from __future__ import annotations
@@ -25,17 +26,21 @@ from pytorch_metric_learning.reducers import MeanReducer
 import plp_losses
 
 
-def _time(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], n: int, repeats: int) -> float:
+def _time(
+    fns: tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], ...], n: int, repeats: int
+) -> list[float]:
+    """Median seconds of forward + backward of each of ``fns``, run in turns on one batch."""
     torch.manual_seed(0)
     x0, y = torch.randn(n, 128), torch.randint(0, max(n // 4, 2), (n,))
-    times = []
+    times: list[list[float]] = [[] for _ in fns]
     for i in range(repeats + 2):
-        x = x0.clone().requires_grad_(True)
-        start = time.perf_counter()
-        fn(x, y).backward()
-        if i >= 2:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, kept in zip(fns, times, strict=True):
+            x = x0.clone().requires_grad_(True)
+            start = time.perf_counter()
+            fn(x, y).backward()
+            if i >= 2:
+                kept.append(time.perf_counter() - start)
+    return [statistics.median(kept) for kept in times]
 
 
 def _pairs() -> dict[str, tuple[Callable, Callable]]:
@@ -67,14 +72,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", choices=["small", "all"], default="small")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--losses", nargs="+", choices=sorted(_pairs()), help="default: all")
     args = parser.parse_args()
     torch.set_num_threads(1)
     sizes = [128] if args.sizes == "small" else [128, 512]
     print("| loss | N | plp ms | PML ms | PML / plp |\n|---|---|---|---|---|")
     for name, (ours, theirs) in _pairs().items():
+        if args.losses and name not in args.losses:
+            continue
         for n in sizes:
-            t_ours = _time(ours, n, args.repeats)
-            t_theirs = _time(theirs, n, args.repeats)
+            t_ours, t_theirs = _time((ours, theirs), n, args.repeats)
             print(
                 f"| {name} | {n} | {1e3 * t_ours:.2f} | {1e3 * t_theirs:.2f} "
                 f"| {t_theirs / t_ours:.2f} |",

@@ -4,8 +4,11 @@ All methods see the same random data (float32 features: one of 3000 identity cen
 noise, so queries have matches and mAP is neither 0 nor 1). plp, the floor (and plp-sort)
 take turns in one subprocess, best time of ``--repeats`` runs, so that they see the same load
 on this shared machine; the baseline runs in its own subprocess (once at the large size).
-Peak extra memory is read from the kernel: ``VmHWM`` (peak resident set) after a run minus
-``VmRSS`` before it, with the peak reset (``/proc/self/clear_refs``) before each run. Methods:
+Each time is the best of the runs, in wall-clock seconds and in CPU seconds of the whole
+process (all threads: steadier than wall time on a loaded machine; a multithreaded BLAS
+that spins while waiting counts there too). Peak extra memory is read from the kernel:
+``VmHWM`` (peak resident set) after a run minus ``VmRSS`` before it, with the peak reset
+(``/proc/self/clear_refs``) before each run. Methods:
 
 - ``plp``: ``plp_eval.reid_metrics`` (``backend="auto"``, numpy on the CPU: float32 matmul
   per query block, then only each query's matches are ranked, by counting the non-matches
@@ -172,7 +175,7 @@ def cold(processes: int = 3) -> None:
     """Print the first five calls of fresh processes (see the module docstring)."""
     print(
         "| backend | process | import plp_eval s | call 1 s | call 2 s | call 3 s | call 4 s "
-        "| call 5 s | steady s | first four - 4 x steady s |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| call 5 s | steady s | first four - 4 x steady s |\n" + "|---" * 10 + "|"
     )
     for backend in ("auto", "numba", "torch"):
         for process in range(processes):
@@ -216,13 +219,14 @@ def worker(methods: list[str], num_queries: int, num_gallery: int, dim: int, rep
             return baseline(*data)
         if method == "floor":  # the fastest of the four layouts
             cores = len(os.sched_getaffinity(0))
-            timings = []
+            timings, cpu = [], []
             for threads in (1, cores):
                 for transposed, right in ((False, gallery), (True, gallery_t)):
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     floor(queries, right, threads, transposed)
                     timings.append(time.perf_counter() - start)
-            return {"floor_time": min(timings)}
+                    cpu.append(time.process_time() - start_cpu)
+            return {"floor_time": min(timings), "floor_cpu": min(cpu)}
         if method == "gpu-floor":
             return {"floor_time": gpu_floor(queries, gallery)}
         if method.startswith("torch-"):
@@ -241,12 +245,16 @@ def worker(methods: list[str], num_queries: int, num_gallery: int, dim: int, rep
         for method in methods:
             Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
             before = _status("VmRSS")
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             metrics = run(method)
             seconds = metrics.pop("floor_time", time.perf_counter() - start)
+            cpu = metrics.pop("floor_cpu", time.process_time() - start_cpu)
             peak = _status("VmHWM") - before
-            best = results.setdefault(method, {"time": seconds, "peak": peak, **metrics})
+            best = results.setdefault(
+                method, {"time": seconds, "cpu": cpu, "peak": peak, **metrics}
+            )
             best["time"], best["peak"] = min(best["time"], seconds), max(best["peak"], peak)
+            best["cpu"] = min(best["cpu"], cpu)
     print(json.dumps(results))
 
 
@@ -288,7 +296,7 @@ def main() -> None:
         return
     print(
         "| queries x gallery x dim | method | time s | baseline / method | method / floor "
-        "| peak extra MiB | mAP | rank-1 |\n|---|---|---|---|---|---|---|---|"
+        "| CPU s | CPU / floor CPU | peak extra MiB | mAP | rank-1 |\n" + "|---" * 10 + "|"
     )
     for num_queries, num_gallery, dim, groups in SIZES[args.sizes]:
         results = {}
@@ -307,12 +315,15 @@ def main() -> None:
             speedup = results["baseline"]["time"] / result["time"] if "baseline" in results else 0
             floor_name = "gpu-floor" if method in ("torch-cuda", "gpu-floor") else "floor"
             to_floor = result["time"] / results[floor_name]["time"] if floor_name in results else 0
+            cpu_ratio = result["cpu"] / results[floor_name]["cpu"] if floor_name in results else 0
             cells = [
                 f"{num_queries // 1000}k x {num_gallery // 1000}k x {dim}",
                 method,
                 f"{result['time']:.2f}",
                 f"{speedup:.1f}" if speedup else "-",
                 f"{to_floor:.2f}" if to_floor else "-",
+                f"{result['cpu']:.2f}",
+                f"{cpu_ratio:.2f}" if cpu_ratio else "-",
                 f"{result['peak'] / 2**20:.0f}",
                 f"{result['mAP']:.6f}" if "mAP" in result else "-",
                 f"{result['rank-1']:.4f}" if "rank-1" in result else "-",

@@ -14,6 +14,7 @@ from plp_eval import (
     reid_metrics_from_distances,
 )
 
+
 def test_from_distances_bad_input():
     labels = [0, 1]
     with pytest.raises(

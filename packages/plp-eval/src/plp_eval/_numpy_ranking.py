@@ -439,7 +439,9 @@ def _exact_sort(
 
 def _exactly_before(problem: Problem, query: int, a: int, b: int) -> bool:
     """Whether gallery item ``a`` ranks before ``b``: exact distance, then gallery index."""
-    sign = exact_sign(problem.queries[query], problem.gallery[a], problem.gallery[b], problem.cosine)
+    sign = exact_sign(
+        problem.queries[query], problem.gallery[a], problem.gallery[b], problem.cosine
+    )
     return sign < 0 or (sign == 0 and a < b)
 
 

@@ -29,8 +29,9 @@ def pairwise_distance(
 ) -> torch.Tensor:
     """Return the ``(N, M)`` matrix of distances between rows of ``embeddings`` and ``other``.
 
-    - ``euclidean``: ``||a - b||_2``. Where ``a == b`` the value is 0 and the gradient is 0
-      (not NaN): the square root is taken of ``max(d², eps)`` and masked back to 0.
+    - ``euclidean``: ``||a - b||_2`` (``torch.cdist``: for more than 25 rows one matmul of the
+      rows with their squared norms appended). Where ``a == b`` the value is 0 and the
+      gradient is 0 (not NaN): distances up to ``sqrt(eps)`` are masked to 0.
     - ``squared_euclidean``: ``||a - b||²``, computed as ``|a|² + |b|² - 2 a·b`` clamped at 0.
     - ``cosine``: ``1 - cos(a, b)`` (rows are L2-normalised first).
 
@@ -43,15 +44,15 @@ def pairwise_distance(
     other = embeddings if other is None else other
     if distance == "cosine":
         return 1.0 - F.normalize(embeddings, dim=1) @ F.normalize(other, dim=1).T
+    if distance == "euclidean":
+        distances = torch.cdist(embeddings, other)
+        return distances.masked_fill(distances <= _EPSILON**0.5, 0.0)
     squared = (
         embeddings.pow(2).sum(1, keepdim=True)
         + other.pow(2).sum(1).unsqueeze(0)
         - 2.0 * embeddings @ other.T
     ).clamp_min(0.0)
-    if distance == "squared_euclidean":
-        return squared
-    zero = squared <= _EPSILON
-    return torch.sqrt(squared.clamp_min(_EPSILON)).masked_fill(zero, 0.0)
+    return squared
 
 
 def rowwise_distance(a: torch.Tensor, b: torch.Tensor, distance: str = "euclidean") -> torch.Tensor:
