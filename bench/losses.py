@@ -3,7 +3,9 @@
 Each pair computes the same value (the tests check it to 1e-5) on the same random batch
 (``N`` embeddings of size 128, ``N // 4`` classes). Time is the median of ``--repeats`` runs
 after two warm-up runs, on CPU with one thread, plp and PML taking turns (the same machine
-load for both); the ratio is PML time / plp time (> 1: plp is faster).
+load for both), in CPU seconds of the process (with one thread, the work itself: wall time
+on a loaded machine also counts the waits); the ratio is PML time / plp time (> 1: plp is
+faster).
 
     uv run python bench/losses.py --sizes small   # make bench
     uv run python bench/losses.py --sizes all     # the numbers in bench/README.md
@@ -29,17 +31,17 @@ import plp_losses
 def _time(
     fns: tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], ...], n: int, repeats: int
 ) -> list[float]:
-    """Median seconds of forward + backward of each of ``fns``, run in turns on one batch."""
+    """Median CPU seconds of forward + backward of each of ``fns``, in turns on one batch."""
     torch.manual_seed(0)
     x0, y = torch.randn(n, 128), torch.randint(0, max(n // 4, 2), (n,))
     times: list[list[float]] = [[] for _ in fns]
     for i in range(repeats + 2):
         for fn, kept in zip(fns, times, strict=True):
             x = x0.clone().requires_grad_(True)
-            start = time.perf_counter()
+            start = time.process_time()
             fn(x, y).backward()
             if i >= 2:
-                kept.append(time.perf_counter() - start)
+                kept.append(time.process_time() - start)
     return [statistics.median(kept) for kept in times]
 
 

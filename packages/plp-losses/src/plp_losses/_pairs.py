@@ -67,13 +67,21 @@ class ContrastiveLoss(TupleLoss):
         distances = pairwise_distance(embeddings, reference, distance=self.distance)
         if indices_tuple is None:  # over the matrix: pairs outside the masks count 0
             positive, negative = label_masks(labels, ref_labels, own_copies)
-            pos = F.relu(distances - self.pos_margin).masked_fill(~positive, 0.0)
-            neg = F.relu(self.neg_margin - distances).masked_fill(~negative, 0.0)
-        else:  # pair by pair, repeats included (pytorch-metric-learning's pair-based losses)
-            a1, p, a2, n = to_pairs(indices_tuple)
-            pos = F.relu(pair_values(distances, a1, p) - self.pos_margin)
-            neg = F.relu(self.neg_margin - pair_values(distances, a2, n))
+            # (distances >= 0: no hinge at a zero margin; the sums keep the graph)
+            reach = distances if self.pos_margin == 0 else F.relu(distances - self.pos_margin)
+            pos = torch.where(positive, reach, 0.0)
+            neg = torch.where(negative, F.relu(self.neg_margin - distances), 0.0)
+            return _mean_positive(pos) + _mean_positive(neg)
+        # pair by pair, repeats included (pytorch-metric-learning's pair-based losses)
+        a1, p, a2, n = to_pairs(indices_tuple)
+        pos = F.relu(pair_values(distances, a1, p) - self.pos_margin)
+        neg = F.relu(self.neg_margin - pair_values(distances, a2, n))
         return mean_nonzero(pos) + mean_nonzero(neg) + zero_loss(embeddings)
+
+
+def _mean_positive(losses: torch.Tensor) -> torch.Tensor:
+    """:func:`mean_nonzero` of non-negative ``losses`` (one counting pass)."""
+    return losses.sum() / torch.count_nonzero(losses).clamp_min(1)
 
 
 def _log1p_sum_exp(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
