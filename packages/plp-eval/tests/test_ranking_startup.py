@@ -7,7 +7,6 @@ import threading
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_info
 
 from plp_eval import _numpy_ranking, _threads, reid_metrics
 
@@ -69,9 +68,15 @@ def test_first_calls_of_a_fresh_process_equal_the_steady_ones_on_every_backend(t
     assert not out["auto"]["numba"] and out["numba"]["numba"]
 
 
+def _blas_threads():
+    """Threads of each BLAS library the ranking limits (those loaded when it first looked)."""
+    return [lib["num_threads"] for lib in _threads.thread_controller().info()
+            if lib["user_api"] == "blas"]  # fmt: skip
+
+
 def test_two_threads_at_once_leave_the_blas_threads_as_they_found_them():
     # The single-thread BLAS limit is process-wide: counted, the last call out restores it.
-    before = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    before = _blas_threads()
     queries, q_labels, gallery, g_labels = _data()
     results = []
     barrier = threading.Barrier(2)
@@ -86,21 +91,19 @@ def test_two_threads_at_once_leave_the_blas_threads_as_they_found_them():
         thread.start()
     for thread in threads:
         thread.join()
-    after = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
-    assert after == before
+    assert _blas_threads() == before
     assert not _threads._blas_users
     assert all(result == results[0] for result in results) and len(results) == 6
 
 
 def test_single_threaded_blas_nests_and_restores():
-    blas = [info for info in threadpool_info() if info["user_api"] == "blas"]
-    original = [info["num_threads"] for info in blas]
+    original = _blas_threads()
     with _threads.single_threaded_blas():
         with _threads.single_threaded_blas():
-            inner = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-        still = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-    assert inner == still == [1] * len(blas)
-    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == original
+            inner = _blas_threads()
+        still = _blas_threads()
+    assert inner == still == [1] * len(original)
+    assert _blas_threads() == original
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

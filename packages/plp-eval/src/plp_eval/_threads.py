@@ -13,8 +13,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from plp_eval._match_ranks import VALUES
-
 __all__ = ["BLOCK", "map_blocks", "num_workers", "single_threaded_blas", "thread_controller"]
 
 Buffers = TypeVar("Buffers")
@@ -83,6 +81,8 @@ def map_blocks(
     block_rows = max(BLOCK // workers, 32)
     starts = range(rows.start, rows.stop, block_rows)
     if len(starts) == 0:
+        from plp_eval._match_ranks import VALUES  # (it imports this module's users)
+
         return np.zeros((0, VALUES))
     sets: queue.SimpleQueue[Buffers] = queue.SimpleQueue()
     for _ in range(min(workers, len(starts))):
