@@ -1,12 +1,17 @@
 """A quiet console: Lightning's tips, device lines and known-harmless warnings kept out of sight.
 
 The command-line tasks call :func:`quiet_console` unless ``--verbose`` is given; Python users who
-want the same call it themselves. Errors and plp's own output are untouched.
+want the same call it themselves. Errors and plp's own output are untouched. The experiment
+trackers are quieted too: MLflow's INFO lines (``Creating initial MLflow database tables...``)
+and W&B's ``wandb:`` lines (a run's history and summary, how to sync it) stay in their own
+records.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import warnings
 
 __all__ = ["QUIET_WARNINGS", "quiet_console"]
@@ -18,6 +23,7 @@ __all__ = ["QUIET_WARNINGS", "quiet_console"]
 LIGHTNING_LOGGERS = (
     "pytorch_lightning",
     "pytorch_lightning.utilities.rank_zero",
+    "pytorch_lightning.trainer.connectors.signal_connector",  # "Received SIGTERM" (plp says it)
     "lightning",
     "lightning.pytorch",
     "lightning.pytorch.utilities.rank_zero",
@@ -34,12 +40,40 @@ QUIET_WARNINGS = (
     r".*GPU available but not used.*",
     r".*Starting from v1\.9\.0, `tensorboardX`.*",
     r".*TensorBoard support.*",
+    # A resumed run continues in its own folders on purpose; plp keeps the CSV log's history.
+    r".*Experiment logs directory .* exists and is not empty.*",
+    r".*Checkpoint directory .* exists and is not empty.*",
 )
 
 
+# mlflow sets its loggers to the level this variable names when it is imported (INFO by
+# default); W&B prints nothing when the other is true. A value the user set is kept; DDP
+# workers inherit both.
+TRACKER_ENVIRONMENT = {"MLFLOW_LOGGING_LEVEL": "WARNING", "WANDB_SILENT": "true"}
+
+
+class _DropMessages(logging.Filter):
+    """Drops the log records whose message matches a pattern."""
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        self.pattern = re.compile(pattern)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.match(record.getMessage())
+
+
+# Lightning's MLflow logger warns when it creates an experiment, which a new config always does.
+_NEW_EXPERIMENT = _DropMessages(r"Experiment with name .* not found\. Creating it\.$")
+
+
 def quiet_console() -> None:
-    """Lower Lightning's loggers to warnings and ignore :data:`QUIET_WARNINGS`."""
+    """Quiet Lightning, MLflow and W&B on the console and ignore :data:`QUIET_WARNINGS`."""
     for name in LIGHTNING_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
+    for variable, value in TRACKER_ENVIRONMENT.items():
+        os.environ.setdefault(variable, value)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # where mlflow is imported already
+    logging.getLogger("pytorch_lightning.loggers.mlflow").addFilter(_NEW_EXPERIMENT)

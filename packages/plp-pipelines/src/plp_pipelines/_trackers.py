@@ -161,7 +161,14 @@ class Trackers:
         if "wandb" not in self.ids and self.rank == 0:
             self.ids["wandb"] = secrets.token_hex(6)  # W&B run ids: up to 64 letters and digits
             self._write_ids()
-        logger = WandbLogger(
+        class _PlpWandbLogger(WandbLogger):
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(**kwargs)
+                # Lightning passes anonymous=None, which wandb >= 0.22 warns about on every run.
+                if self._wandb_init.get("anonymous") is None:
+                    self._wandb_init.pop("anonymous", None)
+
+        logger = _PlpWandbLogger(
             name=f"{self.config.name}/{self.paths.root.name}",
             save_dir=str(self.paths.logs),
             project=settings.project or self.config.name,
