@@ -12,9 +12,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_invoke(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m invoke ARGS`` in the repository root and return the finished process."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run_invoke(
+    *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m invoke ARGS`` in the repository root and return the finished process.
+
+    ``env`` adds to (or replaces) variables of this process's environment.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "invoke", *args],
         cwd=ROOT,

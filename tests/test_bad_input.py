@@ -29,6 +29,7 @@ class Case:
     what: str
     args: Callable[[Path, Path], list[str]]  # (tmp dir, trained run dir) -> invoke arguments
     expected: Callable[[Path, Path], str]  # a regular expression the stderr line must match
+    env: Callable[[Path], dict[str, str]] | None = None  # (tmp dir) -> environment variables
 
 
 def _config(tmp: Path, text: str, name: str = "bad.toml") -> str:
@@ -38,6 +39,23 @@ def _config(tmp: Path, text: str, name: str = "bad.toml") -> str:
 
 
 DIGITS = (ROOT / "configs" / "digits.toml").read_text()
+
+
+def _without(module: str) -> Callable[[Path], dict[str, str]]:
+    """Return the environment of a Python in which ``module`` cannot be imported.
+
+    A ``sitecustomize`` on PYTHONPATH sets ``sys.modules[module] = None``, Python's own way to
+    block an import: ``import module`` raises ImportError and ``find_spec`` finds nothing, as
+    where the package is not installed.
+    """
+
+    def env(tmp: Path) -> dict[str, str]:
+        folder = tmp / f"without_{module}"
+        folder.mkdir(exist_ok=True)
+        (folder / "sitecustomize.py").write_text(f"import sys\nsys.modules[{module!r}] = None\n")
+        return {"PYTHONPATH": str(folder)}
+
+    return env
 
 
 def _train(*sets: str, config: str = "configs/digits.toml") -> Callable[[Path, Path], list[str]]:
@@ -479,6 +497,24 @@ CASES = [
         ),
     ),
     Case(
+        "an MLflow logger without the mlflow package",
+        _train('logging.loggers=["csv", "mlflow"]'),
+        lambda t, r: (
+            r"configs/digits\.toml: logging\.loggers: 'mlflow' needs the mlflow package, which is "
+            r"not installed: pip install 'plp-pipelines\[mlflow\]'$"
+        ),
+        _without("mlflow"),
+    ),
+    Case(
+        "a W&B logger without the wandb package",
+        _train('logging.loggers=["csv", "wandb"]'),
+        lambda t, r: (
+            r"configs/digits\.toml: logging\.loggers: 'wandb' needs the wandb package, which is "
+            r"not installed: pip install 'plp-pipelines\[wandb\]'$"
+        ),
+        _without("wandb"),
+    ),
+    Case(
         "a checkpoint monitor the run does not log",
         _train("checkpoint.monitor=val/mAPP", config="configs/digits_triplet.toml"),
         lambda t, r: (
@@ -526,7 +562,7 @@ def test_bad_input_is_one_line_with_exit_code_2(
         pytest.skip("this machine has a GPU")
     latest = trained_run.parent.parent / "LATEST"
     newest_before = latest.read_text()
-    result = invoke(*case.args(tmp_path, trained_run))
+    result = invoke(*case.args(tmp_path, trained_run), env=case.env(tmp_path) if case.env else None)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
