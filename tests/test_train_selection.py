@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -161,14 +163,9 @@ def test_wandb_offline_run_holds_the_history_config_summary_and_artifact(run: An
     )
     assert len(files) == 1
     records = _wandb_records(files[0])
-    history = [
-        json.loads(item.value_json)
-        for record in records
-        if record.WhichOneof("record_type") == "history"
-        for item in record.history.item
-        if (item.key or "/".join(item.nested_key)) == "val/mAP"
-    ]
-    assert history == pytest.approx(list(_val_map(result.run_dir).values()), abs=1e-7)
+    assert _wandb_history(records, "val/mAP") == pytest.approx(
+        list(_val_map(result.run_dir).values()), abs=1e-7
+    )
     config = {  # wandb.init's config rides on the run record, later updates on config records
         item.key: json.loads(item.value_json)
         for record in records
@@ -190,3 +187,216 @@ def test_wandb_offline_run_holds_the_history_config_summary_and_artifact(run: An
         if record.WhichOneof("record_type") == "artifact"
     ]
     assert any({"report.md", "metrics.json"} <= paths for paths in artifacts)
+
+
+# A run stopped by SIGTERM after its first checkpoint and resumed: the same tracker runs.
+TRACKED = ("--set", "trainer.epochs=3", "--set", "evaluate.umap=false")
+ALL_LOGGERS = ("--set", 'logging.loggers=["csv", "mlflow", "wandb"]')
+
+
+def _plp_console(run_dir: Path) -> str:
+    """Return what ``invoke train`` prints for a finished run: plp's lines and nothing else."""
+    from plp_pipelines import format_metrics_table
+
+    info = json.loads((run_dir / "run.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    best = run_dir / "checkpoints" / info["best_checkpoint"]
+    lines = [
+        "",
+        f"run directory: {run_dir}",
+        f"best checkpoint: {best} ({info['monitor']} = {info['best_score']:.4f}, "
+        f"epoch {info['best_epoch']})",
+        f"training batches: the {info['data_pipeline']} data path",
+        "",
+        format_metrics_table(metrics),
+        "",
+        f"report: {run_dir / 'report.md'}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_stopped_run_resumes_into_the_same_mlflow_and_wandb_runs_on_a_quiet_console(
+    tmp_path: Path, invoke: Any
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_LOGGING_LEVEL", "WANDB_SILENT")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "train", "--runs", str(tmp_path), *TRACKED, *ALL_LOGGERS],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 600
+    while not list(tmp_path.glob("digits/*/checkpoints/last.ckpt")):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"no checkpoint within 600 s: {process.communicate()[1][-3000:]}")
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=600)
+    (run_dir,) = tmp_path.glob("digits/*")
+    assert process.returncode == 143, stderr[-3000:]
+    # Quiet: no MLflow INFO lines, no "wandb:" lines; only plp's one line.
+    assert stdout == ""
+    stopped = int(stderr.rsplit("SIGTERM in epoch ", 1)[1].split(";", 1)[0])
+    assert stderr.splitlines() == [
+        f"plp: training stopped by SIGTERM in epoch {stopped}; "
+        f"{run_dir / 'checkpoints' / 'last.ckpt'} kept: resume with "
+        f"`uv run invoke train --resume --run {run_dir}`"
+    ]
+    assert 1 <= stopped < 3  # stopped after the first epoch's checkpoint, before the end
+    ids = json.loads((run_dir / "logs" / "trackers.json").read_text())
+
+    # The resumed run is as quiet: what plp prints, exactly.
+    result = invoke("train", "--runs", str(tmp_path), "--resume", "--run", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == ""
+    assert result.stdout == _plp_console(run_dir)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["trackers"] == ids and set(ids) == {"mlflow", "wandb"}
+    val_map = _val_map(run_dir)
+    assert sorted(val_map) == [0, 1, 2]
+
+    # MLflow: one run in the experiment, finished, its val/mAP history covers every epoch.
+    client = MlflowClient(f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digits")
+    (mlflow_run,) = client.search_runs([experiment.experiment_id])
+    assert mlflow_run.info.run_id == ids["mlflow"] and mlflow_run.info.status == "FINISHED"
+    history = sorted(client.get_metric_history(ids["mlflow"], "val/mAP"), key=lambda m: m.step)
+    assert len({m.step for m in history}) == 3
+    assert [m.value for m in history] == pytest.approx(list(val_map.values()), abs=1e-7)
+    epochs = sorted(client.get_metric_history(ids["mlflow"], "epoch"), key=lambda m: m.step)
+    assert {int(m.value) for m in epochs} == {0, 1, 2}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert mlflow_run.data.metrics["test/reid/mAP"] == pytest.approx(metrics["reid"]["mAP"])
+
+    # W&B: one offline record per process, both of run ids["wandb"]; together every epoch.
+    files = sorted(
+        (run_dir / "logs" / "wandb").glob("offline-run-*/run-*.wandb"), key=lambda p: p.parent.name
+    )
+    assert [path.name for path in files] == [f"run-{ids['wandb']}.wandb"] * 2
+    records = [_wandb_records(path) for path in files]
+    for part in records:
+        runs = [record.run for record in part if record.WhichOneof("record_type") == "run"]
+        assert runs and all(run.run_id == ids["wandb"] for run in runs)
+    histories = [_wandb_history(part, "val/mAP") for part in records]
+    assert len(histories[0]) == stopped and len(histories[1]) == 3 - stopped
+    assert histories[0] + histories[1] == pytest.approx(list(val_map.values()), abs=1e-7)
+
+
+def _wandb_history(records: list[Any], key: str) -> list[Any]:
+    return [
+        json.loads(item.value_json)
+        for record in records
+        if record.WhichOneof("record_type") == "history"
+        for item in record.history.item
+        if (item.key or "/".join(item.nested_key)) == key
+    ]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def _mlflow_server(folder: Path) -> Iterator[str]:
+    """Start ``mlflow server`` on 127.0.0.1 (sqlite store) and yield its URI; skip if it cannot."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    executable = Path(sys.executable).with_name("mlflow")
+    if not executable.is_file():
+        pytest.skip(f"no mlflow command beside {sys.executable} (the dev group installs it)")
+    uri = f"http://127.0.0.1:{_free_port()}"
+    log = folder / "server.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [str(executable), "server", "--host", "127.0.0.1", "--port", uri.rsplit(":", 1)[1],
+             "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+             "--artifacts-destination", str(folder / "server-artifacts"), "--workers", "1"],
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=5) as response:
+                    if response.read() == b"OK":
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.skip(f"mlflow server did not start: {log.read_text()[-1000:]}")
+            time.sleep(1)
+        yield uri
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+
+
+def test_an_mlflow_tracking_server_holds_params_metric_history_and_artifacts(
+    tmp_path: Path,
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from plp_pipelines import load_config, train
+
+    with _mlflow_server(tmp_path) as uri:
+        config = load_config(
+            ROOT / "configs" / "digits.toml",
+            [
+                "trainer.epochs=2",
+                "evaluate.umap=false",
+                'logging.loggers=["csv", "mlflow"]',
+                f"logging.mlflow.tracking_uri={uri}",
+                "logging.mlflow.experiment=plp-server-test",
+            ],
+        )
+        result = train(config, runs_root=tmp_path / "runs", progress_bar=False)
+        assert not (tmp_path / "runs" / "mlflow.db").exists()  # nothing went to the local store
+        info = json.loads((result.run_dir / "run.json").read_text())
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name("plp-server-test")
+        (mlflow_run,) = client.search_runs([experiment.experiment_id])
+        run_id = mlflow_run.info.run_id
+        assert run_id == info["trackers"]["mlflow"] and mlflow_run.info.status == "FINISHED"
+        assert mlflow_run.data.params["trainer.epochs"] == "2"
+        assert mlflow_run.data.params["logging.mlflow.tracking_uri"] == uri
+        assert mlflow_run.data.tags["plp.run_dir"] == str(result.run_dir.resolve())
+        rows = _csv_rows(result.run_dir)
+        for name in ("val_loss", "val/mAP"):
+            logged = [float(row[name]) for row in rows if row[name]]
+            history = sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)
+            assert len(logged) == 2 and [m.value for m in history] == pytest.approx(logged)
+        metrics = json.loads((result.run_dir / "metrics.json").read_text())
+        assert mlflow_run.data.metrics["test/accuracy/top-1"] == pytest.approx(
+            metrics["accuracy"]["top-1"]
+        )
+        # Artifacts went through the server into its artifact store, byte for byte.
+        artifacts = {a.path for a in client.list_artifacts(run_id)}
+        assert {"report.md", "metrics.json", "plots"} <= artifacts
+        copy = Path(client.download_artifacts(run_id, "metrics.json", str(tmp_path)))
+        assert copy.read_bytes() == (result.run_dir / "metrics.json").read_bytes()
+        assert list((tmp_path / "server-artifacts").rglob("report.md"))
