@@ -161,6 +161,7 @@ class Trackers:
         if "wandb" not in self.ids and self.rank == 0:
             self.ids["wandb"] = secrets.token_hex(6)  # W&B run ids: up to 64 letters and digits
             self._write_ids()
+
         class _PlpWandbLogger(WandbLogger):
             def __init__(self, **kwargs: Any) -> None:
                 super().__init__(**kwargs)
