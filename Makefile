@@ -6,10 +6,10 @@ SHELL := /bin/bash
 UV = $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train test lint bench
+.PHONY: help setup train test test-fast lint bench
 
 help: ## Show this help
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
 setup: ## Install uv if missing and sync the locked environment (.venv)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -18,8 +18,11 @@ setup: ## Install uv if missing and sync the locked environment (.venv)
 train: setup ## Set up, then run the offline demo (digits): train, test, report
 	$(UV) run invoke train --config configs/digits.toml
 
-test: setup ## Set up, then run lint and every test
+test: setup ## Set up, then run lint and every test (the 15 slowest are listed at the end)
 	$(UV) run invoke test
+
+test-fast: setup ## Set up, then lint and the tests not marked slow (a few minutes)
+	$(UV) run invoke test --fast
 
 lint: setup ## Set up, then run ruff and mypy
 	$(UV) run invoke lint

@@ -328,11 +328,22 @@ def _files_over(limit: int) -> list[str]:
     return [f"{path} ({count})" for path, count in sorted(counts.items()) if count > limit]
 
 
-@task(help={"args": "extra pytest arguments, e.g. '-k reid -x'"})
-def test(c: Context, args: str = "") -> None:
-    """Run lint, then every test (package tests and cross-package tests)."""
+@task(
+    help={
+        "args": "extra pytest arguments, e.g. '-k reid -x'",
+        "fast": "skip the slow tests (end to end, subprocesses, packaging): a few minutes",
+    }
+)
+def test(c: Context, args: str = "", fast: bool = False) -> None:
+    """Run lint, then every test on every core (pytest-xdist); print the 15 slowest."""
     lint(c)
-    c.run(f"{sys.executable} -m pytest {args}", pty=False)
+    selection = '-m "not slow" ' if fast else ""
+    # One worker per core; a test file stays on one worker, so its module fixtures (a trained
+    # run) are built once.
+    c.run(
+        f"{sys.executable} -m pytest -n auto --dist loadfile --durations=15 {selection}{args}",
+        pty=False,
+    )
 
 
 @task(help={"full": "run the full-size benchmarks (minutes; default: small sizes)"})
