@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -30,11 +31,19 @@ def test_listing_tasks_imports_no_torch(invoke) -> None:
         assert f"  {name} " in listing.stdout
 
 
+def _load_tasks():
+    """Import ``tasks.py`` from the repository root, however pytest was started."""
+    spec = importlib.util.spec_from_file_location("tasks", ROOT / "tasks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_tasks_and_pipelines_share_the_runs_default() -> None:
     import plp_pipelines
-    import tasks
 
-    assert tasks.RUNS == plp_pipelines.RUNS_ROOT
+    assert _load_tasks().RUNS == plp_pipelines.RUNS_ROOT
 
 
 def test_missing_config_is_one_line_with_exit_code_2(invoke, tmp_path: Path) -> None:
