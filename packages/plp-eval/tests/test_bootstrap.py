@@ -260,3 +260,26 @@ def test_worked_example_doctest():
     from plp_eval import _bootstrap
 
     assert doctest.testmod(_bootstrap, raise_on_error=True).attempted >= 3
+
+
+def test_repeats_summary_against_a_hand_computation():
+    from plp_eval import _repeats, summarize_repeats
+
+    values = [0.71, 0.74, 0.70, 0.77]
+    summary = summarize_repeats(values)
+    mean = sum(values) / 4
+    sd = (sum((v - mean) ** 2 for v in values) / 3) ** 0.5
+    half = 3.182446305284263 * sd / 2  # t(0.975, 3), from tables
+    assert summary.mean == pytest.approx(mean, abs=1e-15)
+    assert summary.std == pytest.approx(sd, rel=1e-12)
+    assert summary.interval == pytest.approx((mean - half, mean + half), rel=1e-12)
+    assert (summary.minimum, summary.maximum) == (0.70, 0.77)
+    one = summarize_repeats([0.5])
+    assert one.interval is None and one.to_dict()["std"] is None
+    with pytest.raises(PlpEvalError, match="values must be finite"):
+        summarize_repeats([0.5, float("nan")])
+    with pytest.raises(PlpEvalError, match="values must be a non-empty list"):
+        summarize_repeats([])
+    import doctest
+
+    assert doctest.testmod(_repeats, raise_on_error=True).attempted >= 3

@@ -19,8 +19,11 @@ from plp_core._bounds import (
 )
 from plp_core._choices import check_choice, did_you_mean, unknown_choice
 from plp_core._defaults import (
+    BOOTSTRAP_RESAMPLES,
+    CONFIDENCE,
     DEFAULT_MAX_RANK,
     DEFAULT_MODEL,
+    PERMUTATIONS,
     RERANK_K1,
     RERANK_K2,
     RERANK_LAMBDA,
@@ -60,8 +63,11 @@ __all__ = [
     "NAME_CHARACTERS",
     "check_name",
     # shared vocabularies and defaults
+    "BOOTSTRAP_RESAMPLES",
+    "CONFIDENCE",
     "DEFAULT_MAX_RANK",
     "DEFAULT_MODEL",
+    "PERMUTATIONS",
     "RERANK_K1",
     "RERANK_K2",
     "RERANK_LAMBDA",

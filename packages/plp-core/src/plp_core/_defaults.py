@@ -5,10 +5,28 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["DEFAULT_MAX_RANK", "DEFAULT_MODEL", "RERANK_K1", "RERANK_K2", "RERANK_LAMBDA"]
+__all__ = [
+    "BOOTSTRAP_RESAMPLES",
+    "CONFIDENCE",
+    "DEFAULT_MAX_RANK",
+    "DEFAULT_MODEL",
+    "PERMUTATIONS",
+    "RERANK_K1",
+    "RERANK_K2",
+    "RERANK_LAMBDA",
+]
 
 #: The longest CMC curve reported and drawn (ranks 1..50), as in torchreid and fast-reid.
 DEFAULT_MAX_RANK = 50
+
+#: Bootstrap resamples of the confidence intervals (``[evaluate] bootstrap``; 0 turns them off).
+BOOTSTRAP_RESAMPLES = 1000
+
+#: Confidence level of every interval plp reports (bootstrap, paired comparison, seeds).
+CONFIDENCE = 0.95
+
+#: Random sign flips of the paired randomisation test (``invoke compare --permutations``).
+PERMUTATIONS = 10000
 
 #: k-reciprocal re-ranking (Zhong et al. 2017) as torchreid and fast-reid run it.
 RERANK_K1 = 20

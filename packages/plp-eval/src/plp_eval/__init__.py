@@ -30,6 +30,7 @@ from plp_eval._per_query import PerQuery
 from plp_eval._protocol_pairs import PairDistances, pair_distances, protocol_rank_lists
 from plp_eval._query_pairs import QueryPair, query_pairs
 from plp_eval._ranking import ReidMetrics, rank_lists, reid_metrics, reid_metrics_from_distances
+from plp_eval._repeats import RepeatSummary, summarize_repeats
 from plp_eval._rerank import rerank, rerank_reid_metrics
 from plp_eval._verification import (
     FMR_TARGETS,
@@ -71,8 +72,10 @@ __all__ = [
     "Comparison",
     "MetricComparison",
     "PerQuery",
+    "RepeatSummary",
     "bootstrap",
     "compare",
+    "summarize_repeats",
     # breakdowns
     "CameraMatrix",
     "ClassAveragePrecision",

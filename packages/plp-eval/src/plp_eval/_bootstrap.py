@@ -8,11 +8,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from plp_core import BOOTSTRAP_RESAMPLES, CONFIDENCE
 from plp_eval._errors import PlpEvalError
 from plp_eval._per_query import IdentitySums, PerQuery
 
 __all__ = [
-    "CONFIDENCE",
     "RESAMPLES",
     "UNITS",
     "BootstrapResult",
@@ -22,11 +22,8 @@ __all__ = [
     "resample_weights",
 ]
 
-RESAMPLES = 1000
-"""Default number of bootstrap resamples."""
-
-CONFIDENCE = 0.95
-"""Default confidence level of the intervals."""
+RESAMPLES = BOOTSTRAP_RESAMPLES
+"""Default number of bootstrap resamples (``plp_core.BOOTSTRAP_RESAMPLES``)."""
 
 UNITS = ("identity", "query")
 """What a bootstrap resamples: whole identities (the default) or single queries."""

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from plp_core import CONFIDENCE, PERMUTATIONS
 from plp_eval._bootstrap import (
-    CONFIDENCE,
     RESAMPLES,
     HasPerQuery,
     check_resampling,
@@ -16,12 +16,10 @@ from plp_eval._bootstrap import (
 )
 from plp_eval._errors import PlpEvalError
 from plp_eval._per_query import IdentitySums, PerQuery
-from plp_eval._threads import thread_controller
+from plp_eval._threads import single_threaded_blas
 
-__all__ = ["PERMUTATIONS", "Comparison", "MetricComparison", "compare", "sign_flip_p_values"]
+__all__ = ["Comparison", "MetricComparison", "compare", "sign_flip_p_values"]
 
-PERMUTATIONS = 10000
-"""Default number of random sign flips of the randomisation test."""
 
 # Sign flips drawn at once: about this many signs (8 bytes each) exist at a time.
 _SIGNS_PER_BLOCK = 1 << 21
@@ -201,7 +199,7 @@ def sign_flip_p_values(
         else:  # uniform random bits, 8 from each random byte
             packed = np.frombuffer(rng.bytes(rows * ((num_units + 7) // 8)), dtype=np.uint8)
             bits = np.unpackbits(packed.reshape(rows, -1), axis=1, count=num_units)
-        with thread_controller().limit(limits=1, user_api="blas"):  # see IdentitySums
+        with single_threaded_blas():  # see IdentitySums
             flipped = np.abs(sums - 2.0 * (bits.astype(np.float64) @ contributions))
         extreme += (flipped >= observed - tolerance).sum(axis=0)
     p_values = extreme / total if exact else (1.0 + extreme) / (1.0 + total)

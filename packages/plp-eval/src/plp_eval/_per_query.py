@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from plp_eval._errors import PlpEvalError
-from plp_eval._threads import thread_controller
+from plp_eval._threads import single_threaded_blas
 
 __all__ = ["IdentitySums", "PerQuery"]
 
@@ -92,7 +92,7 @@ class IdentitySums:
         The products run on one BLAS thread: they are memory-bound, and on a busy machine a
         multithreaded BLAS spins instead of working (measured 5x slower under load).
         """
-        with thread_controller().limit(limits=1, user_api="blas"):
+        with single_threaded_blas():
             both = weights @ self.sums_and_counts
             totals = both[:, -1]
             curves = {
