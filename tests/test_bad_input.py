@@ -524,7 +524,7 @@ CASES = [
     ),
     Case(
         "a negative early-stopping patience",
-        _train("trainer.early_stopping={patience=-1}"),
+        _train("trainer.early_stopping={{patience=-1}}"),  # {{ }}: _train formats each --set
         lambda t, r: (
             r"trainer\.early_stopping\.patience: Input should be greater than or equal to 0 "
             r"\(given: -1\)"
