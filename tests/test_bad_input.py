@@ -523,6 +523,20 @@ CASES = [
         ),
     ),
     Case(
+        "a retrieval monitor whose validation split has no image with a match",
+        lambda t, r: _train(
+            "data.name=image_folder",
+            f"data.root={_image_folder(t, {'a': 6, 'b': 6}, {'a': 1, 'b': 1})}",
+            "data.image_size=[8, 8]",
+            "checkpoint.monitor=val/mAP",
+        )(t, r),
+        lambda t, r: (
+            r"checkpoint\.monitor: 'val/mAP' can never be computed: no class of the 2 validation "
+            r"images has a second image, so no image has a match to find; hold out more "
+            r"\(data\.args\.val_fraction or val_classes\)$"
+        ),
+    ),
+    Case(
         "a negative early-stopping patience",
         _train("trainer.early_stopping={{patience=-1}}"),  # {{ }}: _train formats each --set
         lambda t, r: (

@@ -99,7 +99,14 @@ def test_a_tiny_test_split_loses_only_what_needs_more_rows(tmp_path: Path) -> No
             "trainer.epochs=1",
         ],
     )
-    metrics = train(config, runs_root=tmp_path / "runs", progress_bar=False).metrics
+    # Its validation split (one image per class) has no image with a match: retrieval validation is
+    # skipped with one warning, the run selects by val_loss and is still evaluated.
+    with pytest.warns(UserWarning, match=r"retrieval validation is skipped: no class of the"):
+        result = train(config, runs_root=tmp_path / "runs", progress_bar=False)
+    metrics = result.metrics
+    logged = (result.run_dir / "logs" / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert "val_loss" in logged.split(",") and "val/mAP" not in logged
+    assert result.monitor == "val_loss"
     assert metrics["accuracy"]["top-1"] in (0.0, 0.5, 1.0)  # 2 test images
     assert metrics["reid"]["num_queries"] == 2
     assert "skipped" in metrics["clustering"]  # 2 images for 2 classes: nothing to cluster

@@ -43,3 +43,37 @@ def test_monitor_mode_and_default_monitor():
     unknown = load_config(CONFIG, ["checkpoint.monitor=val/mAP"])
     with pytest.raises(ConfigError, match=r"it logs: train_loss \(it does not validate"):
         plan_selection(unknown, ["train_loss"], validates=False)
+
+
+def test_a_validation_split_no_image_can_match_in_skips_retrieval_or_refuses_its_monitor():
+    import numpy as np
+    import torch
+
+    import plp_models
+    from plp_data import ValidationSplit, choose_queries
+    from plp_pipelines._selection import retrieval_validation
+
+    class Model(plp_models.PlpModel):
+        def __init__(self) -> None:  # retrieval_validation only asks what the model is
+            torch.nn.Module.__init__(self)
+
+    def split(labels: list[int], cameras: list[int] | None = None) -> ValidationSplit:
+        ids, cams = np.array(labels), None if cameras is None else np.array(cameras)
+        queries = choose_queries(ids, cams, 0)
+        return ValidationSplit(np.arange(len(ids)), ids, cams, queries, class_disjoint=True)
+
+    config, model = load_config(CONFIG), Model()
+    with pytest.warns(UserWarning, match=r"skipped: no class of the 3 validation images has a "):
+        assert retrieval_validation(config, model, split([0, 1, 2])) is None
+    assert retrieval_validation(config, model, split([0, 1, 1])).names == ["val/mAP", "val/rank1"]
+    query_gallery = load_config(CONFIG, ["evaluate.protocol=query_gallery"])
+    with pytest.warns(UserWarning, match=r"no identity of the 2 .* \(from another camera\)"):
+        assert retrieval_validation(query_gallery, model, split([0, 0], cameras=[1, 1])) is None
+    for setting, key in (
+        ("checkpoint.monitor=val/mAP", "checkpoint.monitor"),
+        ("trainer.early_stopping={monitor='val/rank1'}", "trainer.early_stopping.monitor"),
+    ):
+        with pytest.raises(ConfigError) as error:
+            retrieval_validation(load_config(CONFIG, [setting]), model, split([0, 1]))
+        assert str(error.value).startswith(f"configs/digits.toml: {key}: 'val/")
+        assert "can never be computed: no class of the 2 validation images" in str(error.value)

@@ -98,7 +98,8 @@ class RetrievalValidation:
         NaN for every metric when a feature is not finite (a diverged model).
 
         Raises:
-            PlpModelsError: The features added do not cover the validation images exactly.
+            PlpModelsError: The features added do not cover the validation images exactly, or
+                (leave-one-out) no validation image has another of its class.
         """
         import plp_eval
 
@@ -130,6 +131,11 @@ class RetrievalValidation:
         }
         if self.queries is None:
             kept = _with_a_match(labels)
+            if not kept.any():
+                raise PlpModelsError(
+                    f"retrieval validation: no class of the {len(labels)} validation images has "
+                    "a second image, so no image has a match to rank"
+                )
             rows = torch.as_tensor(kept, device=features.device)
             result = plp_eval.reid_metrics(
                 features[rows], labels[kept], features[rows], labels[kept],

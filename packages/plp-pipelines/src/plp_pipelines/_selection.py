@@ -7,7 +7,9 @@ mode follows its name: losses are minimised, accuracies and retrieval metrics ma
 
 from __future__ import annotations
 
+import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,9 @@ def retrieval_validation(config: Config, model: Any, split: Any) -> Any:
     if not isinstance(model, plp_models.PlpModel):
         return None
     leave_one_out, metrics = VALIDATION_PROTOCOLS[config.evaluate.protocol]
+    unrankable = _unrankable(split, leave_one_out)
+    if unrankable:
+        return _without_retrieval(config, metrics, unrankable)
     try:
         return plp_models.RetrievalValidation(
             len(split.labels),
@@ -70,6 +75,49 @@ def retrieval_validation(config: Config, model: Any, split: Any) -> Any:
             f"{config.source}: validation: {error}; hold out more identities "
             "(data.args.val_classes)"
         ) from None
+
+
+def _unrankable(split: Any, leave_one_out: bool) -> str:
+    """Return why no validation image could ever be a query with a match ("" if one can)."""
+    import numpy as np
+
+    if leave_one_out:
+        _, counts = np.unique(split.labels, return_counts=True)
+        if (counts >= 2).any():
+            return ""
+        return f"no class of the {len(split.labels)} validation images has a second image"
+    if np.asarray(split.queries).any():
+        return ""
+    return (
+        f"no identity of the {len(split.labels)} validation images has a second image "
+        "(from another camera)"
+    )
+
+
+def _without_retrieval(config: Config, metrics: tuple[str, ...], why: str) -> None:
+    """Skip retrieval validation, with one warning; ConfigError if a monitor needs it.
+
+    The validation split is fixed for the run, so an unrankable one stays unrankable: the
+    run trains and validates its loss, but cannot select or stop by ``val/mAP`` and the like.
+    """
+    names = {f"val/{name}" for name in metrics}
+    stopping = config.trainer.early_stopping
+    for key, monitor in (
+        ("checkpoint.monitor", config.checkpoint.monitor),
+        ("trainer.early_stopping.monitor", stopping.monitor if stopping else None),
+    ):
+        if monitor in names:
+            raise ConfigError(
+                f"{config.source}: {key}: {monitor!r} can never be computed: {why}, so no "
+                "image has a match to find; hold out more (data.args.val_fraction or val_classes)"
+            )
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:  # once, not once per DDP process
+        warnings.warn(
+            f"{config.source}: retrieval validation is skipped: {why}, so no image has a match "
+            "to find (val/ retrieval metrics are not logged; the test set is still evaluated)",
+            stacklevel=3,
+        )
+    return None
 
 
 def logged_metrics(has_classifier: bool, validates: bool, retrieval: Any) -> list[str]:
