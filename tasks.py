@@ -71,6 +71,9 @@ def _say(*lines: str) -> None:
         "and no run.json) from its last checkpoint; --run names the run instead",
         "run": "with --resume: the run directory to continue",
         "verbose": "show Lightning's own messages and warnings",
+        "seeds": "train one run per seed, e.g. --seeds 0,1,2, and summarise them across the "
+        "seeds in <runs>/<name>/<timestamp>-seeds/summary.md",
+        "repeats": "as --seeds with seeds 0 .. N-1",
     },
     iterable=["set_"],
 )
@@ -83,8 +86,13 @@ def train(
     resume: bool = False,
     run: str | None = None,
     verbose: bool = False,
+    seeds: str | None = None,
+    repeats: str | None = None,
 ) -> None:
     """Train the model a config describes; write a run directory; then test it if configured."""
+    if seeds is not None or repeats is not None:
+        _train_seeds(config, set_ or [], runs, skip_evaluate, resume, verbose, seeds, repeats)
+        return
     with _user_facing(verbose):
         import plp_pipelines
 
@@ -121,6 +129,73 @@ def train(
     if result.metrics:
         _say("", plp_pipelines.format_metrics_table(result.metrics))
         _say("", f"report: {result.run_dir / 'report.md'}")
+
+
+def _train_seeds(
+    config: str,
+    overrides: list[str],
+    runs: str,
+    skip_evaluate: bool,
+    resume: bool,
+    verbose: bool,
+    seeds: str | None,
+    repeats: str | None,
+) -> None:
+    """``train --seeds`` / ``--repeats``: one run per seed, then the summary across them."""
+    with _user_facing(verbose):
+        import plp_pipelines
+
+        if resume:
+            raise plp_pipelines.ConfigError("--resume continues one run: drop --seeds/--repeats")
+        chosen = plp_pipelines.seeds_of(seeds, repeats)
+        result = plp_pipelines.train_seeds(
+            config,
+            chosen,
+            overrides=overrides,
+            runs_root=runs,
+            evaluate=False if skip_evaluate else None,
+            progress_bar=_interactive(),
+            on_run=lambda seed, run: _say(f"seed {seed}: {run.run_dir}"),
+        )
+    _say("", plp_pipelines.summary_table(result.summary))
+    _say("", f"summary: {result.folder / 'summary.md'}")
+
+
+@task(
+    help={
+        "run_a": "the first run directory (A)",
+        "run_b": "the second run directory (B), evaluated on the same test set",
+        "method": "reid (default) or accuracy: the metrics compared",
+        "permutations": "random sign flips of the paired randomisation test (default: 10000)",
+        "resamples": "paired bootstrap resamples of the interval of A - B (default: 1000)",
+        "seed": "seed of the resampling and the sign flips (default: 0)",
+        "runs": "folder of run directories; output goes to <runs>/compare/<timestamp>/",
+    }
+)
+def compare(
+    c: Context,
+    run_a: str,
+    run_b: str,
+    method: str = "reid",
+    permutations: int = 10000,
+    resamples: int = 1000,
+    seed: int = 0,
+    runs: str = RUNS,
+) -> None:
+    """Compare two evaluated runs metric by metric: A - B, its interval, a paired p-value."""
+    with _user_facing():
+        import plp_pipelines
+
+        compared = plp_pipelines.compare_runs(
+            run_a,
+            run_b,
+            method=method,
+            permutations=permutations,
+            resamples=resamples,
+            seed=seed,
+            runs_root=runs,
+        )
+    _say(compared.table, "", f"written: {compared.folder / 'compare.json'} and compare.md")
 
 
 @task(

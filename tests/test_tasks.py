@@ -24,6 +24,7 @@ def test_listing_tasks_imports_no_torch(invoke) -> None:
         "graph",
         "align",
         "export",
+        "compare",
         "test",
         "lint",
         "bench",

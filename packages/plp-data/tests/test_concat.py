@@ -63,6 +63,15 @@ def test_labels_are_disjoint_names_prefixed_and_images_one_size(roots):
         start += size
     for images, _ in items(data.train_dataloader()):
         assert tuple(images.shape[1:]) == (1, 12, 12)
+    # Each test item's part, in the union's order (the evaluation's categories).
+    categories = data.split_categories("test")
+    assert len(categories) == len(test_labels)
+    expected_parts = np.repeat(["digits", "mnist", "fashion_mnist"], sizes).tolist()
+    assert categories == expected_parts
+    assert all(
+        name.split("/", 1)[0] == part
+        for name, part in zip(np.array(names)[test_labels], categories, strict=True)
+    )
 
 
 def test_a_sampler_draws_over_the_union(roots):
@@ -87,6 +96,8 @@ def test_reid_parts_keep_cameras_and_extra_splits_behind_their_prefix(roots):
     _, y, cameras = next(iter(data.split_dataloader("market1501#2/query")))
     assert y.min() >= span and len(cameras) == len(y)
     assert data.splits.trainval_cameras is not None
+    query = data.split_categories("market1501#2/query")
+    assert query == ["market1501#2"] * len(data.split_dataloader("market1501#2/query").dataset)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,3 @@
-import itertools
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -7,7 +5,6 @@ from PIL import Image
 import plp_viz
 from plp_viz import (
     PlpVizError,
-    pair_distances,
     plot_cmc,
     plot_confusion_matrix,
     plot_distance_histogram,
@@ -38,7 +35,6 @@ def test_exported():
         "plot_rank_list",
         "plot_confusion_matrix",
         "plot_distance_histogram",
-        "pair_distances",
     ):
         assert name in plp_viz.__all__ and callable(getattr(plp_viz, name))
 
@@ -207,96 +203,31 @@ def test_plot_confusion_matrix_bad_input(tmp_path, matrix, names):
 # pair distances -------------------------------------------------------------------------------
 
 
-def brute_force(features, labels, metric):
-    positive, negative = [], []
-    for i, j in itertools.combinations(range(len(features)), 2):
-        a, b = features[i], features[j]
-        if metric == "euclidean":
-            distance = np.sqrt(((a - b) ** 2).sum())
-        else:
-            distance = 1.0 - (a @ b) / (np.linalg.norm(a) * np.linalg.norm(b))
-        (positive if labels[i] == labels[j] else negative).append(distance)
-    return np.array(positive), np.array(negative)
-
-
-@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_pair_distances_brute_force(metric):
-    rng = np.random.default_rng(0)
-    features = rng.normal(size=(7, 5))
-    labels = np.array([0, 1, 0, 2, 1, 0, 2])
-    positive, negative = pair_distances(features, labels, metric=metric)
-    expected_positive, expected_negative = brute_force(features, labels, metric)
-    assert len(positive) == 3 + 1 + 1 and len(positive) + len(negative) == 21
-    np.testing.assert_allclose(positive, expected_positive, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(negative, expected_negative, rtol=1e-10, atol=1e-12)
-
-
-def test_pair_distances_tiny_by_hand():
-    features = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
-    positive, negative = pair_distances(features, np.array([1, 1, 2]))
-    np.testing.assert_allclose(positive, [5.0])
-    np.testing.assert_allclose(negative, [1.0, np.sqrt(9 + 9)])
-    positive, negative = pair_distances(
-        np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 5.0]]), np.array([1, 1, 2]), metric="cosine"
-    )
-    np.testing.assert_allclose(positive, [0.0], atol=1e-12)
-    np.testing.assert_allclose(negative, [1.0, 1.0])
-
-
-def test_pair_distances_sampling_is_seeded_and_capped():
-    rng = np.random.default_rng(3)
-    features = rng.normal(size=(60, 4))  # 1770 pairs
-    labels = rng.integers(0, 4, size=60)
-    first = pair_distances(features, labels, max_pairs=500, seed=5)
-    second = pair_distances(features, labels, max_pairs=500, seed=5)
-    other = pair_distances(features, labels, max_pairs=500, seed=6)
-    assert len(first[0]) + len(first[1]) == 500
-    for a, b in zip(first, second, strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(np.concatenate(first), np.concatenate(other))
-    # Every sampled distance is one of the real pair distances of its kind.
-    all_positive, all_negative = pair_distances(features, labels)
-    assert np.isin(first[0], all_positive).all() and np.isin(first[1], all_negative).all()
-
-
-def test_pair_sampling_covers_the_whole_triangle():
-    from plp_viz._pair_distances import _pairs
-
-    first, second = _pairs(50, 1224, seed=0)  # all but one of the 1225 pairs
-    assert (first < second).all() and second.max() == 49 and first.min() == 0
-    assert len(set(zip(first.tolist(), second.tolist(), strict=True))) == 1224
-
-
-@pytest.mark.parametrize(
-    ("features", "labels", "kwargs"),
-    [
-        (np.zeros((5, 3)), np.zeros(4), {}),  # length mismatch
-        (np.zeros(5), np.zeros(5), {}),  # 1-D features
-        (np.zeros((1, 3)), np.zeros(1), {}),  # no pair
-        (np.zeros((0, 3)), np.zeros(0), {}),  # empty
-        (np.zeros((5, 3)), np.zeros(5), {"metric": "manhattan"}),
-        (np.zeros((5, 3)), np.zeros(5), {"max_pairs": 0}),
-        (np.full((5, 3), np.nan), np.zeros(5), {}),
-    ],
-)
-def test_pair_distances_bad_input(tmp_path, features, labels, kwargs):
-    with pytest.raises(PlpVizError):
-        pair_distances(features, labels, **kwargs)
-    with pytest.raises(PlpVizError):
-        plot_distance_histogram(features, labels, tmp_path / "x.png", **kwargs)
-
-
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_plot_distance_histogram(tmp_path, metric):
     rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(5), 20)
-    features = rng.normal(size=(5, 16))[labels] * 3 + rng.normal(size=(100, 16))
+    positive, negative = rng.gamma(2.0, 0.5, 300), rng.gamma(6.0, 0.5, 2000)
     out = plot_distance_histogram(
-        features, labels, tmp_path / "hist.png", metric=metric, max_pairs=2000
+        positive, negative, tmp_path / "hist.png", metric=metric, num_negative=90_000
     )
     check_png(out)
 
 
 def test_plot_distance_histogram_without_positives(tmp_path):
-    features = np.random.default_rng(0).normal(size=(6, 3))
-    check_png(plot_distance_histogram(features, np.arange(6), tmp_path / "h.png"))
+    negative = np.random.default_rng(0).normal(3.0, 1.0, size=15)
+    check_png(plot_distance_histogram([], negative, tmp_path / "h.png"))
+
+
+@pytest.mark.parametrize(
+    ("positive", "negative", "kwargs", "message"),
+    [
+        ([], [], {}, "no pair distances to draw"),
+        ([[1.0]], [1.0], {}, "positive must be a 1-D array of distances"),
+        ([1.0], [np.nan], {}, "negative has NaN or inf values"),
+        ([1.0], [2.0], {"metric": "manhattan"}, "unknown metric 'manhattan'"),
+        ([1.0, 2.0], [2.0], {"num_positive": 1}, "num_positive = 1 is below the 2 distances"),
+    ],
+)
+def test_plot_distance_histogram_bad_input(tmp_path, positive, negative, kwargs, message):
+    with pytest.raises(PlpVizError, match=message):
+        plot_distance_histogram(positive, negative, tmp_path / "x.png", **kwargs)

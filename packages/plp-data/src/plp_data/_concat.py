@@ -198,6 +198,20 @@ class ConcatDataModule(PlpDataModule):
             names.extend(f"{prefix}/{own[i] if i < len(own) else i}" for i in range(span))
         return names
 
+    def split_categories(self, split: str) -> list[str]:
+        """Return the part (its prefix) each item of evaluation ``split`` comes from.
+
+        ``trainval`` and ``test`` hold the parts in order; an extra split ``"<prefix>/<name>"``
+        is that part's alone. Evaluation reports its metrics per part with these.
+        """
+        if split in ("trainval", "test"):
+            found: list[str] = []
+            for prefix, part in zip(self.part_names, self.parts, strict=True):
+                dataset = part.splits.trainval if split == "trainval" else part.splits.test
+                found += [prefix] * len(dataset)  # type: ignore[arg-type]
+            return found
+        return [split.split("/", 1)[0]] * len(self._split_dataset(split))  # type: ignore[arg-type]
+
     def part_of(self, name: str) -> PlpDataModule:
         """Return the part whose prefix is ``name``."""
         if name not in self.part_names:

@@ -27,9 +27,11 @@ from plp_pipelines._methods import (
 )
 from plp_pipelines._report import format_metrics_table
 from plp_pipelines._runs import RUNS_ROOT, newest_run
+from plp_pipelines._seeds import SeedRuns, seeds_of, summary_table, train_seeds
 
 if TYPE_CHECKING:
     from plp_pipelines._align import align
+    from plp_pipelines._compare import ComparedRuns, compare_runs
     from plp_pipelines._evaluate import evaluate
     from plp_pipelines._explain import explain
     from plp_pipelines._export import ExportResult, export
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     # pipelines
     "align",
+    "compare_runs",
     "evaluate",
     "explain",
     "explain_pairs",
@@ -48,8 +51,13 @@ __all__ = [
     "graph",
     "resume",
     "train",
-    "TrainResult",
+    "train_seeds",
+    "ComparedRuns",
     "ExportResult",
+    "SeedRuns",
+    "TrainResult",
+    "seeds_of",
+    "summary_table",
     # evaluation methods
     "METHODS",
     "EvaluationContext",
@@ -77,6 +85,8 @@ __all__ = [
 # Public names whose modules import torch / Lightning, loaded on first access.
 _LAZY = {
     "align": "_align",
+    "compare_runs": "_compare",
+    "ComparedRuns": "_compare",
     "explain": "_explain",
     "explain_pairs": "_pair_explain",
     "export": "_export",

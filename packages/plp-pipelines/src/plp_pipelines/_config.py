@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from plp_core import (
+    BOOTSTRAP_RESAMPLES,
     DEFAULT_MAX_RANK,
     DEFAULT_MODEL,
     RERANK_K1,
@@ -210,6 +211,7 @@ class EvaluateConfig(_Section):
     rerank_k1: int = Field(default=RERANK_K1, ge=1)
     rerank_k2: int = Field(default=RERANK_K2, ge=1)
     rerank_lambda: float = Field(default=RERANK_LAMBDA, ge=0.0, le=1.0)
+    bootstrap: int = Field(default=BOOTSTRAP_RESAMPLES, ge=0)
     umap: bool = True
     umap_max_samples: int = Field(default=10_000, ge=10)
 

@@ -8,9 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from plp_pipelines._config import Config
+from plp_pipelines._intervals import with_interval
 from plp_pipelines._runs import RunPaths, atomic_write_text
 
-__all__ = ["format_metrics_table", "headline_metrics", "plot_training_curves", "write_report"]
+__all__ = [
+    "format_metrics_table",
+    "headline_entries",
+    "headline_metrics",
+    "plot_training_curves",
+    "write_report",
+]
 
 
 def headline_metrics(
@@ -20,6 +27,13 @@ def headline_metrics(
 
     Each method states its own headline numbers; they come in the methods' report order.
     """
+    return [(label, value) for _, _, label, value in headline_entries(metrics, methods)]
+
+
+def headline_entries(
+    metrics: dict[str, Any], methods: Sequence[str] | None = None
+) -> list[tuple[str, str, str, float]]:
+    """Return ``(section, key, label, value)`` of each number :func:`headline_metrics` gives."""
     from plp_pipelines._methods import available_methods, build_method
 
     rows = []
@@ -29,7 +43,7 @@ def headline_metrics(
         for section, key, label in build_method(name).headline:
             value = metrics.get(section, {}).get(key)
             if isinstance(value, int | float):
-                rows.append((label, float(value)))
+                rows.append((section, key, label, float(value)))
     return rows
 
 
@@ -46,12 +60,19 @@ def _method_sections(metrics: dict[str, Any]) -> list[str]:
 
 
 def format_metrics_table(metrics: dict[str, Any], methods: Sequence[str] | None = None) -> str:
-    """Return the headline metrics (of ``methods``, default all) as an aligned text table."""
-    rows = headline_metrics(metrics, methods)
+    """Return the headline metrics (of ``methods``, default all) as an aligned text table.
+
+    A metric with a bootstrap interval (``metrics[section]["ci"]``) shows it after its value:
+    ``reid mAP  0.8730 [0.8610, 0.8850]``.
+    """
+    rows = headline_entries(metrics, methods)
     if not rows:
         return "(no metrics)"
-    width = max(len(label) for label, _ in rows)
-    return "\n".join(f"{label:<{width}}  {value:.4f}" for label, value in rows)
+    width = max(len(label) for _, _, label, _ in rows)
+    return "\n".join(
+        f"{label:<{width}}  {with_interval(metrics, section, key, value)}"
+        for section, key, label, value in rows
+    )
 
 
 def plot_training_curves(csv_path: Path, png_path: Path) -> Path | None:
@@ -171,9 +192,12 @@ def write_report(
         "",
         "## Metrics",
         "",
-        "| metric | value |",
+        "| metric | value [95% interval] |",
         "| --- | --- |",
-        *(f"| {label} | {value:.4f} |" for label, value in headline_metrics(metrics)),
+        *(
+            f"| {label} | {with_interval(metrics, section, key, value)} |"
+            for section, key, label, value in headline_entries(metrics)
+        ),
         "",
         "All numbers: [metrics.json](metrics.json). The same run on one interactive page: "
         "[report.html](report.html).",

@@ -113,53 +113,23 @@ def draw_interactive_umap(context: EvaluationContext, embedding: Any, path: Path
 def _rank_lists(context: EvaluationContext, rows: np.ndarray) -> np.ndarray:
     """Return the first :data:`RANK_LIST_LENGTH` gallery items of each test row (-1: none).
 
-    As the metrics rank: the gallery by distance, the junk rule applied (the query itself
-    under leave-one-out; same label and camera with cameras).
+    As the metrics rank (``plp_eval.protocol_rank_lists``): the gallery by distance, the
+    junk rule applied (the query itself under leave-one-out; same label and camera with
+    cameras).
     """
-    import plp_eval
+    from plp_pipelines._methods.reid import protocol_lists
 
     test = context.features["test"]
     gallery = context.features[context.gallery_split]
-    leave_one_out = context.config.evaluate.protocol == "test_leave_one_out"
-    cameras = test.cameras is not None and gallery.cameras is not None
-    wanted = RANK_LIST_LENGTH
-    out = np.full((len(rows), wanted), -1, dtype=np.int64)
-    extra = 1 + int(leave_one_out) + (16 if cameras else 0)
-    todo = np.arange(len(rows))
-    while len(todo):
-        k = min(len(gallery.labels), wanted + extra)
-        indices, _ = plp_eval.rank_lists(
-            test.features[rows[todo]],
-            gallery.features,
-            k=k,
-            metric=context.config.evaluate.reid_metric,
-        )
-        unfinished = []
-        for line, found in zip(todo, indices, strict=True):
-            query = rows[line]
-            keep = np.ones(len(found), dtype=bool)
-            if leave_one_out:
-                keep &= found != query
-            if cameras:
-                keep &= ~(
-                    (gallery.labels[found] == test.labels[query])
-                    & (gallery.cameras[found] == test.cameras[query])  # type: ignore[index]
-                )
-            kept = found[keep][:wanted]
-            if len(kept) < wanted and k < len(gallery.labels):
-                unfinished.append(line)
-            out[line, : len(kept)] = kept
-        todo = np.asarray(unfinished, dtype=np.int64)
-        extra *= 4
-    return out
+    return np.asarray(protocol_lists(context.config, test, gallery, rows, RANK_LIST_LENGTH))
 
 
 def _metrics_rows(metrics: Mapping[str, Any]) -> list[str]:
     """Return table rows of the headline metrics, each with its confidence interval if any."""
-    from plp_pipelines._report import headline_metrics
+    from plp_pipelines._report import headline_entries
 
     rows = []
-    for section, key, label, value in _headlines(metrics, headline_metrics):
+    for section, key, label, value in headline_entries(dict(metrics)):
         bounds = _interval(metrics.get(section, {}), key)
         ci = f"[{bounds[0]:.4f}, {bounds[1]:.4f}]" if isinstance(bounds, list | tuple) else ""
         rows.append(f"<tr><td>{html.escape(label)}</td><td>{value:.4f}</td><td>{ci}</td></tr>")
@@ -178,21 +148,6 @@ def _interval(section: Any, key: str) -> Any:
         if isinstance(holder, dict) and isinstance(holder.get("ci"), dict):
             return holder["ci"].get(key)
     return None
-
-
-def _headlines(
-    metrics: Mapping[str, Any], headline_metrics: Any
-) -> list[tuple[str, str, str, float]]:
-    """Return ``(section, key, label, value)`` of each headline number (the methods' order)."""
-    from plp_pipelines._methods import available_methods, build_method
-
-    labelled = dict(headline_metrics(dict(metrics)))
-    found = []
-    for name in available_methods():
-        for section, key, label in build_method(name).headline:
-            if label in labelled:
-                found.append((section, key, label, labelled[label]))
-    return found
 
 
 class _Files:

@@ -95,8 +95,11 @@ def check_runs_root(runs_root: str | Path) -> None:
         raise RunError(f"cannot create run directory under {runs_root}: Not a directory")
 
 
-def create_run_dir(runs_root: str | Path, name: str) -> Path:
-    """Create and return a new, empty ``runs_root/name/<YYYYmmdd-HHMMSS>[-N]`` directory."""
+def create_run_dir(runs_root: str | Path, name: str, *, label: str = "") -> Path:
+    """Create and return a new, empty ``runs_root/name/<YYYYmmdd-HHMMSS>[-label][-N]`` directory.
+
+    ``label`` names what the folder holds when it is no run (``seeds``: a seed summary).
+    """
     if name == LATEST_FILE:
         raise RunError(f"{name!r} is reserved: {runs_root}/{LATEST_FILE} records the newest run")
     parent = Path(runs_root) / name
@@ -109,7 +112,7 @@ def create_run_dir(runs_root: str | Path, name: str) -> Path:
         raise RunError(f"run directory {parent} is not writable")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for suffix in ["", *(f"-{n}" for n in range(1, 1000))]:
-        candidate = parent / f"{stamp}{suffix}"
+        candidate = parent / f"{stamp}{'-' + label if label else ''}{suffix}"
         try:
             candidate.mkdir()
         except FileExistsError:

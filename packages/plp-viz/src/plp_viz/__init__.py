@@ -26,7 +26,7 @@ from plp_viz._html import (
 )
 from plp_viz._image_rows import ImageRow, plot_image_rows
 from plp_viz._pair_attributions import PairAttribution, explain_pairs, plot_pair_attributions
-from plp_viz._pair_distances import pair_distances, plot_distance_histogram
+from plp_viz._pair_distances import plot_distance_histogram
 from plp_viz._plots import plot_aligned, plot_embedding
 from plp_viz._rank_list import plot_rank_list, rank_list_queries
 from plp_viz._roc_plot import plot_roc
@@ -40,7 +40,6 @@ __all__ = [
     "plot_embedding",
     "umap_2d",
     # evaluation plots
-    "pair_distances",
     "plot_camera_matrix",
     "plot_cmc",
     "plot_confusion_matrix",

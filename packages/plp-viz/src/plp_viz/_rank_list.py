@@ -234,7 +234,10 @@ def plot_rank_list(
         query_labels: ``(Q,)`` labels of the queries.
         gallery_images: ``(G, C, H, W)`` or ``(G, H, W)``.
         gallery_labels: ``(G,)`` labels of the gallery.
-        indices: ``(Q, k)`` gallery rows ranked for each query (e.g. ``plp_eval.rank_lists``).
+        indices: ``(Q, k)`` gallery rows ranked for each query, as the metrics rank them:
+            ``plp_eval.protocol_rank_lists`` leaves out the protocol's junk (same label and
+            camera, same sequence, the query itself), so rank ``r`` drawn is rank ``r`` of
+            the metrics; plain nearest neighbours would show excluded items as matches.
         path: Where to write the figure; parent folders are created.
         max_queries: How many queries to draw (one row each).
         class_names: Names of the labels (``class_names[label]``) for the titles; None shows

@@ -4,11 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plp_pipelines._methods import METHODS, EvaluationContext, EvaluationMethod
 
-__all__ = ["Accuracy"]
+if TYPE_CHECKING:
+    from plp_pipelines._features import SplitFeatures
+
+__all__ = ["Accuracy", "score"]
+
+
+def score(trainval: SplitFeatures, test: SplitFeatures) -> tuple[Any, str]:
+    """Return the test split's ``plp_eval.AccuracyMetrics`` and where the predictions come from.
+
+    The classifier's logits when the features have them, else each test image's nearest
+    trainval image's label (1-nearest-neighbour, Euclidean).
+    """
+    import plp_eval
+
+    if test.logits is not None:
+        return plp_eval.accuracy_metrics(test.logits, test.labels), "classifier"
+    indices, _ = plp_eval.rank_lists(test.features, trainval.features, k=1)
+    predictions = trainval.labels[indices[:, 0]]
+    num_classes = int(max(trainval.labels.max(), test.labels.max())) + 1
+    result = plp_eval.accuracy_metrics(predictions, test.labels, num_classes=num_classes)
+    return result, "1-nearest-neighbour in trainval"
 
 
 @METHODS.register("accuracy", order=10, default=True)
@@ -16,7 +36,8 @@ class Accuracy(EvaluationMethod):
     """Accuracy of the test split: the classifier's logits, or 1-NN in trainval without one.
 
     A model without a classifier predicts the label of each test image's nearest trainval
-    image (Euclidean), so embedding-only models get an accuracy too.
+    image (Euclidean), so embedding-only models get an accuracy too. With ``[evaluate]
+    bootstrap`` the top-k values get percentile bootstrap intervals over the test classes.
     """
 
     plots = ("confusion_matrix",)
@@ -26,21 +47,17 @@ class Accuracy(EvaluationMethod):
         self._confusion: Any = None
 
     def compute(self, context: EvaluationContext) -> dict[str, dict[str, Any]]:
-        """Return ``{"accuracy": ...}``; the confusion matrix is kept for :meth:`draw`."""
-        import plp_eval
+        """Return ``{"accuracy": ...}`` with bootstrap intervals over the test classes.
 
-        trainval, test = context.features["trainval"], context.features["test"]
-        if test.logits is not None:
-            result = plp_eval.accuracy_metrics(test.logits, test.labels)
-            source = "classifier"
-        else:
-            indices, _ = plp_eval.rank_lists(test.features, trainval.features, k=1)
-            predictions = trainval.labels[indices[:, 0]]
-            num_classes = int(max(trainval.labels.max(), test.labels.max())) + 1
-            result = plp_eval.accuracy_metrics(predictions, test.labels, num_classes=num_classes)
-            source = "1-nearest-neighbour in trainval"
+        The confusion matrix is kept for :meth:`draw`.
+        """
+        from plp_pipelines._intervals import interval_section
+
+        result, source = score(context.features["trainval"], context.features["test"])
         self._confusion = result.confusion_matrix
-        return {"accuracy": {"source": source, **result.to_dict()}}
+        settings, seed = context.config.evaluate, context.config.seed
+        intervals = interval_section(result, settings.bootstrap, seed)[0]
+        return {"accuracy": {"source": source, **result.to_dict(), **intervals}}
 
     def draw(self, context: EvaluationContext, plot_path: Callable[[str], Path]) -> dict[str, Path]:
         """Draw the confusion matrix of the test split."""

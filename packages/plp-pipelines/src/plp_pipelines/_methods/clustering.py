@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from plp_pipelines._methods import METHODS, EvaluationContext, EvaluationMethod
@@ -34,3 +35,14 @@ class Clustering(EvaluationMethod):
             }
         result = plp_eval.clustering_metrics(test.features, test.labels, seed=context.config.seed)
         return {"clustering": result.to_dict()}
+
+    def report(self, metrics: Mapping[str, Any]) -> list[str]:
+        """Return the line saying how the clusters were found."""
+        section = metrics.get("clustering")
+        if not isinstance(section, Mapping) or "n_init" not in section:
+            return []
+        return [
+            f"- clustering: KMeans with k = {section.get('num_clusters')} (the test classes), "
+            f"the best (least inertia) of {section['n_init']} seeded runs",
+            "",
+        ]
