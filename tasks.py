@@ -25,11 +25,15 @@ def _user_facing(verbose: bool = False) -> Iterator[None]:
 
     A training stopped by SIGTERM exits with 143 (128 + SIGTERM) after its one line, so that
     schedulers see the preemption. Unless ``verbose``, Lightning's tips, device lines and
-    known-harmless warnings are kept quiet.
+    known-harmless warnings are kept quiet. A parent's W&B service is not used.
     """
     from plp_core import PlpError
     from plp_pipelines import TrainingStoppedError
 
+    # A W&B service that a parent process started (a notebook, a test runner: WANDB_SERVICE
+    # names it) would keep a run this command leaves open, killed, and refuse it to the resumed
+    # command ("run ID ... is in use"): each command starts its own.
+    os.environ.pop("WANDB_SERVICE", None)
     if not verbose:
         from plp_pipelines._console import quiet_console
 

@@ -224,8 +224,14 @@ def test_a_stopped_run_resumes_into_the_same_mlflow_and_wandb_runs_on_a_quiet_co
     import sys
     import time
 
+    import wandb
     from mlflow.tracking import MlflowClient
 
+    # As in CI after the module's run, and in a notebook that used W&B: this process holds a W&B
+    # service and WANDB_SERVICE names it. The stopped process must not leave its run open there
+    # ("run ID ... is in use" when the resumed process asks for the same id).
+    wandb.setup()
+    assert os.environ.get("WANDB_SERVICE")
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_LOGGING_LEVEL", "WANDB_SILENT")}
     process = subprocess.Popen(
         [sys.executable, "-m", "invoke", "train", "--runs", str(tmp_path), *TRACKED, *ALL_LOGGERS],
@@ -288,6 +294,11 @@ def test_a_stopped_run_resumes_into_the_same_mlflow_and_wandb_runs_on_a_quiet_co
     for part in records:
         runs = [record.run for record in part if record.WhichOneof("record_type") == "run"]
         assert runs and all(run.run_id == ids["wandb"] for run in runs)
+    # The stopped process finished its W&B run as preempted, exit code 143 (Trackers.close).
+    kinds = [record.WhichOneof("record_type") for record in records[0]]
+    assert "preempting" in kinds
+    (exit_record,) = [r.exit for r in records[0] if r.WhichOneof("record_type") == "exit"]
+    assert exit_record.exit_code == 143
     histories = [_wandb_history(part, "val/mAP") for part in records]
     assert len(histories[0]) == stopped and len(histories[1]) == 3 - stopped
     assert histories[0] + histories[1] == pytest.approx(list(val_map.values()), abs=1e-7)

@@ -187,6 +187,21 @@ class Trackers:
         self.paths.logs.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.paths.logs / TRACKERS_FILE, self.ids)
 
+    def close(self, exit_code: int, preempted: bool = False) -> None:
+        """Finish the W&B runs of a fit that did not end (stopped, failed, interrupted).
+
+        Lightning leaves them open; the process's W&B service (or a parent's, which
+        ``WANDB_SERVICE`` names) would then hold the run id, and resuming it there fails with
+        "run ID ... is in use". ``preempted`` marks the run as preempted first (SIGTERM).
+        """
+        for logger in self.loggers:
+            run = getattr(logger, "_experiment", None) if "Wandb" in type(logger).__name__ else None
+            if run is None:  # never started (or not rank 0)
+                continue
+            if preempted:
+                run.mark_preempting()
+            run.finish(exit_code=exit_code)
+
     def publish(self, metrics: Mapping[str, Any]) -> None:
         """Send the final metrics and the report, metrics and plots to MLflow and W&B."""
         if self.rank != 0:

@@ -241,7 +241,11 @@ def _fit_and_test(
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     except SIGTERMException:
+        trackers.close(TrainingStoppedError.EXIT_CODE, preempted=True)
         raise _stopped(trainer, paths) from None
+    except BaseException:
+        trackers.close(1)
+        raise
     finally:
         if history:
             _keep_csv_history(paths, history)
