@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from plp_pipelines.testing import shared_runs_folder
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,3 +37,9 @@ def run_invoke(
 def invoke():
     """The :func:`run_invoke` helper as a fixture."""
     return run_invoke
+
+
+@pytest.fixture(scope="session")
+def shared_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's folder of trained runs, one training per recipe (plp_pipelines.testing)."""
+    return shared_runs_folder(tmp_path_factory)

@@ -553,19 +553,16 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory, invoke) -> Path:
-    runs = tmp_path_factory.mktemp("trained")
-    result = invoke(
-        "train",
-        "--runs",
-        str(runs),
-        "--set",
-        "trainer.epochs=1",
-        "--set",
-        "evaluate.after_training=false",
+def trained_run(tmp_path_factory: pytest.TempPathFactory, shared_runs: Path) -> Path:
+    """A one-epoch digits run, not evaluated, in a runs root of its own (the newest run there)."""
+    from plp_pipelines.testing import shared_run
+
+    return shared_run(
+        shared_runs,
+        ROOT / "configs" / "digits.toml",
+        ["trainer.epochs=1", "evaluate.after_training=false"],
+        tmp_path_factory.mktemp("trained"),
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return runs / (runs / "LATEST").read_text().strip()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.what for case in CASES])

@@ -203,16 +203,19 @@ def test_interactive_embedding_page(browser: Any, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def report_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def report_run(tmp_path_factory: pytest.TempPathFactory, shared_runs: Path) -> Path:
     """A one-epoch digits run evaluated with every method and the audit, its pairs explained."""
-    from plp_pipelines import evaluate, explain_pairs, load_config, train
+    from plp_pipelines import evaluate, explain_pairs
+    from plp_pipelines.testing import shared_run
 
     root = Path(__file__).resolve().parents[1]
     runs = tmp_path_factory.mktemp("runs")
-    config = load_config(
-        root / "configs" / "digits.toml", ["trainer.epochs=1", "evaluate.after_training=false"]
+    run = shared_run(
+        shared_runs,
+        root / "configs" / "digits.toml",
+        ["trainer.epochs=1", "evaluate.after_training=false"],
+        runs,
     )
-    run = train(config, runs_root=runs, progress_bar=False).run_dir
     evaluate(run, methods=["accuracy", "reid", "clustering", "audit"], runs_root=runs)
     explain_pairs(run, queries=2, runs_root=runs)
     return run

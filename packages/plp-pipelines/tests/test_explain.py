@@ -11,8 +11,9 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from plp_pipelines import explain, load_config, train
+from plp_pipelines import explain
 from plp_pipelines._explain import _class_centroids, _embedding_with_gradients
+from plp_pipelines.testing import shared_run
 
 
 class NoGradEmbedder(nn.Module):
@@ -66,20 +67,21 @@ def test_class_centroids_come_from_trainval_then_test():
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def runs(tmp_path_factory: pytest.TempPathFactory, shared_runs: Path) -> dict[str, Path]:
     """One-epoch digits runs: with a classifier, and embedding-only (triplet loss)."""
-    root = tmp_path_factory.mktemp("runs")
-    result = {}
-    for kind, config_path in (
-        ("classifier", "configs/digits.toml"),
-        ("embedding", "configs/digits_triplet.toml"),
-    ):
-        config = load_config(
-            Path(__file__).resolve().parents[3] / config_path,
-            ["trainer.epochs=1", f"name={kind}", "evaluate.after_training=false"],
+    root = Path(__file__).resolve().parents[3]
+    return {
+        kind: shared_run(
+            shared_runs,
+            root / config_path,
+            ["trainer.epochs=1", "evaluate.after_training=false"],
+            tmp_path_factory.mktemp(kind),
         )
-        result[kind] = train(config, runs_root=root, progress_bar=False).run_dir
-    return result
+        for kind, config_path in (
+            ("classifier", "configs/digits.toml"),
+            ("embedding", "configs/digits_triplet.toml"),
+        )
+    }
 
 
 def grey_pixels(path: Path) -> np.ndarray:

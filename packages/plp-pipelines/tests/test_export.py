@@ -14,8 +14,9 @@ import torch
 
 import plp_data
 import plp_models
-from plp_pipelines import ConfigError, RunError, export, load_config, train
+from plp_pipelines import ConfigError, RunError, export
 from plp_pipelines._checkpoints import architecture_of, load_model
+from plp_pipelines.testing import shared_run
 
 pytestmark = pytest.mark.slow
 
@@ -23,13 +24,14 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A digits run trained for one epoch, not evaluated."""
-    config = load_config(
-        ROOT / "configs" / "digits.toml", ["trainer.epochs=1", "evaluate.after_training=false"]
+def run(tmp_path_factory: pytest.TempPathFactory, shared_runs: Path) -> Path:
+    """A digits run trained for one epoch, not evaluated (this module's own copy)."""
+    return shared_run(
+        shared_runs,
+        ROOT / "configs" / "digits.toml",
+        ["trainer.epochs=1", "evaluate.after_training=false"],
+        tmp_path_factory.mktemp("runs"),
     )
-    runs = tmp_path_factory.mktemp("runs")
-    return train(config, runs_root=runs, progress_bar=False).run_dir
 
 
 def test_export_writes_an_onnx_model_with_a_dynamic_batch(run: Path) -> None:
