@@ -211,3 +211,35 @@ def test_pair_distances_bad_input():
         pair_distances(**data, metric="manhattan")
     with pytest.raises(PlpEvalError, match="gallery_labels has 4 items, expected 5"):
         pair_distances(**{**data, "gallery_labels": np.zeros(4)})
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_short_lists_are_the_heads_of_the_full_ranking_with_ties(metric):
+    """The first k (one matrix product, then the items near the k-th measured exactly) equal
+    the head of a brute-force sort by (exact distance, index), on integer features full of
+    ties (exact under L2; cosine's equal directions differ by rounding), in blocks of queries."""
+    rng = np.random.default_rng(4)
+    query = rng.integers(-2, 3, size=(150, 6)).astype(np.float32)
+    gallery = rng.integers(-2, 3, size=(120, 6)).astype(np.float32)
+    labels = rng.integers(0, 5, 150), rng.integers(0, 5, 120)
+    cameras = rng.integers(0, 2, 150), rng.integers(0, 2, 120)
+    for k in (1, 4, 9):
+        indices, distances = protocol_rank_lists(
+            query, labels[0], gallery, labels[1], *cameras, k=k, metric=metric
+        )
+        for q in range(150):
+            if metric == "euclidean":
+                exact = np.sqrt(((gallery.astype(np.float64) - query[q]) ** 2).sum(axis=1))
+            else:
+                rows, one = gallery.astype(np.float64), query[q].astype(np.float64)
+                norms = np.linalg.norm(rows, axis=1, keepdims=True)
+                unit = rows / np.where(norms > 0, norms, 1.0)  # zero rows: similarity 0
+                exact = 1.0 - unit @ (one / (np.linalg.norm(one) or 1.0))
+            junk = (labels[1] == labels[0][q]) & (cameras[1] == cameras[0][q])
+            order = [g for g in np.lexsort((np.arange(120), exact)) if not junk[g]]
+            np.testing.assert_allclose(distances[q], exact[order[:k]], atol=1e-12)
+            if metric == "euclidean":  # integer arithmetic: exact ties, broken by index
+                assert indices[q].tolist() == order[:k], (q, k)
+            else:  # equal directions tie up to rounding: any of them, none junk
+                np.testing.assert_allclose(exact[indices[q]], distances[q], atol=1e-12)
+                assert not junk[indices[q]].any()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ MAX_PAIRS = 100_000
 """Default cap on the positive and on the negative pairs :func:`pair_distances` returns."""
 
 _CHUNK_VALUES = 1 << 22  # float64 values of a distance chunk (32 MiB)
+_LIST_BLOCK = 64  # queries ordered by one matrix product in protocol_rank_lists
 
 
 @dataclass(frozen=True)
@@ -179,28 +180,60 @@ def protocol_rank_lists(
         metric, ("k", k), query_features, query_labels, gallery_features, gallery_labels,
         query_cameras, gallery_cameras, query_groups, gallery_groups, query_in_gallery,
     )  # fmt: skip
-    query_array, gallery = rule.queries, rule.gallery
-    rows = _query_rows(queries, len(query_array))
-    if metric == "cosine":
-        gallery_unit = _unit(gallery)
+    rows = _query_rows(queries, len(rule.queries))
     indices = np.full((len(rows), k), -1, dtype=np.int64)
     distances = np.full((len(rows), k), np.nan)
-    everything = np.arange(len(gallery))
-    step = max(1, _CHUNK_VALUES // gallery.shape[1])
-    for line, query in enumerate(rows):
-        one = query_array[query].astype(np.float64)
-        if metric == "cosine":
-            row = 1.0 - gallery_unit @ _unit(one[None])[0]
-        else:  # squared L2 from exact differences, chunk by chunk
-            row = np.empty(len(gallery))
-            for start in range(0, len(gallery), step):
-                difference = gallery[start : start + step].astype(np.float64) - one
-                row[start : start + step] = np.einsum("ij,ij->i", difference, difference)
-        order = np.argsort(row, kind="stable")  # equal distances: lower gallery index first
-        kept = order[~rule.junk(query, everything[order])][:k]
-        indices[line, : len(kept)] = kept
-        distances[line, : len(kept)] = row[kept] if metric == "cosine" else np.sqrt(row[kept])
+    for line, (found, values) in enumerate(_first_k(rule, metric, rows, k)):
+        indices[line, : len(found)] = found
+        distances[line, : len(found)] = values
     return indices, distances
+
+
+def _first_k(
+    rule: _Problem, metric: str, rows: np.ndarray, k: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(gallery rows, distances)`` of the first ``k`` non-junk items of each query row.
+
+    One matrix product (float64) orders the whole gallery for a block of queries; the items
+    within its error bound of the k-th are then measured exactly (L2 of the differences, or
+    1 - the unit rows' dot product) and sorted by (distance, gallery index). The bound is
+    ``tolerance * scale`` with ``scale`` the largest value a distance term can reach, far
+    above float64's error of a dot product of this length, so no item that ranks in the
+    first ``k`` exactly is missed.
+    """
+    gallery = rule.gallery.astype(np.float64)
+    cosine = metric == "cosine"
+    if cosine:
+        gallery = _unit(gallery)
+    tolerance = max(1e-10, 64 * (gallery.shape[1] + 2) * np.finfo(np.float64).eps)
+    gallery_squares = np.einsum("ij,ij->i", gallery, gallery)
+    largest = float(np.sqrt(gallery_squares.max(initial=0.0)))
+    everything = np.arange(len(gallery))
+    for start in range(0, len(rows), _LIST_BLOCK):
+        block = rows[start : start + _LIST_BLOCK]
+        queries = rule.queries[block].astype(np.float64)
+        queries = _unit(queries) if cosine else queries
+        products = queries @ gallery.T
+        if cosine:
+            approximate, scales = 1.0 - products, np.full(len(block), 2.0)
+        else:
+            query_squares = np.einsum("ij,ij->i", queries, queries)
+            approximate = query_squares[:, None] + gallery_squares[None, :] - 2.0 * products
+            scales = (np.sqrt(query_squares) + largest) ** 2
+        for row, query in enumerate(block):
+            order = np.argsort(approximate[row], kind="stable")
+            kept = order[~rule.junk(query, order)]
+            if len(kept) > k:  # every item within the error bound of the k-th, measured exactly
+                bound = approximate[row, kept[k - 1]] + 2.0 * tolerance * scales[row]
+                kept = everything[approximate[row] <= bound]
+                kept = kept[~rule.junk(query, kept)]
+            if cosine:
+                exact = 1.0 - gallery[kept] @ queries[row]
+            else:
+                difference = rule.gallery[kept].astype(np.float64) - queries[row]
+                exact = np.einsum("ij,ij->i", difference, difference)
+            first = np.lexsort((kept, exact))[:k]  # by distance, then gallery index
+            yield kept[first], exact[first] if cosine else np.sqrt(exact[first])
 
 
 def _query_rows(queries: Any, num_queries: int) -> np.ndarray:
