@@ -108,3 +108,48 @@ def test_a_negative_bootstrap_count_is_refused():
         load_config(ROOT / "configs" / "digits.toml", ["evaluate.bootstrap=0"]).evaluate.bootstrap
         == 0
     )
+
+
+def test_reid_breakdowns_per_category_and_class_against_the_subsets():
+    """The reid method's per-category metrics and class table equal reid_metrics run on each
+    category's queries alone, and the report names them."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import plp_eval
+    from plp_pipelines._methods.reid import Reid
+
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(6), 8)
+    features = rng.normal(size=(6, 4))[labels] + rng.normal(size=(48, 4))
+    test = SimpleNamespace(features=features, labels=labels, cameras=None)
+    categories = ["even" if label % 2 == 0 else "odd" for label in labels]
+    datamodule = SimpleNamespace(split_categories=lambda split: categories)
+    config = SimpleNamespace(evaluate=SimpleNamespace(reid_metric="euclidean"))
+    context = SimpleNamespace(
+        datamodule=datamodule, config=config, data=SimpleNamespace(class_names=list("abcdef")),
+        query_split="test", device=None,
+    )  # fmt: skip
+    method = Reid()
+    method._result = plp_eval.reid_metrics(
+        features, labels, features, labels, query_in_gallery=True
+    )
+    found = method._breakdowns(context, test, test)
+    assert "camera_map" not in found
+    for name in ("even", "odd"):
+        rows = np.array([c == name for c in categories])
+        alone = plp_eval.reid_metrics(  # the query itself left out as its own group
+            features[rows], labels[rows], features, labels,
+            query_groups=np.flatnonzero(rows), gallery_groups=np.arange(48),
+        )  # fmt: skip
+        assert found["per_category"][name]["mAP"] == pytest.approx(alone.mean_average_precision)
+        assert found["per_category"][name]["num_queries"] == 24
+    classes = found["per_class_ap"]
+    worst = classes["worst"]
+    assert classes["num_classes"] == 6 and [row["mAP"] for row in worst] == sorted(
+        row["mAP"] for row in worst
+    )
+    assert {row["name"] for row in worst} == set("abcdef")
+    report = "\n".join(method.report({"reid": {"mAP": 0.5, **found}}))
+    assert "### By category" in report and "| even | 24 |" in report
