@@ -207,7 +207,7 @@ def compare(
         "run": "run directory (default: the newest run)",
         "checkpoint": "a checkpoint to evaluate instead of the run's best",
         "method": "an evaluation method (accuracy, reid, clustering, ...) or all: the run's "
-        "[evaluate] methods (default: all)",
+        "[evaluate] methods and the UMAP (default: all); one method draws no UMAP",
         "runs": "folder of run directories (default: runs)",
         "verbose": "show third-party messages and warnings",
     }
@@ -220,13 +220,13 @@ def evaluate(
     runs: str = RUNS,
     verbose: bool = False,
 ) -> None:
-    """Extract features of trainval and test, draw their UMAP, compute and print metrics."""
+    """Extract features of trainval and test, compute and print metrics, draw plots and UMAP."""
     with _user_facing(verbose):
         import plp_pipelines
 
         plp_pipelines.check_methods([method], flag="--method", extra=("all",))
         methods = None if method == "all" else [method]
-        # The metrics are printed as soon as they are known; plots (UMAP) and files follow.
+        # The metrics are printed as soon as they are known; plots (UMAP: all) and files follow.
         metrics = plp_pipelines.evaluate(
             run,
             checkpoint=checkpoint,

@@ -216,7 +216,7 @@ def report_run(tmp_path_factory: pytest.TempPathFactory, shared_runs: Path) -> P
         ["trainer.epochs=1", "evaluate.after_training=false"],
         runs,
     )
-    evaluate(run, methods=["accuracy", "reid", "clustering", "audit"], runs_root=runs)
+    evaluate(run, methods=["accuracy", "reid", "clustering", "audit"], runs_root=runs, umap=True)
     explain_pairs(run, queries=2, runs_root=runs)
     return run
 

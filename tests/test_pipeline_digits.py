@@ -70,12 +70,20 @@ def test_evaluate_newest_run_recomputes_the_same_reid(trained: tuple[Path, str],
     runs, _ = trained
     run_dir = runs / (runs / "LATEST").read_text().strip()
     before = json.loads((run_dir / "metrics.json").read_text())
+    umap = [run_dir / before["plots"][name] for name in ("umap", "umap_html")]
+    drawn = [path.stat().st_mtime_ns for path in umap]
     result = invoke("evaluate", "--method", "reid", "--runs", str(runs))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "reid rank-1" in result.stdout and "accuracy" not in result.stdout
     after = json.loads((run_dir / "metrics.json").read_text())
     assert after["reid"] == before["reid"]
     assert after["accuracy"] == before["accuracy"]  # kept from the earlier evaluation
+    # Only reid was asked for: no UMAP fit; the same checkpoint's UMAP stays in place.
+    assert [path.stat().st_mtime_ns for path in umap] == drawn
+    assert {name: after["plots"][name] for name in ("umap", "umap_html")} == {
+        name: before["plots"][name] for name in ("umap", "umap_html")
+    }
+    assert "umap_test.png" in (run_dir / "report.md").read_text()
 
 
 def _newest(runs: Path) -> Path:

@@ -49,6 +49,7 @@ __all__ = ["evaluate"]
 
 # UMAP needs a few neighbours per point; smaller splits get every metric but no UMAP plot.
 UMAP_MIN_SAMPLES = 10
+UMAP_PLOTS = ("umap", "umap_html")  # the metrics.json plots keys of the UMAP
 
 
 def evaluate(
@@ -61,6 +62,7 @@ def evaluate(
     datamodule: Any = None,
     config: Config | None = None,
     on_metrics: Callable[[dict[str, Any]], None] | None = None,
+    umap: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run and return its metrics, also written to ``metrics.json``.
 
@@ -73,8 +75,10 @@ def evaluate(
     image queries the rest of the test split), with k-reciprocal re-ranked numbers beside
     the plain ones when ``[evaluate] rerank``; and ``clustering`` (KMeans on the test features
     with the true number of classes). A 2-D UMAP of the test features is drawn to
-    ``plots/umap_test.png``. Under ``torch.distributed`` every rank extracts a shard and ranks
-    a share of the queries; rank 0 writes.
+    ``plots/umap_test.png`` when the config's own methods run (``[evaluate] umap``), not when
+    ``methods`` names some: its first fit in a process (numba's compile, not cached across
+    processes) would cost more than the metrics asked for. Under ``torch.distributed`` every
+    rank extracts a shard and ranks a share of the queries; rank 0 writes.
 
     Args:
         run: The run directory; the newest run under ``runs_root`` when None.
@@ -90,6 +94,8 @@ def evaluate(
         on_metrics: Called with the metrics as soon as they are computed, before the plots
             (UMAP's first fit in a process takes seconds): the command line prints them then.
             Nothing is written until the plots are done too.
+        umap: Draw the UMAP (True) or not (False); by default drawn when ``methods`` is None
+            and ``[evaluate] umap``. Not drawn, the previous UMAP of the same checkpoint stays.
 
     Raises:
         ConfigError: An unknown method, or a model/datamodule lacking what evaluation needs.
@@ -98,6 +104,7 @@ def evaluate(
     opened = Run.open(run, runs_root=runs_root, checkpoint=checkpoint)
     paths = opened.paths
     config = config or opened.config
+    draw_umap = (methods is None and config.evaluate.umap) if umap is None else umap
     chosen = [
         build_method(name)
         for name in check_methods(list(methods or config.evaluate.methods), flag="--method")
@@ -144,9 +151,11 @@ def evaluate(
     try:
         for split, split_features in features.items():
             save_features(stage.file(paths.features / f"{split}.npz"), split_features)
-        plots = _plots(stage, chosen, context)
+        plots = _plots(stage, chosen, context, draw_umap=draw_umap)
         previous = _previous_metrics(paths)
         kept, kept_plots = _kept_results(previous, chosen, checkpoint_path)
+        if not draw_umap and _from_checkpoint(previous, checkpoint_path):
+            kept_plots.update(_previous_plots(previous, UMAP_PLOTS))  # same features
         metrics = {**kept, **metrics, "plots": {**kept_plots, **plots}}
         metrics["data_pipeline"] = data.data_pipeline
         metrics["class_names"] = data.class_names
@@ -268,8 +277,20 @@ def _from_checkpoint(section: Any, checkpoint: Path) -> bool:
     return isinstance(section, dict) and section.get("checkpoint") == checkpoint.name
 
 
+def _previous_plots(previous: dict[str, Any], names: Sequence[str]) -> dict[str, str]:
+    """Return the previous evaluation's plots among ``names`` (name -> run path)."""
+    plots = previous.get("plots")
+    if not isinstance(plots, dict):
+        return {}
+    return {name: plots[name] for name in names if isinstance(plots.get(name), str)}
+
+
 def _plots(
-    stage: _Stage, chosen: Sequence[EvaluationMethod], context: EvaluationContext
+    stage: _Stage,
+    chosen: Sequence[EvaluationMethod],
+    context: EvaluationContext,
+    *,
+    draw_umap: bool,
 ) -> dict[str, str]:
     """Draw the chosen methods' plots and the UMAP into the stage; return name -> run path."""
     paths = stage.paths
@@ -277,7 +298,7 @@ def _plots(
     for method in chosen:
         plots.update(method.draw(context, lambda name: stage.file(paths.plots / name)))
     config, test = context.config, context.features["test"]
-    if config.evaluate.umap and len(test.labels) >= UMAP_MIN_SAMPLES:
+    if draw_umap and len(test.labels) >= UMAP_MIN_SAMPLES:
         embedding = plp_viz.umap_2d(
             test.features, seed=config.seed, max_samples=config.evaluate.umap_max_samples
         )
