@@ -10,11 +10,14 @@ plain PyTorch loop over the same architecture (a fresh model, same seed) and los
 batches that are already on the device, at the same batch size and precision (autocast;
 channels-last and TF32 on CUDA). "data only" rows iterate each path's training loader with no
 model. Each figure is the best of ``--rounds`` alternating rounds of one timed epoch after a
-warm-up epoch; ratio = plp / floor (target >= 0.9 on the CPU, >= 0.85 on a GPU).
+warm-up epoch; ratio = plp / floor (target >= 0.9 on the CPU, >= 0.85 on a GPU). With
+``--compile`` plp trains with ``[trainer] compile = true`` and the floor compiles the same
+networks (``torch.compile``; the warm-up epoch pays the compile).
 
     uv run python bench/train_throughput.py --sizes small               # make bench (CPU)
     uv run python bench/train_throughput.py --sizes all                 # the README table
     uv run python bench/train_throughput.py --sizes all --device cuda   # on a GPU
+    uv run python bench/train_throughput.py --sizes all --device cuda --compile
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import torch.nn.functional as F
 from plp_data.testing import write_cifar_batches
 from plp_pipelines import load_config
 from plp_pipelines._build import build_datamodule, build_model
+from plp_pipelines._compile import compile_model
 from plp_pipelines._devices import DeviceSpeedups, resolve_precision
 
 warnings.filterwarnings("ignore")
@@ -96,6 +100,8 @@ def plp_images_per_second(
     pl.seed_everything(config.seed, verbose=False)
     datamodule = build_datamodule(config)
     model = build_model(config, datamodule)
+    if config.trainer.compile:
+        compile_model(model)
     timer = EpochTimer()
     trainer = pl.Trainer(
         max_epochs=2,
@@ -144,6 +150,8 @@ def floor_images_per_second(root: Path, batches: int, device: str) -> float:
     pl.seed_everything(config.seed, verbose=False)
     datamodule = build_datamodule(config)
     model = build_model(config, datamodule).to(device)
+    if config.trainer.compile:
+        compile_model(model)
     precision = resolve_precision(config.trainer.precision, config.trainer.accelerator)
     target = torch.device(device)
     if target.type == "cuda":
@@ -190,7 +198,10 @@ def main() -> None:
     parser.add_argument("--sizes", choices=sorted(SIZES), default="small")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="[trainer] compile = true")
     args = parser.parse_args()
+    if args.compile:
+        OVERRIDES.append("trainer.compile=true")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
     size, batches = SIZES[args.sizes][args.device]
@@ -220,7 +231,8 @@ def main() -> None:
     )
     print(
         f"\ntrain throughput, resnet18_cifar, CIFAR-10 format, {batches} batches of {batch_size}, "
-        f"precision {precision}, deterministic {config.trainer.deterministic}, {args.device} "
+        f"precision {precision}, deterministic {config.trainer.deterministic}, "
+        f"compile {config.trainer.compile}, {args.device} "
         f"({device}, {torch.get_num_threads()} threads), torch {torch.__version__}"
     )
     print("| what | images/s | / floor |\n| --- | ---: | ---: |")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -395,6 +399,12 @@ class TimmBackbone(Backbone):
         if weights_path is not None and not Path(weights_path).is_file():
             raise PlpModelsError(f"weights_path {weights_path} does not exist")
         overlay = {"file": str(weights_path)} if weights_path is not None else None
+        if (
+            pretrained
+            and weights_path is None
+            and (offline := _timm_weights_unreachable(model_name))
+        ):
+            raise PlpModelsError(_timm_fetch_message(model_name, None, ConnectionError(offline)))
         try:
             self.network = timm.create_model(
                 model_name,
@@ -415,6 +425,65 @@ class TimmBackbone(Backbone):
 
 
 BACKBONES.register_prefix(TIMM_PREFIX, TimmBackbone, hint="any timm model as 'timm:<model>'")
+
+
+_HF_WEIGHTS_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.bin",
+)
+_REACH_TIMEOUT_S = 3.0  # the whole check, name lookup included
+
+
+def _timm_weights_unreachable(model_name: str) -> str | None:
+    """Return why timm cannot fetch ``model_name``'s weights now, or None if it may.
+
+    None when a copy is in the Hugging Face or torch hub cache, when a proxy is configured or
+    the hub is set offline (timm then answers quickly itself), or when the weights' host
+    answers within a few seconds. Otherwise timm's hub client would retry for a minute
+    before saying the same.
+    """
+    import timm
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    config = timm.models.get_pretrained_cfg(model_name)
+    proxies = ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+    if config is None or constants.HF_HUB_OFFLINE or any(os.environ.get(p) for p in proxies):
+        return None
+    if config.hf_hub_id:
+        repo = config.hf_hub_id.split("@")[0]
+        if any(isinstance(try_to_load_from_cache(repo, f), str) for f in _HF_WEIGHTS_FILES):
+            return None
+        url = constants.ENDPOINT
+    elif config.url:
+        if (
+            Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(config.url).path).name
+        ).is_file():
+            return None
+        url = config.url
+    else:
+        return None
+    return _unreachable(url)
+
+
+def _unreachable(url: str) -> str | None:
+    """Return why ``url``'s host cannot be connected to in a few seconds, or None if it can."""
+    parts = urlparse(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    answer: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=_REACH_TIMEOUT_S).close()
+            answer.append(None)
+        except OSError as error:
+            answer.append(f"{host} unreachable: {error}")
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(_REACH_TIMEOUT_S)
+    return answer[0] if answer else f"{host} did not answer in {_REACH_TIMEOUT_S:.0f} s"
 
 
 def _timm_fetch_message(model_name: str, weights_path: str | None, error: Exception) -> str:

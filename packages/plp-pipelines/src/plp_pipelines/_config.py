@@ -136,7 +136,8 @@ class TrainerConfig(_Section):
     ``val_every``: validate every N epochs. ``freeze_backbone_epochs``: train only the head
     for the first N epochs (backbone in eval mode: BatchNorm statistics frozen too). ``ema``:
     keep an exponential moving average of the weights with this decay, which validation,
-    checkpoints and evaluation use.
+    checkpoints and evaluation use. ``compile``: ``torch.compile`` the model's networks for
+    training and evaluation (checkpoints stay interchangeable with uncompiled models).
     """
 
     epochs: int = Field(default=10, ge=1)
@@ -151,6 +152,7 @@ class TrainerConfig(_Section):
     early_stopping: EarlyStoppingConfig | None = None
     freeze_backbone_epochs: int = Field(default=0, ge=0)
     ema: float | None = Field(default=None, gt=0.0, lt=1.0)
+    compile: bool = False
 
 
 class CheckpointConfig(_Section):

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import plp_viz
+from plp_pipelines._compile import compile_model
 from plp_pipelines._config import Config
 from plp_pipelines._errors import RunError
 from plp_pipelines._features import SplitFeatures, extract_features, save_features
@@ -111,6 +112,8 @@ def evaluate(
     ]
     checkpoint_path = opened.checkpoint(checkpoint)
     evaluated = as_embedding_model(opened.load_model(checkpoint_path, model))
+    if config.trainer.compile:
+        compile_model(evaluated)
     model_facts = check_model(evaluated)
     datamodule = opened.build_datamodule(datamodule)
     data = check_datamodule(datamodule)

@@ -45,6 +45,8 @@ class RunInfo(BaseModel):
         best_score: Its value there.
         best_epoch: The epoch of ``best_checkpoint``.
         trackers: MLflow / W&B run ids (``{"mlflow": ..., "wandb": ...}``), if any.
+        compiled: True when the networks were trained under ``torch.compile``
+            (``[trainer] compile``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -61,6 +63,7 @@ class RunInfo(BaseModel):
     best_score: float | None = None
     best_epoch: int | None = None
     trackers: dict[str, str] | None = None
+    compiled: bool | None = None
 
     @classmethod
     def read(cls, path: Path) -> RunInfo:

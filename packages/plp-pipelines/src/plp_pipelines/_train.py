@@ -18,6 +18,7 @@ import plp_data
 import plp_models
 from plp_pipelines._build import build_datamodule, build_model
 from plp_pipelines._callbacks import AtomicCheckpointIO, StopOnNonFiniteLoss
+from plp_pipelines._compile import check_compile, compile_model
 from plp_pipelines._components import check_components
 from plp_pipelines._config import Config, config_to_toml
 from plp_pipelines._devices import DeviceSpeedups, resolve_precision
@@ -211,6 +212,8 @@ def _fit_and_test(
     has_validation = _has_validation(datamodule, data)
     checkpoint, selection_callbacks = plan.callbacks(config, paths.checkpoints)
     trackers = Trackers(config, paths, runs_root, rank=_launched_rank())
+    if config.trainer.compile:
+        compile_model(model)
     trainer = pl.Trainer(
         max_epochs=config.trainer.epochs,
         accelerator=config.trainer.accelerator,
@@ -271,6 +274,7 @@ def _fit_and_test(
             best_score=best_score,
             best_epoch=best_epoch(best),
             trackers=trackers.ids or None,
+            compiled=config.trainer.compile or None,
         ).write(paths.run_info)
         record_newest(paths.root, runs_root)
     metrics: dict[str, Any] = {}
@@ -310,7 +314,8 @@ def _has_validation(datamodule: pl.LightningDataModule, data: DataFacts) -> bool
 def check_trainer(config: Config) -> None:
     """Raise ConfigError if this machine cannot run ``config.trainer`` as it stands.
 
-    Checked: the accelerator exists here, the precision suits it, and the devices are there.
+    Checked: the accelerator exists here, the precision suits it, the devices are there, and
+    ``compile`` has what torch.compile needs.
     """
     trainer, source = config.trainer, config.source
     if trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
@@ -331,6 +336,7 @@ def check_trainer(config: Config) -> None:
             f"{source}: trainer.precision: {trainer.precision!r} needs a GPU; on the CPU use "
             "'auto', '32-true', '64-true' or 'bf16-mixed'"
         )
+    check_compile(config)
     if not on_cpu and torch.cuda.is_available() and trainer.devices > torch.cuda.device_count():
         raise ConfigError(
             f"{source}: trainer.devices: {trainer.devices} GPUs asked for, this machine has "
