@@ -456,12 +456,11 @@ def _timm_weights_unreachable(model_name: str) -> str | None:
         if any(isinstance(try_to_load_from_cache(repo, f), str) for f in _HF_WEIGHTS_FILES):
             return None
         url = constants.ENDPOINT
-    elif config.url:
-        if (
-            Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(config.url).path).name
-        ).is_file():
+    elif config.url:  # a URL, or (URL, file name) as timm's hub code takes it
+        url, name = (config.url, "") if isinstance(config.url, str) else config.url
+        name = name or Path(urlparse(url).path).name
+        if (Path(torch.hub.get_dir()) / "checkpoints" / name).is_file():
             return None
-        url = config.url
     else:
         return None
     return _unreachable(url)

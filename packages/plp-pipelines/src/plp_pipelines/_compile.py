@@ -24,7 +24,7 @@ NETWORKS = ("backbone", "head", "network")
 """The attributes of a model that ``[trainer] compile`` compiles, where present."""
 
 
-def compile_model(model: nn.Module) -> tuple[str, ...]:
+def compile_model(model: object) -> tuple[str, ...]:
     """Compile ``model``'s networks in place with ``torch.compile``; return their names.
 
     Raises:
