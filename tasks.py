@@ -53,6 +53,16 @@ def _expand(pattern: str) -> list[str]:
     return sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
 
 
+def _check_run(run: str | None, runs: str, checkpoint: str | None) -> None:
+    """Raise RunError now if the run or its checkpoint is missing, before torch is imported.
+
+    The pipelines open the run again; this only moves their first error to the first second.
+    """
+    from plp_pipelines._run import Run
+
+    Run.open(run, runs_root=runs, checkpoint=checkpoint).checkpoint(checkpoint)
+
+
 def _interactive() -> bool:
     """Return whether stdout is a terminal (progress bars only then; logs stay readable)."""
     return sys.stdout.isatty()
@@ -225,6 +235,7 @@ def evaluate(
         import plp_pipelines
 
         plp_pipelines.check_methods([method], flag="--method", extra=("all",))
+        _check_run(run, runs, checkpoint)
         methods = None if method == "all" else [method]
         # The metrics are printed as soon as they are known; plots (UMAP: all) and files follow.
         metrics = plp_pipelines.evaluate(
@@ -276,6 +287,7 @@ def explain(
     with _user_facing():
         import plp_pipelines
 
+        _check_run(run, runs, checkpoint)
         if pairs:
             path = plp_pipelines.explain_pairs(
                 run,
@@ -373,6 +385,7 @@ def export(
     with _user_facing():
         import plp_pipelines
 
+        _check_run(run, runs, checkpoint)
         result = plp_pipelines.export(
             run, format=format, inputs=inputs, checkpoint=checkpoint, runs_root=runs
         )

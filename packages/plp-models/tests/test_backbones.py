@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 import plp_models
-from plp_models import PlpModelsError, build_backbone, build_head
+from plp_models import PlpModelsError, _backbones, build_backbone, build_head
 
 # (backbone, input size): the registry's every entry, at a size it is meant for.
 SIZES = {
@@ -274,6 +274,8 @@ def test_timm_pretrained_offline_is_one_clear_line(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(builder, "load_state_dict_from_hf", refuse)
     monkeypatch.setattr(builder, "load_state_dict_from_url", refuse)
+    # The host answers (as far as the quick check knows), the download itself fails.
+    monkeypatch.setattr(_backbones, "_timm_weights_unreachable", lambda name: None)
     with pytest.raises(PlpModelsError) as caught:
         build_backbone("timm:resnet18", pretrained=True)
     message = str(caught.value)
@@ -281,6 +283,33 @@ def test_timm_pretrained_offline_is_one_clear_line(monkeypatch: pytest.MonkeyPat
     assert message.startswith("timm:resnet18 pretrained weights could not be fetched (OSError")
     assert "models--timm--resnet18.a1_in1k/" in message
     assert "weights_path" in message
+
+
+def test_timm_pretrained_with_the_hub_unreachable_fails_before_the_retries(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from huggingface_hub import constants
+
+    for name in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # no cached copy
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.invalid")  # RFC 6761: never resolves
+    with pytest.raises(PlpModelsError) as caught:
+        build_backbone("timm:resnet18", pretrained=True)
+    message = str(caught.value)
+    assert message.startswith("timm:resnet18 pretrained weights could not be fetched")
+    assert "hub.invalid unreachable" in message and "\n" not in message
+
+
+def test_reachability_check_tells_an_open_port_from_a_closed_one() -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        assert _backbones._unreachable(f"http://127.0.0.1:{port}/weights.pth") is None
+    closed = _backbones._unreachable(f"http://127.0.0.1:{port}/weights.pth")
+    assert closed is not None and closed.startswith("127.0.0.1 unreachable")
 
 
 def test_unknown_names_list_the_valid_ones() -> None:
