@@ -153,3 +153,24 @@ def test_reid_breakdowns_per_category_and_class_against_the_subsets():
     assert {row["name"] for row in worst} == set("abcdef")
     report = "\n".join(method.report({"reid": {"mAP": 0.5, **found}}))
     assert "### By category" in report and "| even | 24 |" in report
+
+
+def test_the_report_says_how_each_interval_was_made():
+    import doctest
+
+    from plp_pipelines import _intervals
+    from plp_pipelines._methods.accuracy import Accuracy
+    from plp_pipelines._methods.reid import Reid
+
+    settings = {"method": "percentile bootstrap over query identities", "resamples": 200}
+    accuracy = {"top-1": 0.9, "num_identities": 10, "bootstrap": {**settings, "seed": 3}}
+    assert Accuracy().report({"accuracy": accuracy})[0] == (
+        "- accuracy intervals: 95% percentile bootstrap over query identities (10 identities, "
+        "200 resamples, seed 3); the identities are the test classes (rough with few classes)"
+    )
+    skipped = {"mAP": 1.0, "ci": None, "ci_skipped": "1 identity with a valid query: no interval"}
+    assert "- intervals: 1 identity with a valid query: no interval" in Reid().report(
+        {"reid": skipped}
+    )
+    assert Accuracy().report({"accuracy": {"top-1": 0.9}}) == []
+    assert doctest.testmod(_intervals, raise_on_error=True).attempted >= 2

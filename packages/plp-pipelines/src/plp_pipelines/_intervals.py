@@ -8,6 +8,7 @@ from typing import Any
 __all__ = [
     "BREAKDOWN_CLASSES",
     "class_rows",
+    "interval_lines",
     "interval_section",
     "interval_text",
     "reid_report",
@@ -75,21 +76,30 @@ def class_rows(result: Any, class_names: Sequence[str] | None) -> dict[str, Any]
     }
 
 
+def interval_lines(section: Mapping[str, Any], what: str, note: str = "") -> list[str]:
+    """Return the report line saying how a section's intervals were made (or why none).
+
+    >>> interval_lines({"num_identities": 10, "bootstrap": {"method": "percentile bootstrap",
+    ...     "resamples": 1000, "seed": 0}}, "intervals", "; gallery fixed")
+    ['- intervals: 95% percentile bootstrap (10 identities, 1000 resamples, seed 0); gallery fixed']
+    """
+    settings = section.get("bootstrap")
+    if isinstance(settings, Mapping):
+        return [
+            f"- {what}: {settings.get('confidence', 0.95):.0%} {settings.get('method')} "
+            f"({section.get('num_identities')} identities, {settings.get('resamples')} "
+            f"resamples, seed {settings.get('seed')}){note}"
+        ]
+    return [f"- {what}: {section['ci_skipped']}"] if section.get("ci_skipped") else []
+
+
 def reid_report(metrics: Mapping[str, Any]) -> list[str]:
     """Return the report's re-ID lines: how intervals are made, classes, cameras, categories."""
     reid = metrics.get("reid")
     if not isinstance(reid, Mapping):
         return []
     lines = ["## Re-identification", ""]
-    settings = reid.get("bootstrap")
-    if isinstance(settings, Mapping):
-        lines.append(
-            f"- intervals: {settings.get('confidence', 0.95):.0%} {settings.get('method')} "
-            f"({reid.get('num_identities')} identities, {settings.get('resamples')} resamples, "
-            f"seed {settings.get('seed')}); the gallery held fixed"
-        )
-    elif reid.get("ci_skipped"):
-        lines.append(f"- intervals: {reid['ci_skipped']}")
+    lines += interval_lines(reid, "intervals", "; the gallery held fixed")
     cameras = reid.get("camera_map")
     if isinstance(cameras, Mapping):
         lines.append(

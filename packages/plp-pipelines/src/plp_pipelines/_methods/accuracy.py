@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,3 +71,14 @@ class Accuracy(EvaluationMethod):
             class_names=context.data.class_names,
         )
         return {"confusion_matrix": path}
+
+    def report(self, metrics: Mapping[str, Any]) -> list[str]:
+        """Return the line saying how the accuracy intervals were made (over test classes)."""
+        from plp_pipelines._intervals import interval_lines
+
+        section = metrics.get("accuracy")
+        if not isinstance(section, Mapping):
+            return []
+        note = "; the identities are the test classes (rough with few classes)"
+        lines = interval_lines(section, "accuracy intervals", note)
+        return [*lines, ""] if lines else []
