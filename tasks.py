@@ -142,6 +142,10 @@ def train(
     )
     if result.metrics:
         _say("", plp_pipelines.format_metrics_table(result.metrics))
+        for name, metrics in result.metrics.get("datasets", {}).items():
+            _say(
+                "", f"on {name} ({metrics['folder']}):", plp_pipelines.format_metrics_table(metrics)
+            )
         _say("", f"report: {result.run_dir / 'report.md'}")
 
 
@@ -219,6 +223,8 @@ def compare(
         "method": "an evaluation method (accuracy, reid, clustering, ...) or all: the run's "
         "[evaluate] methods and the UMAP (default: all); one method draws no UMAP",
         "runs": "folder of run directories (default: runs)",
+        "data": "evaluate on another dataset instead (cross-domain): a config file (its [data] "
+        "and [evaluate]) or a datamodule name; results in <run>/eval/<dataset>/",
         "verbose": "show third-party messages and warnings",
     }
 )
@@ -228,6 +234,7 @@ def evaluate(
     checkpoint: str | None = None,
     method: str = "all",
     runs: str = RUNS,
+    data: str | None = None,
     verbose: bool = False,
 ) -> None:
     """Extract features of trainval and test, compute and print metrics, draw plots and UMAP."""
@@ -237,6 +244,18 @@ def evaluate(
         plp_pipelines.check_methods([method], flag="--method", extra=("all",))
         _check_run(run, runs, checkpoint)
         methods = None if method == "all" else [method]
+        if data is not None:
+            plp_pipelines.evaluate_datasets(
+                run,
+                [data],
+                checkpoint=checkpoint,
+                methods=methods,
+                runs_root=runs,
+                on_metrics=lambda name, m: _say(
+                    f"on {name}:", plp_pipelines.format_metrics_table(m, methods)
+                ),
+            )
+            return
         # The metrics are printed as soon as they are known; plots (UMAP: all) and files follow.
         metrics = plp_pipelines.evaluate(
             run,

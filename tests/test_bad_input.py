@@ -87,10 +87,7 @@ def _corrupt_mnist(tmp: Path) -> Path:
     raw = tmp / "mnist" / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for name in (
-        "train-images-idx3-ubyte",
-        "train-labels-idx1-ubyte",
-        "t10k-images-idx3-ubyte",
-        "t10k-labels-idx1-ubyte",
+        f"{s}-{kind}-ubyte" for s in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")
     ):
         (raw / f"{name}.gz").write_bytes(b"\x1f\x8b" + b"truncated" * 4)
     return tmp / "mnist"
@@ -548,6 +545,11 @@ CASES = [
         "an EMA decay outside (0, 1)",
         _train("trainer.ema=1.5"),
         lambda t, r: r"trainer\.ema: Input should be less than 1 \(given: 1\.5\)",
+    ),
+    Case(
+        "an unknown dataset to evaluate on",
+        lambda t, r: ["evaluate", "--run", str(r), "--data", "digitz"],
+        lambda t, r: r"'digitz' is neither a config file nor a datamodule \(did you mean 'digits'",
     ),
 ]
 

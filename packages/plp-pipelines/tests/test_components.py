@@ -36,6 +36,15 @@ def test_every_shipped_config_passes_the_component_check(path: Path) -> None:
         ("loss.label_smoothing=1.0", r"loss\.args\.label_smoothing: must be >= 0 and < 1"),
         ("model.head.args.bnneck=maybe", r"model\.head\.args\.bnneck: Input should be a valid"),
         ("explain.algorithm=gradcam", r"explain\.algorithm: unknown attribution 'gradcam'"),
+        ("loss.miner={name='hardest'}", r"loss\.miner\.name: unknown miner 'hardest'; available"),
+        (
+            "loss.miner={name='multi_similarity', args={epsilonn=0.1}}",
+            r"unknown key 'loss\.miner\.args\.epsilonn': miner 'multi_similarity' takes epsilon",
+        ),
+        (
+            "evaluate.datasets=['cifar10', {name='digitz'}]",
+            r"evaluate\.datasets\.1\.name: unknown datamodule 'digitz'; .* \(did you mean 'digits'",
+        ),
         (
             "data.sampler={name='pk', args={classes_per_batch=8, samples_per_clas=4}}",
             r"unknown key 'data\.args\.sampler\.args\.samples_per_clas': sampler 'pk' takes "

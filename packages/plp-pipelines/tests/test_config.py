@@ -48,6 +48,12 @@ def write(tmp_path: Path, text: str) -> Path:
         ("[loss]\nterms = [{name = 'b', wieght = 2}]\n", r"unknown key 'loss\.terms\.0\.wieght'"),
         ("name = 'a/b'\n", r"name: .*plain folder name"),
         ("[data\nname = 1\n", r"bad\.toml: TOML syntax error: .*line 1"),
+        ("[loss]\nname = 'contrastive'\nmemory = {}\n", r"loss\.memory\.size: Field required"),
+        (
+            "[loss]\nterms = [{name = 'contrastive'}]\nminer = {name = 'batch_hard'}\n",
+            r"loss: .*with terms, give the miner and memory in the term they feed",
+        ),
+        ("[distill]\nteacher = 'runs/x'\nloss = 'kl'\n", r"distill\.loss: .*'embedding_mse'"),
     ],
 )
 def test_bad_configs_give_one_line_naming_file_and_key(

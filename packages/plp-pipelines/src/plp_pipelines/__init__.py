@@ -32,6 +32,7 @@ from plp_pipelines._seeds import SeedRuns, seeds_of, summary_table, train_seeds
 if TYPE_CHECKING:
     from plp_pipelines._align import align
     from plp_pipelines._compare import ComparedRuns, compare_runs
+    from plp_pipelines._cross_domain import evaluate_datasets
     from plp_pipelines._evaluate import evaluate
     from plp_pipelines._explain import explain
     from plp_pipelines._export import ExportResult, export
@@ -45,6 +46,7 @@ __all__ = [
     "align",
     "compare_runs",
     "evaluate",
+    "evaluate_datasets",
     "explain",
     "explain_pairs",
     "export",
@@ -93,6 +95,7 @@ _LAZY = {
     "ExportResult": "_export",
     "graph": "_graph",
     "evaluate": "_evaluate",
+    "evaluate_datasets": "_cross_domain",
     "resume": "_train",
     "train": "_train",
     "TrainResult": "_train",

@@ -57,12 +57,18 @@ def components_of(config: Config) -> Iterator[Component]:
     yield Component("model.backbone", plp_models.BACKBONES, backbone.name, backbone.args)
     head = config.model.head
     yield Component("model.head", plp_models.HEADS, head.name, head.args)
-    if config.loss.terms is None:
-        assert config.loss.name is not None
-        yield Component("loss", plp_losses.LOSSES, config.loss.name, config.loss.args)
-    else:
-        for index, term in enumerate(config.loss.terms):
-            yield Component(f"loss.terms.{index}", plp_losses.LOSSES, term.name, term.args)
+    single = config.loss.terms is None
+    for index, term in enumerate(config.loss.as_terms()):
+        key = "loss" if single else f"loss.terms.{index}"
+        # The single form's term is a copy: check (and store) the config's own args.
+        args = config.loss.args if single else term.args
+        yield Component(key, plp_losses.LOSSES, term.name, args)
+        if term.miner is not None:
+            yield Component(f"{key}.miner", plp_losses.MINERS, term.miner.name, term.miner.args)
+    for index, dataset in enumerate(config.evaluate.datasets):
+        if not isinstance(dataset, str):  # a file or a name is checked when it is read
+            key = f"evaluate.datasets.{index}"
+            yield Component(key, plp_data.DATAMODULES, dataset.name, dataset.args)
     yield Component(
         "optimizer", plp_models.OPTIMIZERS, config.optimizer.name, config.optimizer.args
     )

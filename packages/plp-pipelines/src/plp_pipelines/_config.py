@@ -37,9 +37,11 @@ __all__ = [
     "LoggingConfig",
     "Config",
     "DataConfig",
+    "DistillConfig",
     "EvaluateConfig",
     "ExplainConfig",
     "LossTerm",
+    "MemoryConfig",
     "PRECISIONS",
     "PROTOCOLS",
     "ModelConfig",
@@ -89,17 +91,38 @@ class ModelConfig(_Section):
     embedding_size: int | None = Field(default=None, ge=1)
 
 
+class MemoryConfig(_Section):
+    """``memory``: a cross-batch memory (XBM) around a pair or triplet loss.
+
+    It holds ``size`` past embeddings and is used from training step ``start_iteration`` on.
+    """
+
+    size: int = Field(ge=1, lt=2**31)
+    start_iteration: int = Field(default=0, ge=0)
+
+
 class LossTerm(Named):
-    """One term of the training loss, multiplied by ``weight``."""
+    """One term of the training loss, multiplied by ``weight``.
+
+    A pair or triplet loss may name a ``miner`` (``plp_losses.MINERS``) that chooses its pairs
+    or triplets and a cross-batch ``memory``.
+    """
 
     weight: float = 1.0
+    miner: Named | None = None
+    memory: MemoryConfig | None = None
 
 
 class LossConfig(_Section):
-    """``[loss]``: one loss (``name`` and ``args``) or a weighted list (``terms``)."""
+    """``[loss]``: one loss (``name``, ``args``, ``miner``, ``memory``) or a weighted list.
+
+    The list form, ``terms``, gives each term its own ``miner`` and ``memory``.
+    """
 
     name: str | None = None
     args: dict[str, Any] = Field(default_factory=dict)
+    miner: Named | None = None
+    memory: MemoryConfig | None = None
     terms: list[LossTerm] | None = None
 
     @model_validator(mode="after")
@@ -108,6 +131,8 @@ class LossConfig(_Section):
             raise ValueError("give either name (one loss) or terms (a weighted list), not both")
         if self.terms is not None and not self.terms:
             raise ValueError("terms must hold at least one loss")
+        if self.terms is not None and (self.miner is not None or self.memory is not None):
+            raise ValueError("with terms, give the miner and memory in the term they feed")
         return self
 
     def as_terms(self) -> list[LossTerm]:
@@ -115,7 +140,20 @@ class LossConfig(_Section):
         if self.terms is not None:
             return self.terms
         assert self.name is not None
-        return [LossTerm(name=self.name, args=self.args)]
+        return [LossTerm(name=self.name, args=self.args, miner=self.miner, memory=self.memory)]
+
+
+class DistillConfig(_Section):
+    """``[distill]``: train a student from a trained plp run (its best checkpoint, frozen).
+
+    ``teacher``: the teacher's run directory (``runs/<config>/<timestamp>``). ``loss``:
+    ``embedding_mse`` (with a linear projection when the sizes differ, dropped at export) or
+    ``relational`` (RKD's distance matching). ``weight``: its weight beside the ``[loss]``.
+    """
+
+    teacher: str
+    loss: Literal["embedding_mse", "relational"] = "relational"
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
 
 
 class EarlyStoppingConfig(_Section):
@@ -202,7 +240,13 @@ class LoggingConfig(_Section):
 
 
 class EvaluateConfig(_Section):
-    """``[evaluate]``: what the test pipeline computes."""
+    """``[evaluate]``: what the test pipeline computes.
+
+    ``datasets``: other datasets to evaluate the run's model on as well (cross-domain
+    evaluation): a config file (its ``[data]`` and ``[evaluate]``), a datamodule name or
+    ``{name, args}``; each result goes to ``<run>/eval/<dataset>/`` and ``metrics.json``'s
+    ``datasets``.
+    """
 
     after_training: bool = True
     methods: list[str] = Field(default_factory=lambda: _methods().default_methods())
@@ -216,6 +260,7 @@ class EvaluateConfig(_Section):
     bootstrap: int = Field(default=BOOTSTRAP_RESAMPLES, ge=0)
     umap: bool = True
     umap_max_samples: int = Field(default=10_000, ge=10)
+    datasets: list[str | Named] = Field(default_factory=list)
 
     @field_validator("methods")
     @classmethod
@@ -253,6 +298,7 @@ class Config(_Section):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    distill: DistillConfig | None = None
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)
 

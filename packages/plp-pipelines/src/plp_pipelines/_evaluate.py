@@ -51,6 +51,7 @@ __all__ = ["evaluate"]
 # UMAP needs a few neighbours per point; smaller splits get every metric but no UMAP plot.
 UMAP_MIN_SAMPLES = 10
 UMAP_PLOTS = ("umap", "umap_html")  # the metrics.json plots keys of the UMAP
+SIZE_KEYS = ("num_classes", "in_channels", "image_size")
 
 
 def evaluate(
@@ -64,6 +65,7 @@ def evaluate(
     config: Config | None = None,
     on_metrics: Callable[[dict[str, Any]], None] | None = None,
     umap: bool | None = None,
+    output: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run and return its metrics, also written to ``metrics.json``.
 
@@ -97,13 +99,16 @@ def evaluate(
             Nothing is written until the plots are done too.
         umap: Draw the UMAP (True) or not (False); by default drawn when ``methods`` is None
             and ``[evaluate] umap``. Not drawn, the previous UMAP of the same checkpoint stays.
+        output: Write features, plots, ``metrics.json`` and ``report.md`` to this folder
+            instead of the run's: the model evaluated on another dataset (``datamodule``),
+            whose classes may differ from the run's (see :func:`evaluate_datasets`).
 
     Raises:
         ConfigError: An unknown method, or a model/datamodule lacking what evaluation needs.
         RunError: No such run or checkpoint, a checkpoint for other data, diverged features.
     """
     opened = Run.open(run, runs_root=runs_root, checkpoint=checkpoint)
-    paths = opened.paths
+    paths = opened.paths if output is None else RunPaths(output)
     config = config or opened.config
     draw_umap = (methods is None and config.evaluate.umap) if umap is None else umap
     chosen = [
@@ -118,7 +123,7 @@ def evaluate(
     datamodule = opened.build_datamodule(datamodule)
     data = check_datamodule(datamodule)
     datamodule.setup("test")
-    _check_checkpoint_fits_data(model_facts, data, checkpoint_path)
+    _check_checkpoint_fits_data(model_facts, data, checkpoint_path, other_data=output is not None)
 
     device = _evaluation_device(config)
     evaluated.to(device)
@@ -150,6 +155,7 @@ def evaluate(
     if on_metrics is not None:
         on_metrics(metrics)
 
+    paths.root.mkdir(parents=True, exist_ok=True)
     stage = _Stage(paths)
     try:
         for split, split_features in features.items():
@@ -185,6 +191,11 @@ def _kept_results(
     """
     rerun = {method.name for method in chosen}
     kept: dict[str, Any] = {}
+    others = previous.get("datasets")
+    if isinstance(others, dict):  # other datasets' results (evaluate_datasets) of this checkpoint
+        same = {k: v for k, v in others.items() if _from_checkpoint(v, checkpoint)}
+        if same:
+            kept["datasets"] = same
     kept_plots: dict[str, str] = {}
     for name in available_methods():
         if name in rerun:
@@ -240,9 +251,15 @@ def _evaluation_device(config: Config) -> torch.device:
     return torch.device("cpu")
 
 
-def _check_checkpoint_fits_data(model: ModelFacts, data: DataFacts, checkpoint: Path) -> None:
-    """Raise RunError if the checkpoint was trained for other classes, channels or sizes."""
-    for key in ("num_classes", "in_channels", "image_size"):
+def _check_checkpoint_fits_data(
+    model: ModelFacts, data: DataFacts, checkpoint: Path, other_data: bool = False
+) -> None:
+    """Raise RunError if the checkpoint was trained for other classes, channels or sizes.
+
+    ``other_data``: a dataset other than the run's, whose classes may differ.
+    """
+    keys = ("in_channels", "image_size") if other_data else SIZE_KEYS
+    for key in keys:
         expected = getattr(data, key)
         stored = model.hyper_parameters.get(key)
         if (

@@ -16,12 +16,15 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 import plp_data
 import plp_models
-from plp_pipelines._build import build_datamodule, build_model
+from plp_pipelines._build import build_datamodule, build_model, loss_terms
 from plp_pipelines._callbacks import AtomicCheckpointIO, StopOnNonFiniteLoss
 from plp_pipelines._compile import check_compile, compile_model
 from plp_pipelines._components import check_components
 from plp_pipelines._config import Config, config_to_toml
+from plp_pipelines._cross_domain import check_datasets, evaluate_datasets
 from plp_pipelines._devices import DeviceSpeedups, resolve_precision
+from plp_pipelines._distill import load_teacher
+from plp_pipelines._embedding_sampler import feed_embedding_sampler
 from plp_pipelines._errors import ConfigError, TrainingStoppedError
 from plp_pipelines._protocols import SIZES, DataFacts, check_datamodule, check_model
 from plp_pipelines._run import Run, RunInfo, class_name
@@ -109,6 +112,9 @@ def train(
     made_from_objects = model is not None or datamodule is not None
     if not isinstance(model, pl.LightningModule):  # the config's components are used
         check_components(config)
+    if model is not None and config.distill is not None:
+        raise ConfigError(f"{config.source}: distill: distils into the config's model only")
+    check_datasets(config)
     check_trainer(config)
     check_runs_root(runs_root)
     pl.seed_everything(config.seed, workers=True, verbose=False)
@@ -117,7 +123,7 @@ def train(
     needs = SIZES if model is None else () if isinstance(model, pl.LightningModule) else SIZES[:1]
     data = check_datamodule(datamodule, needs)
     check_data(datamodule)
-    model = _model_to_train(config, model, datamodule, data)
+    model = _model_to_train(config, model, datamodule, data, load_teacher(config, data))
     plan = plan_training(config, model, datamodule, _has_validation(datamodule, data))
 
     def new_run() -> RunPaths:
@@ -161,7 +167,7 @@ def resume(
     pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = build_datamodule(config)
     data = check_datamodule(datamodule, SIZES)
-    model = build_model(config, datamodule)
+    model = build_model(config, datamodule, load_teacher(config, data))
     check_data(datamodule)
     plan = plan_training(config, model, datamodule, _has_validation(datamodule, data))
     return _in_shared_run(
@@ -241,6 +247,7 @@ def _fit_and_test(
         use_distributed_sampler=not data.uses_custom_sampler,
     )
     history = _csv_history(paths) if resume_from is not None else []
+    feed_embedding_sampler(datamodule, model)  # for samplers that draw from embeddings
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     except SIGTERMException:
@@ -285,6 +292,12 @@ def _fit_and_test(
         metrics = run_evaluation(
             paths.root, checkpoint=best, model=model, datamodule=datamodule, config=config
         )
+        if config.evaluate.datasets:  # cross-domain: the model on other datasets
+            others = evaluate_datasets(
+                paths.root, checkpoint=best, model=model, runs_root=runs_root
+            )
+            if others:
+                metrics["datasets"] = {**metrics.get("datasets", {}), **others}
     trackers.publish(metrics)
     return TrainResult(
         paths.root,
@@ -349,12 +362,16 @@ TRAINING_BYTES_PER_PARAMETER = 16
 
 
 def _model_to_train(
-    config: Config, model: torch.nn.Module | None, datamodule: Any, data: DataFacts
+    config: Config,
+    model: torch.nn.Module | None,
+    datamodule: Any,
+    data: DataFacts,
+    teacher: plp_models.PlpModel | None = None,
 ) -> pl.LightningModule:
     """Return the LightningModule to train: the given one, a plain network wrapped, or built."""
     if model is None:
-        check_model_fits(config, datamodule)
-        return build_model(config, datamodule)
+        check_model_fits(config, datamodule, teacher)
+        return build_model(config, datamodule, teacher)
     check_model(model, for_training=True)
     if isinstance(model, pl.LightningModule):
         return model
@@ -363,7 +380,7 @@ def _model_to_train(
         return plp_models.NetworkModel(
             model,
             num_classes=data.num_classes,
-            losses=[term.model_dump() for term in config.loss.as_terms()],
+            losses=loss_terms(config),
             optimizer=config.optimizer.model_dump(),
             scheduler=config.scheduler.model_dump(),
         )
@@ -371,7 +388,9 @@ def _model_to_train(
         raise ConfigError(f"model: {error}") from None
 
 
-def check_model_fits(config: Config, datamodule: Any) -> None:
+def check_model_fits(
+    config: Config, datamodule: Any, teacher: plp_models.PlpModel | None = None
+) -> None:
     """Raise ConfigError if the config's model cannot be trained in this machine's memory.
 
     The model is built on PyTorch's ``meta`` device first (shapes only, nothing allocated), so
@@ -379,7 +398,7 @@ def check_model_fits(config: Config, datamodule: Any) -> None:
     """
     try:
         with torch.device("meta"):
-            meta_model = build_model(config, datamodule)
+            meta_model = build_model(config, datamodule, teacher)
     except ConfigError:
         raise
     except Exception:
