@@ -449,10 +449,10 @@ def test(c: Context, args: str = "", fast: bool = False) -> None:
     """Run lint, then every test on every core (pytest-xdist); print the 15 slowest."""
     lint(c)
     selection = '-m "not slow" ' if fast else ""
-    # One worker per core; a test file stays on one worker, so its module fixtures (a trained
-    # run) are built once.
+    # One worker per core; a test file stays on one worker (its module fixtures, e.g. a trained
+    # run, built once) unless it sets SPREAD_OVER_WORKERS (conftest.py).
     c.run(
-        f"{sys.executable} -m pytest -n auto --dist loadfile --durations=15 {selection}{args}",
+        f"{sys.executable} -m pytest -n auto --dist loadgroup --durations=15 {selection}{args}",
         pty=False,
     )
 
