@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from plp_pipelines.testing import shared_runs_folder
+from plp_pipelines.testing import shared_run, shared_runs_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,3 +44,34 @@ def invoke():
 def shared_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's folder of trained runs, one training per recipe (plp_pipelines.testing)."""
     return shared_runs_folder(tmp_path_factory)
+
+
+MARKET_OVERRIDES = (
+    "data.image_size=[64, 32]",
+    "data.num_workers=0",
+    "model.backbone={name='small_convnet'}",
+    "model.embedding_size=32",
+    "trainer.epochs=1",
+    "evaluate.umap=false",
+)
+
+
+@pytest.fixture
+def market_run(shared_runs: Path, tmp_path: Path) -> Path:
+    """configs/market1501.toml trained for one epoch on plp_data.testing's Market-1501 set (a
+    small backbone and images, no download), evaluated: this test's own copy of a shared run."""
+    from plp_data.testing import market1501_names, write_market1501
+
+    data = shared_runs / "market1501-data"
+    with open(shared_runs / "market1501-data.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (data / "DONE").exists():
+            write_market1501(data / "market", market1501_names())
+            (data / "DONE").write_text("")
+    root = data / "market"
+    return shared_run(
+        shared_runs,
+        ROOT / "configs" / "market1501.toml",
+        [f"data.root={root}", *MARKET_OVERRIDES],
+        tmp_path / "runs",
+    )
