@@ -9,9 +9,12 @@ from their start to the first metrics line on stdout and to their exit:
 - ``evaluate(methods=["reid"])`` and ``evaluate(methods=["reid"], umap=True)``: the pipeline
   from Python without and with the UMAP, i.e. ``--method reid`` now and as it was before it
   stopped drawing the UMAP (UMAP's numba compile is not cached across processes);
-- with ``--sizes all``, also ``invoke evaluate`` (``--method all``: every method and the UMAP).
+- with ``--sizes all``, also ``invoke evaluate`` (``--method all``: every method and the UMAP);
+- with ``--train``, also ``invoke train --config configs/digits.toml``: what ``make train`` runs
+  after its ``uv sync`` (15 epochs, then the test pipeline with the UMAP).
 
-Best of ``--rounds`` runs per row, the rows taking turns.
+Best of ``--rounds`` runs per row, the rows taking turns. Next to the wall time, the CPU
+seconds of the process (all its threads), the steadier measure on a shared, loaded machine.
 
     uv run python bench/evaluate_startup.py --sizes small   # make bench
 """
@@ -19,6 +22,7 @@ Best of ``--rounds`` runs per row, the rows taking turns.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -69,7 +73,7 @@ def _train(runs: Path) -> Path:
     return runs / (runs / "LATEST").read_text().strip()
 
 
-def _commands(run: Path, sizes: str) -> dict[str, list[str]]:
+def _commands(run: Path, sizes: str, train: bool = False) -> dict[str, list[str]]:
     python = [sys.executable, "-c"]
     invoke = [sys.executable, "-m", "invoke", "evaluate", "--run", str(run)]
     commands = {
@@ -84,11 +88,17 @@ def _commands(run: Path, sizes: str) -> dict[str, list[str]]:
     }
     if sizes == "all":
         commands["invoke evaluate (all methods + UMAP)"] = [*invoke, "--method", "all"]
+    if train:
+        runs = str(run.parent.parent / "make-train")
+        commands["make train: invoke train (digits)"] = [
+            *[sys.executable, "-m", "invoke", "train", "--config", "configs/digits.toml"],
+            *["--runs", runs],
+        ]
     return commands
 
 
-def _time(command: list[str]) -> tuple[float, float]:
-    """Return (seconds to the first metrics line, seconds to exit) of one fresh process."""
+def _time(command: list[str]) -> tuple[float, float, float]:
+    """Return (seconds to the first metrics line, to exit, CPU seconds) of one fresh process."""
     start = time.perf_counter()
     process = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1
@@ -98,36 +108,44 @@ def _time(command: list[str]) -> tuple[float, float]:
     for line in process.stdout:
         if to_metrics != to_metrics and line[:1].isalpha() and "  0." in line:
             to_metrics = time.perf_counter() - start
-    process.wait()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise SystemExit(f"{command[:4]} failed with exit code {process.returncode}")
-    return to_metrics, time.perf_counter() - start
+    return to_metrics, time.perf_counter() - start, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", choices=("small", "all"), default="small")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--train", action="store_true", help="also time make train's command")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.sizes == "small" else 3)
     with tempfile.TemporaryDirectory() as folder:
         run = _train(Path(folder))
         _time(_commands(run, "small")['evaluate(methods=["reid"])'])  # writes the features
-        commands = _commands(run, args.sizes)
-        times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+        commands = _commands(run, args.sizes, args.train)
+        times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}
         for _ in range(rounds):
             for name, command in commands.items():
                 times[name].append(_time(command))
-        best = {name: min(t[1] for t in runs) for name, runs in times.items()}
-        floor = next(iter(best.values()))
-        print("| process | to metrics (s) | to exit (s) | exit / floor |")
-        print("| --- | ---: | ---: | ---: |")
-        for name, runs in times.items():
-            to_metrics = min(t[0] for t in runs)
-            print(f"| {name} | {to_metrics:.1f} | {best[name]:.1f} | {best[name] / floor:.2f} |")
-        before = best['evaluate(methods=["reid"], umap=True) (before)']
-        after = best['evaluate(methods=["reid"])']
-        print(f"\n--method reid without / with the UMAP: {after / before:.2f}")
+    best = {name: min(t[1] for t in runs) for name, runs in times.items()}
+    cpu = {name: min(t[2] for t in runs) for name, runs in times.items()}
+    floor, floor_cpu = next(iter(best.values())), next(iter(cpu.values()))
+    print("| process | to metrics (s) | to exit (s) | exit / floor | CPU s | CPU / floor CPU |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, runs in times.items():
+        to_metrics = min(t[0] for t in runs)
+        print(
+            f"| {name} | {to_metrics:.1f} | {best[name]:.1f} | {best[name] / floor:.2f} "
+            f"| {cpu[name]:.1f} | {cpu[name] / floor_cpu:.2f} |"
+        )
+    before, after = 'evaluate(methods=["reid"], umap=True) (before)', 'evaluate(methods=["reid"])'
+    print(
+        f"\n--method reid without / with the UMAP: wall {best[after] / best[before]:.2f}, "
+        f"CPU {cpu[after] / cpu[before]:.2f}"
+    )
 
 
 if __name__ == "__main__":

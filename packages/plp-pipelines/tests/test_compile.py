@@ -25,8 +25,8 @@ def _model() -> plp_models.PlpModel:
 def test_compiled_in_place_keeps_the_checkpoint_keys() -> None:
     model = _model()
     keys = list(model.state_dict())
-    assert compile_model(model) == ("backbone", "head")
-    assert all(model.__getattr__(n)._compiled_call_impl is not None for n in ("backbone", "head"))
+    assert compile_model(model) == ("backbone",)
+    assert model.backbone._compiled_call_impl is not None
     assert list(model.state_dict()) == keys  # no _orig_mod. prefix: plain checkpoints load
     uncompiled = _model()
     uncompiled.load_state_dict(model.state_dict())  # strict: same keys both ways
@@ -37,7 +37,7 @@ def test_compiled_in_place_keeps_the_checkpoint_keys() -> None:
 
 
 def test_a_model_without_networks_is_refused() -> None:
-    with pytest.raises(ConfigError, match="has no backbone, head, network module"):
+    with pytest.raises(ConfigError, match="has no backbone, network module"):
         compile_model(nn.Linear(2, 2))
 
 

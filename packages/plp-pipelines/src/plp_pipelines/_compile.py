@@ -2,9 +2,11 @@
 
 ``nn.Module.compile`` compiles a module's call in place: its parameters and ``state_dict`` keys
 stay as they were, so a checkpoint of a compiled run loads into an uncompiled model and a plain
-checkpoint into a compiled one. Only the networks are compiled (a :class:`plp_models.PlpModel`'s
-``backbone`` and ``head``, a :class:`plp_models.NetworkModel`'s ``network``): the losses and
-miners stay eager, since their data-dependent shapes would recompile at every batch.
+checkpoint into a compiled one. Only the network that takes the images is compiled (a
+:class:`plp_models.PlpModel`'s ``backbone``, a :class:`plp_models.NetworkModel`'s ``network``),
+where nearly all the compute is: the head is a linear layer or two on features that need a
+gradient (dynamo reads their ``.grad`` and warns), and the losses and miners would recompile at
+every batch for their data-dependent shapes.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from plp_pipelines._errors import ConfigError
 
 __all__ = ["NETWORKS", "check_compile", "compile_model"]
 
-NETWORKS = ("backbone", "head", "network")
+NETWORKS = ("backbone", "network")
 """The attributes of a model that ``[trainer] compile`` compiles, where present."""
 
 
 def compile_model(model: object) -> tuple[str, ...]:
-    """Compile ``model``'s networks in place with ``torch.compile``; return their names.
+    """Compile ``model``'s image network in place with ``torch.compile``; return its name.
 
     Raises:
         ConfigError: The model has none of :data:`NETWORKS` to compile.

@@ -174,7 +174,7 @@ class TrainerConfig(_Section):
     ``val_every``: validate every N epochs. ``freeze_backbone_epochs``: train only the head
     for the first N epochs (backbone in eval mode: BatchNorm statistics frozen too). ``ema``:
     keep an exponential moving average of the weights with this decay, which validation,
-    checkpoints and evaluation use. ``compile``: ``torch.compile`` the model's networks for
+    checkpoints and evaluation use. ``compile``: ``torch.compile`` the model's backbone for
     training and evaluation (checkpoints stay interchangeable with uncompiled models).
     """
 
