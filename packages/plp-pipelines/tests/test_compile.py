@@ -81,4 +81,4 @@ def test_a_compiled_run_trains_and_its_checkpoint_evaluates_uncompiled(tmp_path:
     assert eager["accuracy"]["top-1"] == pytest.approx(compiled["accuracy"]["top-1"], abs=one)
     assert eager["reid"]["rank-1"] == pytest.approx(compiled["reid"]["rank-1"], abs=one)
     assert eager["reid"]["mAP"] == pytest.approx(compiled["reid"]["mAP"], abs=1e-3)
-    assert compiled["accuracy"]["top-1"] > 0.5  # it trained
+    assert compiled["accuracy"]["top-1"] > 0.3  # it trained (chance: 0.1; 0.50 after 1 epoch)
