@@ -7,6 +7,7 @@ with one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -388,6 +389,8 @@ def align(
         "format": "onnx (default)",
         "inputs": "what the check against PyTorch runs on: test (the run's first test images, "
         "default) or random (no dataset needed)",
+        "input": "uint8 (default: pixels in, the run's resize size, normalisation in the model) "
+        "or float (normalised tensors in)",
         "checkpoint": "a checkpoint instead of the run's best",
         "runs": "folder of run directories (default: runs)",
     }
@@ -397,6 +400,7 @@ def export(
     run: str | None = None,
     format: str = "onnx",
     inputs: str = "test",
+    input: str = "uint8",
     checkpoint: str | None = None,
     runs: str = RUNS,
 ) -> None:
@@ -406,14 +410,165 @@ def export(
 
         _check_run(run, runs, checkpoint)
         result = plp_pipelines.export(
-            run, format=format, inputs=inputs, checkpoint=checkpoint, runs_root=runs
+            run, format=format, inputs=inputs, input=input, checkpoint=checkpoint, runs_root=runs
         )
     inputs_checked = "test images" if result.inputs == "test" else "random inputs"
+    meta = {key: json.loads(value) for key, value in result.metadata.items()}
+    takes = (
+        f"{meta['layout']} images of {meta['image_size'][0]}x{meta['image_size'][1]} pixels"
+        if result.input == "uint8"
+        else "normalised float images (batch, C, H, W)"
+    )
     _say(
-        f"exported: {result.path}",
+        f"exported: {result.path} (takes {takes})",
         f"max abs diff vs PyTorch: {result.max_abs_diff:.2g} on {result.batch_sizes[0]} "
         f"{inputs_checked} (batch sizes {', '.join(map(str, result.batch_sizes))})",
     )
+
+
+@contextmanager
+def _warned() -> Iterator[None]:
+    """Print plp's warnings (unreadable images skipped) as one ``plp: warning:`` line each."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        yield
+    if os.environ.get("LOCAL_RANK", "0") != "0":  # DDP workers: the main process says it
+        return
+    for warning in caught:
+        if issubclass(warning.category, UserWarning) and "unreadable image" in str(warning.message):
+            print(f"plp: warning: {warning.message}", file=sys.stderr, flush=True)
+
+
+@task(
+    help={
+        "run": "run directory (default: the newest run)",
+        "images": "a folder of images (recursively) or a dataset CSV",
+        "out": "the .npz to write (default: <run>/embeddings/<folder or CSV name>.npz)",
+        "strict": "an unreadable image is an error (default: skipped with a warning)",
+        "checkpoint": "a checkpoint instead of the run's best",
+        "runs": "folder of run directories (default: runs)",
+    }
+)
+def embed(
+    c: Context,
+    images: str,
+    run: str | None = None,
+    out: str | None = None,
+    strict: bool = False,
+    checkpoint: str | None = None,
+    runs: str = RUNS,
+) -> None:
+    """Embed every image of a folder or dataset CSV with a run's model, as its test images."""
+    with _user_facing(), _warned():
+        import plp_pipelines
+
+        result = plp_pipelines.embed(
+            run,
+            images=images,
+            out=out,
+            strict=strict,
+            checkpoint=checkpoint,
+            runs_root=runs,
+            progress=_interactive(),
+        )
+    _say(f"embedded {result.count} images: {result.path}")
+
+
+@task(
+    help={
+        "run": "run directory (default: the newest run)",
+        "images": "the gallery: a folder of images (recursively) or a dataset CSV",
+        "name": "the index's name (default: the folder's or CSV's)",
+        "kind": "flat (exact, default), ivf or hnsw (approximate, for millions of images)",
+        "strict": "an unreadable image is an error (default: skipped with a warning)",
+        "checkpoint": "a checkpoint instead of the run's best",
+        "runs": "folder of run directories (default: runs)",
+    }
+)
+def index(
+    c: Context,
+    images: str,
+    run: str | None = None,
+    name: str | None = None,
+    kind: str = "flat",
+    strict: bool = False,
+    checkpoint: str | None = None,
+    runs: str = RUNS,
+) -> None:
+    """Build a faiss index of a gallery of images in <run>/index/<name>/."""
+    with _user_facing(), _warned():
+        import plp_pipelines
+
+        result = plp_pipelines.index(
+            run,
+            images=images,
+            name=name,
+            kind=kind,
+            strict=strict,
+            checkpoint=checkpoint,
+            runs_root=runs,
+            progress=_interactive(),
+        )
+    recall = "" if result.kind == "flat" else f", recall@10 {result.recall_at_10:.3f} vs flat"
+    _say(f"indexed {result.count} images ({result.kind}{recall}): {result.folder}")
+
+
+@task(
+    help={
+        "run": "run directory (default: the newest run)",
+        "index": "the name of an index built with `invoke index`",
+        "query": "an image, a folder of images or a dataset CSV",
+        "top_k": "results per query (default: 10)",
+        "threshold": "distance past which a result is 'no match' (default: the run's, "
+        "calibrated by `invoke evaluate --method verification`)",
+        "strict": "an unreadable image is an error (default: skipped with a warning)",
+        "checkpoint": "a checkpoint instead of the run's best",
+        "runs": "folder of run directories (default: runs)",
+    }
+)
+def search(
+    c: Context,
+    index: str,
+    query: str,
+    run: str | None = None,
+    top_k: int = 10,
+    threshold: float | None = None,
+    strict: bool = False,
+    checkpoint: str | None = None,
+    runs: str = RUNS,
+) -> None:
+    """Search a run's index with query images: top-k gallery images, "no match" marked."""
+    with _user_facing(), _warned():
+        import plp_pipelines
+
+        result = plp_pipelines.search(
+            run,
+            index=index,
+            query=query,
+            top_k=top_k,
+            threshold=threshold,
+            strict=strict,
+            checkpoint=checkpoint,
+            runs_root=runs,
+            progress=_interactive(),
+        )
+    lines = []
+    for answer in result.queries:
+        lines.append(f"{answer.query}:" + (" no match" if answer.no_match else ""))
+        for rank, (path, distance, accepted) in enumerate(
+            zip(answer.paths, answer.distances, answer.accepted, strict=True), start=1
+        ):
+            lines.append(
+                f"  {rank:>3}. {distance:.4f}  {path}" + ("" if accepted else "  (no match)")
+            )
+    threshold_line = (
+        f"threshold: {result.threshold:.6g} (past it: no match)"
+        if result.threshold is not None
+        else "threshold: none (evaluate the run with --method verification to calibrate one)"
+    )
+    _say(*lines, threshold_line, f"results: {result.folder / 'results.json'}")
 
 
 @task

@@ -12,6 +12,9 @@ Sections (``--only`` picks one; each prints a Markdown table):
   ``plp_eval.reid_metrics`` on the same data in the same process, and its peak extra memory
   (``VmHWM`` after the call minus ``VmRSS`` before, the peak reset through
   ``/proc/self/clear_refs``). Data: ``bench/reid.py``'s (3000 identities, float32).
+- ``pipeline``: ``invoke index`` + ``invoke search`` (``plp_pipelines.index`` and ``search``)
+  against a plain loop of ``model.embed(x)`` + ``faiss.IndexFlatIP`` on the same image files
+  (see ``bench/_search_pipeline.py``); goal: throughput ratio >= 0.9.
 
     uv run python bench/search.py --sizes small   # make bench (about a minute)
     uv run python bench/search.py --sizes all     # the numbers in bench/README.md (minutes)
@@ -32,8 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reid import make_data  # bench/ is not a package
 
 SIZES = {
-    "small": {"index": (20_000,), "verification": ((2_000, 10_000, 128),)},
-    "all": {"index": (100_000, 1_000_000), "verification": ((10_000, 50_000, 256),)},
+    "small": {"index": (20_000,), "verification": ((2_000, 10_000, 128),), "pipeline": (256,)},
+    "all": {
+        "index": (100_000, 1_000_000),
+        "verification": ((10_000, 50_000, 256),),
+        "pipeline": (4096,),
+    },
 }
 
 
@@ -121,7 +128,7 @@ def bench_verification(sizes: tuple[tuple[int, int, int], ...]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", choices=sorted(SIZES), default="small")
-    parser.add_argument("--only", choices=("index", "verification"), default=None)
+    parser.add_argument("--only", choices=("index", "verification", "pipeline"), default=None)
     args = parser.parse_args()
     sizes = SIZES[args.sizes]
     if args.only in (None, "index"):
@@ -131,6 +138,17 @@ def main() -> None:
     if args.only in (None, "verification"):
         print("### Verification over every query-gallery pair (`plp_eval.verification_metrics`)\n")
         bench_verification(sizes["verification"])  # type: ignore[arg-type]
+        print()
+    if args.only in (None, "pipeline"):
+        import tempfile
+
+        from _search_pipeline import bench_pipeline
+
+        print(
+            "### Index + search of image files against a plain loop (`bench/_search_pipeline.py`)\n"
+        )
+        with tempfile.TemporaryDirectory() as folder:
+            bench_pipeline(sizes["pipeline"], Path(folder))  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ see"); ``test_readme_error_table_matches_the_suite`` keeps the two in step.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -254,9 +256,9 @@ CASES = [
         ),
     ),
     Case(
-        "`--method` not one of the three",
+        "`--method` not one of the methods",
         lambda t, r: ["evaluate", "--run", str(r), "--method", "map"],
-        lambda t, r: r"--method 'map' is not a method; expected one of accuracy, reid, clustering",
+        lambda t, r: r"--method 'map' is not a method; expected one of accuracy, reid, ",
     ),
     Case(
         "`evaluate` with no run yet",
@@ -553,6 +555,18 @@ CASES = [
         lambda t, r: r"'digitz' is neither a config file nor a datamodule \(did you mean 'digits'",
     ),
 ]
+
+
+def _load(name: str) -> Any:
+    """Import a helper module of this folder (tests/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CASES += _load("bad_input_own_data").cases(Case)
 
 
 @pytest.fixture(scope="module")

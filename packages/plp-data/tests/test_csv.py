@@ -213,8 +213,7 @@ def test_a_malformed_csv_is_one_line_naming_file_row_and_column(case: str, tmp_p
     edit, expected = BAD[case]
     edit(path)
     with pytest.raises(PlpDataError) as caught:
-        dm = _build(path, pipeline="workers")
-        dm.setup()  # boxes are checked against the images when the splits load
+        _build(path, pipeline="workers")  # boxes too are checked before anything loads
     message = str(caught.value)
     assert "\n" not in message
     assert re.search(expected, message), message

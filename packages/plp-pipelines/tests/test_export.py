@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +12,12 @@ import onnx
 import onnxruntime
 import pytest
 import torch
+from PIL import Image
 
 import plp_data
 import plp_models
-from plp_pipelines import ConfigError, RunError, export
+from plp_data.testing import write_digits_images
+from plp_pipelines import ConfigError, RunError, embed, export
 from plp_pipelines._checkpoints import architecture_of, load_model
 from plp_pipelines.testing import shared_run
 
@@ -35,7 +38,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, shared_runs: Path) -> Path:
 
 
 def test_export_writes_an_onnx_model_with_a_dynamic_batch(run: Path) -> None:
-    result = export(run)
+    result = export(run, input="float")
     assert result.path == run / "export" / "model.onnx" and result.path.is_file()
     assert result.inputs == "test" and result.batch_sizes == (8, 1)
     assert 0.0 <= result.max_abs_diff <= 1e-4
@@ -63,7 +66,31 @@ def test_export_writes_an_onnx_model_with_a_dynamic_batch(run: Path) -> None:
 def test_export_on_random_inputs(run: Path) -> None:
     result = export(run, inputs="random", samples=3)
     assert result.inputs == "random" and result.batch_sizes == (3, 1)
-    assert result.max_abs_diff <= 1e-4
+    assert result.input == "uint8" and result.max_abs_diff <= 1e-4
+
+
+def test_uint8_export_equals_plp_on_image_files(run: Path, tmp_path: Path) -> None:
+    result = export(run)  # uint8 pixels in, the digits' preprocessing in the graph
+    model = onnx.load(str(result.path))
+    meta = {entry.key: json.loads(entry.value) for entry in model.metadata_props}
+    assert meta == {key: json.loads(value) for key, value in result.metadata.items()}
+    assert meta["image_size"] == [8, 8] and meta["channels"] == 1 and meta["scale"] == 16.0
+    assert meta["mean"] == [0.3074] and meta["std"] == [0.3739]
+    assert meta["metric"] == "euclidean" and meta["embedding_size"] == 64
+    assert meta["threshold"] is None  # the run was not evaluated with verification
+    assert isinstance(meta["plp_version"], str) and meta["layout"] == "NHW uint8"
+    (image,) = model.graph.input
+    assert image.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert [d.dim_value for d in image.type.tensor_type.shape.dim][1:] == [8, 8]
+    # plp's own path on image files (embed) against onnxruntime on their decoded pixels.
+    write_digits_images(tmp_path / "files", range(0, 40, 3), by_label=False)
+    embedded = embed(run, images=tmp_path / "files", out=tmp_path / "files.npz")
+    with np.load(embedded.path) as data:
+        names, expected = list(data["paths"]), data["features"]
+    pixels = np.stack([np.asarray(Image.open(tmp_path / "files" / name)) for name in names])
+    session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    (embeddings,) = session.run(None, {"images": pixels})
+    np.testing.assert_allclose(embeddings, expected, rtol=0, atol=1e-4)
 
 
 class _Drifting(plp_models.PlpModel):
@@ -82,7 +109,7 @@ def test_a_mismatch_writes_nothing(run: Path, tmp_path: Path) -> None:
     target = run / "export" / "model.onnx"
     target.unlink(missing_ok=True)
     with pytest.raises(RunError, match=r"differ from PyTorch's by .* above the 0.0001 tolerance"):
-        export(run, model=drifting, inputs="random", samples=2)
+        export(run, model=drifting, inputs="random", samples=2, input="float")
     assert not target.exists()
 
 
@@ -113,7 +140,12 @@ def test_export_errors_are_one_line(run: Path) -> None:
     with pytest.raises(RunError, match=r"torch cannot export the model to ONNX: .*no embedding"):
         export(run, model=_Untraceable(**hyper_parameters))
     with pytest.raises(RunError, match="needs the model's in_channels and image_size"):
-        export(run, model=_Plain(plp_models.PlpModel(**hyper_parameters)), inputs="random")
+        export(
+            run,
+            model=_Plain(plp_models.PlpModel(**hyper_parameters)),
+            inputs="random",
+            input="float",
+        )
     plain = export(run, model=_Plain(plp_models.PlpModel(**hyper_parameters)))  # test images
     assert plain.inputs == "test" and plain.max_abs_diff <= 1e-4
     with pytest.raises(
@@ -131,6 +163,7 @@ def test_export_errors_are_one_line(run: Path) -> None:
             "--inputs 'train' is not a kind of inputs; expected one of test, random",
         ),
         ({"samples": 0}, "--samples must be >= 1, got 0"),
+        ({"input": "int8"}, "--input 'int8' is not an input type; expected one of uint8, float"),
     ],
 )
 def test_bad_arguments(run: Path, kwargs: dict[str, object], message: str) -> None:

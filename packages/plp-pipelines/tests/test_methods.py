@@ -56,8 +56,8 @@ def registered() -> Iterator[str]:
 
 
 def test_the_built_in_methods_and_their_order() -> None:
-    assert available_methods()[:3] == ["accuracy", "reid", "clustering"]
-    assert default_methods() == ["accuracy", "reid", "clustering"]
+    assert available_methods()[:4] == ["accuracy", "reid", "verification", "clustering"]
+    assert default_methods() == ["accuracy", "reid", "verification", "clustering"]
     assert build_method("reid").sections == ("reid", "reid_reranked")
     assert build_method("accuracy").sections == ("accuracy",)
     assert query_gallery_splits("query_gallery") == ("query", "gallery")

@@ -10,6 +10,7 @@ __all__ = [
     "CONFIDENCE",
     "DEFAULT_MAX_RANK",
     "DEFAULT_MODEL",
+    "DEFAULT_TARGET_FMR",
     "PERMUTATIONS",
     "RERANK_K1",
     "RERANK_K2",
@@ -27,6 +28,10 @@ CONFIDENCE = 0.95
 
 #: Random sign flips of the paired randomisation test (``invoke compare --permutations``).
 PERMUTATIONS = 10000
+
+#: The false-match rate a run's "no match" threshold is calibrated at (``[evaluate] target_fmr``):
+#: one wrong pair in a thousand accepted.
+DEFAULT_TARGET_FMR = 1e-3
 
 #: k-reciprocal re-ranking (Zhong et al. 2017) as torchreid and fast-reid run it.
 RERANK_K1 = 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,10 @@ class CsvDataModule(ImageDataModule):
     def __init__(
         self, path: str = "data/dataset.csv", root: str | None = None, **kwargs: Any
     ) -> None:
-        # Read once, here: the class count sizes the model before the splits load.
+        # Read and checked once, here (boxes against their images' sizes too): the class count
+        # sizes the model, and a bad CSV is refused before any run folder exists.
         table = read_dataset_csv(path, root)
+        _check_box_sizes(table)
         super().__init__(root=str(table.root), **kwargs)
         self.csv_path = Path(path)
         self.table = table
@@ -89,7 +92,6 @@ class CsvDataModule(ImageDataModule):
         """Return trainval (train rows), test = query (validation queries) and gallery."""
         table = self.table
         rows = self.rows
-        _check_box_sizes(table)
         groups = table.groups()
         files: dict[str, Sequence[Path]] = {
             name: [table.paths[i] for i in indices] for name, indices in rows.items()
@@ -137,14 +139,16 @@ def _check_box_sizes(table: DatasetCsv) -> None:
         return
     from PIL import Image
 
-    indices = np.flatnonzero(table.boxes[:, 0] >= 0)
-    sizes: list[tuple[int, int]] = []
-    for i in indices:
+    def size(index: int) -> tuple[int, int]:
         try:
-            with Image.open(table.paths[i]) as image:
-                sizes.append(image.size)
-        except (OSError, ValueError) as error:
+            with Image.open(table.paths[index]) as image:  # the header only
+                return image.size
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
             raise ImageReadError(
-                f"{table.paths[i]}: not a readable image ({type(error).__name__})"
+                f"{table.paths[index]}: not a readable image ({type(error).__name__})"
             ) from None
-    check_boxes(table, indices.tolist(), sizes)
+
+    indices = np.flatnonzero(table.boxes[:, 0] >= 0).tolist()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        sizes = list(pool.map(size, indices))
+    check_boxes(table, indices, sizes)

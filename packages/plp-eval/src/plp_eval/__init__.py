@@ -23,6 +23,7 @@ from plp_eval._clustering import ClusteringMetrics, clustering_metrics, kmeans
 from plp_eval._compare import Comparison, MetricComparison, compare
 from plp_eval._errors import PlpEvalError
 from plp_eval._index import INDEX_KINDS, GalleryIndex, build_index, index_recall, load_index
+from plp_eval._junk import junk_keys
 from plp_eval._leakage import pixel_hash
 from plp_eval._open_set import FAR_TARGETS, OpenSetMetrics
 from plp_eval._operating_point import OperatingPoint
@@ -42,6 +43,7 @@ from plp_eval._verification import (
 __all__ = [
     # re-identification
     "ReidMetrics",
+    "junk_keys",
     "rank_lists",
     "reid_metrics",
     "reid_metrics_from_distances",

@@ -36,6 +36,13 @@ def junk_keys(
 
     A gallery item is junk for a query when it has the query's label and key. The keys are the
     cameras when both camera arrays are given, else the groups when both group arrays are given.
+    Passed as the cameras of :func:`~plp_eval.reid_metrics` (or any function taking cameras),
+    they apply the whole rule (the query itself, with ``query_in_gallery``, is apart).
+
+    Example:
+        >>> keys = junk_keys([1, 2], [1, 1, 2], query_groups=[7, 8], gallery_groups=[7, 9, 8])
+        >>> [k.tolist() for k in keys]  # gallery items 0 and 2 are in their query's group
+        [[7, 8], [7, 9, 8]]
 
     Raises:
         PlpEvalError: Only one of a pair of arrays is given, lengths differ, or a group holds two

@@ -34,8 +34,9 @@ __all__ = [
 ]
 
 FMR_TARGETS = (1e-2, 1e-3, 1e-4)
-# Pairs per block of query rows: the block's distances and masks stay near 40 MiB.
-PAIRS_PER_BLOCK = 1 << 21
+# Pairs per block of query rows (a GEMM of fewer rows runs at half speed): the block's
+# distances, masks and bins stay near 50 MiB.
+PAIRS_PER_BLOCK = 1 << 22
 _CURVE_POINTS = 256
 
 
@@ -137,7 +138,7 @@ def verification_metrics(
     Exact and memory-bounded: all pairs are counted (never sampled), block by block, in two
     passes for float32 distances (three for float64): no Q x G matrix is held (see
     :mod:`plp_eval._pair_counts`). Extra memory: the gallery in the matmul's layout, one block
-    of ``PAIRS_PER_BLOCK`` pairs and a 2 x 2**21 histogram.
+    of ``PAIRS_PER_BLOCK`` (4M) pairs and the histograms.
 
     Raises:
         PlpEvalError: Bad shapes, NaN/inf features, an unknown metric, no positive or no

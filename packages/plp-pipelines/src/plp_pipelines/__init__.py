@@ -1,4 +1,4 @@
-"""plp-pipelines: the train, test, explain, graph, align and export recipes; configs; runs.
+"""plp-pipelines: train, test, explain, graph, align, export, embed, index, search; configs; runs.
 
 Configs, errors and run bookkeeping import no torch; the pipelines themselves (``train``,
 ``evaluate``, ...) are imported on first use, so that a command-line error in a config is
@@ -33,12 +33,14 @@ if TYPE_CHECKING:
     from plp_pipelines._align import align
     from plp_pipelines._compare import ComparedRuns, compare_runs
     from plp_pipelines._cross_domain import evaluate_datasets
+    from plp_pipelines._embed import EmbedResult, embed
     from plp_pipelines._evaluate import evaluate
     from plp_pipelines._explain import explain
     from plp_pipelines._export import ExportResult, export
     from plp_pipelines._features import SplitFeatures, extract_features, load_features
     from plp_pipelines._graph import graph
     from plp_pipelines._pair_explain import explain_pairs
+    from plp_pipelines._search import IndexResult, QueryResult, SearchResult, index, search
     from plp_pipelines._train import TrainResult, resume, train
 
 __all__ = [
@@ -60,6 +62,14 @@ __all__ = [
     "TrainResult",
     "seeds_of",
     "summary_table",
+    # your own images: embed, index, search
+    "embed",
+    "index",
+    "search",
+    "EmbedResult",
+    "IndexResult",
+    "QueryResult",
+    "SearchResult",
     # evaluation methods
     "METHODS",
     "EvaluationContext",
@@ -89,6 +99,13 @@ _LAZY = {
     "align": "_align",
     "compare_runs": "_compare",
     "ComparedRuns": "_compare",
+    "embed": "_embed",
+    "EmbedResult": "_embed",
+    "index": "_search",
+    "search": "_search",
+    "IndexResult": "_search",
+    "QueryResult": "_search",
+    "SearchResult": "_search",
     "explain": "_explain",
     "explain_pairs": "_pair_explain",
     "export": "_export",

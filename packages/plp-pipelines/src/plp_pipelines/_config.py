@@ -21,6 +21,7 @@ from plp_core import (
     BOOTSTRAP_RESAMPLES,
     DEFAULT_MAX_RANK,
     DEFAULT_MODEL,
+    DEFAULT_TARGET_FMR,
     RERANK_K1,
     RERANK_K2,
     RERANK_LAMBDA,
@@ -258,6 +259,7 @@ class EvaluateConfig(_Section):
     rerank_k2: int = Field(default=RERANK_K2, ge=1)
     rerank_lambda: float = Field(default=RERANK_LAMBDA, ge=0.0, le=1.0)
     bootstrap: int = Field(default=BOOTSTRAP_RESAMPLES, ge=0)
+    target_fmr: float = Field(default=DEFAULT_TARGET_FMR, gt=0.0, lt=1.0)
     umap: bool = True
     umap_max_samples: int = Field(default=10_000, ge=10)
     datasets: list[str | Named] = Field(default_factory=list)

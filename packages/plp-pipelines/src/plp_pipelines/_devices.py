@@ -11,6 +11,7 @@ convolutional networks; and it says once that ``deterministic = true`` slows a G
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -20,6 +21,7 @@ from torch import nn
 __all__ = [
     "DETERMINISTIC_NOTE",
     "DeviceSpeedups",
+    "evaluation_device",
     "is_convolutional",
     "resolve_accelerator",
     "resolve_precision",
@@ -32,6 +34,13 @@ DETERMINISTIC_NOTE = (
     "a GPU run slower; set trainer.deterministic = false for speed when bit-exact reruns "
     "do not matter"
 )
+
+
+def evaluation_device(config: Any) -> torch.device:
+    """Return the device to embed and rank on: the GPU where the run trains on one."""
+    if config.trainer.accelerator != "cpu" and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def resolve_accelerator(accelerator: str) -> str:

@@ -25,6 +25,7 @@ import torch
 import plp_viz
 from plp_pipelines._compile import compile_model
 from plp_pipelines._config import Config
+from plp_pipelines._devices import evaluation_device
 from plp_pipelines._errors import RunError
 from plp_pipelines._features import SplitFeatures, extract_features, save_features
 from plp_pipelines._methods import (
@@ -125,7 +126,7 @@ def evaluate(
     datamodule.setup("test")
     _check_checkpoint_fits_data(model_facts, data, checkpoint_path, other_data=output is not None)
 
-    device = _evaluation_device(config)
+    device = evaluation_device(config)
     evaluated.to(device)
     protocol = config.evaluate.protocol
     splits = ["trainval", "test"] + (["query", "gallery"] if protocol == "query_gallery" else [])
@@ -133,6 +134,7 @@ def evaluate(
     for split in splits:
         features[split] = extract_features(evaluated, datamodule.split_dataloader(split))
         _check_finite(features[split], split)
+        features[split].paths, features[split].groups = data.files_and_groups(split)
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     writer = not distributed or torch.distributed.get_rank() == 0
     context = EvaluationContext(
@@ -242,13 +244,6 @@ class _Stage:
     def discard(self) -> None:
         """Remove the staging folder and whatever is left in it."""
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _evaluation_device(config: Config) -> torch.device:
-    """Return the device to embed and rank on: the GPU where the run trains on one."""
-    if config.trainer.accelerator != "cpu" and torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
 
 
 def _check_checkpoint_fits_data(

@@ -1,18 +1,23 @@
 """The export pipeline: a run's embedding model as ONNX, checked against PyTorch.
 
-torch, the exporter and the run's model are imported only once the arguments are checked, so
-that a wrong ``--format`` is reported at once.
+By default the model carries its preprocessing: it takes uint8 pixels and does the layout,
+scaling and normalisation of the run's evaluation images itself, and its metadata says what it
+expects (:mod:`plp_pipelines._export_pixels`); ``input = "float"`` exports the bare
+``embed(images)`` of normalised float tensors. torch, the exporter and the run's model are
+imported only once the arguments are checked, so that a wrong ``--format`` is reported at once.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plp_core import check_choice
+from plp_pipelines._embed import run_preprocessing
 from plp_pipelines._errors import ConfigError, PlpError, RunError
+from plp_pipelines._export_pixels import metadata_props, pixel_embedder, pixels_of
 from plp_pipelines._protocols import ModelFacts, as_embedding_model
 from plp_pipelines._run import Run
 from plp_pipelines._runs import RUNS_ROOT, atomic_write
@@ -20,10 +25,13 @@ from plp_pipelines._runs import RUNS_ROOT, atomic_write
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FORMATS", "INPUTS", "ExportResult", "export"]
+    import plp_data
+
+__all__ = ["FORMATS", "INPUTS", "INPUT_TYPES", "ExportResult", "export"]
 
 FORMATS = ("onnx",)
 INPUTS = ("test", "random")
+INPUT_TYPES = ("uint8", "float")
 TOLERANCE = 1e-4  # largest max-abs difference of onnxruntime's embeddings from PyTorch's
 OPSET = 18
 
@@ -38,12 +46,16 @@ class ExportResult:
             embeddings over the check's inputs.
         inputs: ``"test"`` (the run's first test images) or ``"random"``.
         batch_sizes: The batch sizes checked (the dynamic batch axis).
+        input: ``"uint8"`` (pixels, preprocessing in the graph) or ``"float"``.
+        metadata: The model's ``metadata_props`` (JSON values; uint8 exports only).
     """
 
     path: Path
     max_abs_diff: float
     inputs: str
     batch_sizes: tuple[int, ...]
+    input: str = "uint8"
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 def export(
@@ -56,15 +68,24 @@ def export(
     runs_root: str | Path = RUNS_ROOT,
     model: torch.nn.Module | None = None,
     datamodule: Any = None,
+    input: str = "uint8",
+    preprocessing: plp_data.Preprocessing | None = None,
 ) -> ExportResult:
     """Export a run's embedding model and return where it went and its difference from PyTorch.
 
     The model's ``embed(images)`` (what the test pipeline extracts) is exported with torch's
-    ONNX exporter to ``<run>/export/model.onnx``: input ``images`` ``(batch, C, H, W)``
-    float32, output ``embeddings`` ``(batch, D)``, the batch axis dynamic. Before the file is
-    written (atomically: a temporary file, then a rename), onnxruntime runs the model on
-    ``samples`` inputs as one batch and one at a time and its embeddings are compared with
-    PyTorch's; above a max abs difference of 1e-4 nothing is written and RunError is raised.
+    ONNX exporter to ``<run>/export/model.onnx``, output ``embeddings`` ``(batch, D)``, the
+    batch axis dynamic. Input ``images``: with ``input = "uint8"`` (the default) uint8 pixels
+    ``(batch, H, W, 3)`` (``(batch, H, W)`` for one channel) at the run's evaluation size, the
+    scaling, normalisation and layout done in the graph exactly as plp does them, and
+    ``metadata_props`` holding ``image_size``, ``channels``, ``mean``, ``std``, ``scale``,
+    ``metric``, ``threshold`` (the run's verification threshold, or null), ``embedding_size``
+    and the plp version; with ``input = "float"`` normalised float32 ``(batch, C, H, W)``.
+    Before the file is written (atomically: a temporary file, then a rename), onnxruntime runs
+    the model on ``samples`` inputs as one batch and one at a time and its embeddings are
+    compared with PyTorch's (for uint8: with plp's own path, ``embed`` of the pixels
+    normalised by :meth:`plp_data.Preprocessing.normalise`); above a max abs difference of
+    1e-4 nothing is written and RunError is raised.
 
     Args:
         run: The run directory; the newest run under ``runs_root`` when None.
@@ -77,27 +98,42 @@ def export(
         model: A model object to load the checkpoint's weights into (for runs trained from
             objects rather than a config).
         datamodule: The datamodule whose ``split_dataloader("test")`` gives the images.
+        input: ``uint8`` (pixels in, preprocessing in the graph) or ``float``.
+        preprocessing: The run's preprocessing (runs trained from objects; else the config's).
 
     Raises:
-        ConfigError: Unknown format or inputs, or ``samples`` < 1.
+        ConfigError: Unknown format, inputs or input type, or ``samples`` < 1.
         RunError: Missing run or checkpoint, a model the exporter cannot trace, test data that
             cannot be read, or onnxruntime's output off by more than 1e-4.
     """
     check_choice(format, FORMATS, kind="export format", error=ConfigError, flag="--format")
     check_choice(inputs, INPUTS, kind="kind of inputs", error=ConfigError, flag="--inputs")
+    check_choice(input, INPUT_TYPES, kind="input type", error=ConfigError, flag="--input")
     if samples < 1:
         raise ConfigError(f"--samples must be >= 1, got {samples}")
     opened = Run.open(run, runs_root=runs_root, checkpoint=checkpoint)
     paths, config = opened.paths, opened.config
     model = opened.load_model(checkpoint, model)
     embedder = _embedder(model.cpu()).eval()
+    reading = run_preprocessing(opened, preprocessing) if input == "uint8" else None
     if inputs == "test":
         images = _test_images(opened, datamodule, samples)
+    elif reading is not None:
+        images = _random_pixels(reading, config.seed, samples)
     else:
         images = _random_images(model, config.seed, samples)
-    data = _to_onnx(embedder, images)
+    exported, reference = embedder, embedder
+    if reading is not None:
+        if inputs == "test":
+            images = pixels_of(images, reading)
+        exported = pixel_embedder(embedder, reading)
+        reference = _normalised(embedder, reading)
+    data = _to_onnx(exported, images)
+    metadata = {} if reading is None else _metadata(opened, reference, images, reading)
+    if metadata:
+        data = _with_metadata(data, metadata)
     batch_sizes = (len(images), 1) if len(images) > 1 else (1,)
-    difference = _max_abs_diff(data, embedder, images)
+    difference = _max_abs_diff(data, reference, images)
     if not difference <= TOLERANCE:  # NaN fails too
         raise RunError(
             f"onnxruntime's embeddings differ from PyTorch's by {difference:.3g} (max abs) on "
@@ -105,7 +141,42 @@ def export(
             f"{paths.root / 'export' / 'model.onnx'} not written"
         )
     path = atomic_write(paths.root / "export" / "model.onnx", lambda file: file.write(data))
-    return ExportResult(path, difference, inputs, batch_sizes)
+    return ExportResult(path, difference, inputs, batch_sizes, input, metadata)
+
+
+def _normalised(embedder: torch.nn.Module, reading: plp_data.Preprocessing) -> Any:
+    """Plp's own path from pixels: :meth:`~plp_data.Preprocessing.normalise`, then ``embed``."""
+
+    def reference(pixels: torch.Tensor) -> torch.Tensor:
+        return embedder(reading.normalise(pixels))
+
+    return reference
+
+
+def _metadata(
+    opened: Run, reference: Any, pixels: torch.Tensor, reading: plp_data.Preprocessing
+) -> dict[str, str]:
+    import torch
+
+    from plp_pipelines._search import run_threshold
+
+    with torch.no_grad():
+        size = int(reference(pixels[:1]).shape[1])
+    return metadata_props(
+        reading,
+        metric=opened.config.evaluate.reid_metric,
+        threshold=run_threshold(opened),
+        embedding_size=size,
+    )
+
+
+def _random_pixels(reading: plp_data.Preprocessing, seed: int, samples: int) -> torch.Tensor:
+    """Return seeded uniform uint8 pixels ``(samples, H, W[, 3])`` of the run's input size."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    shape = (samples, *reading.image_size) + ((3,) if reading.channels == 3 else ())
+    return torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
 
 
 def _embedder(model: torch.nn.Module) -> torch.nn.Module:
@@ -161,6 +232,15 @@ def _random_images(model: torch.nn.Module, seed: int, samples: int) -> torch.Ten
     return torch.randn(shape, generator=generator)
 
 
+def _with_metadata(data: bytes, metadata: dict[str, str]) -> bytes:
+    """Return the serialised ONNX model ``data`` with ``metadata`` in its ``metadata_props``."""
+    import onnx
+
+    proto = onnx.load_from_string(data)
+    onnx.helper.set_model_props(proto, metadata)
+    return bytes(proto.SerializeToString())
+
+
 def _to_onnx(embedder: torch.nn.Module, images: torch.Tensor) -> bytes:
     """Return the serialised ONNX model of ``embedder`` with a dynamic batch axis."""
     import warnings
@@ -168,7 +248,7 @@ def _to_onnx(embedder: torch.nn.Module, images: torch.Tensor) -> bytes:
     import torch
 
     # The exporter specialises a batch of 1; two rows keep the batch axis symbolic.
-    example = images[:2] if len(images) >= 2 else images.repeat(2, 1, 1, 1)
+    example = images[:2] if len(images) >= 2 else torch.cat([images, images])
     batch = torch.export.Dim("batch")
     try:
         with warnings.catch_warnings():
@@ -196,7 +276,7 @@ def _to_onnx(embedder: torch.nn.Module, images: torch.Tensor) -> bytes:
     return bytes(program.model_proto.SerializeToString())
 
 
-def _max_abs_diff(data: bytes, embedder: torch.nn.Module, images: torch.Tensor) -> float:
+def _max_abs_diff(data: bytes, embedder: Any, images: torch.Tensor) -> float:
     """Return the largest |onnxruntime - PyTorch| over the batch and over single inputs."""
     import numpy as np
     import onnxruntime

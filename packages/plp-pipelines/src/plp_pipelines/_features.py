@@ -27,6 +27,10 @@ class SplitFeatures:
         cameras: ``(N,)`` int64 camera ids, or None when the dataset has none.
         logits: ``(N, C)`` float32 classifier outputs, or None for models without a classifier.
         sample_ids: ``(N,)`` int64 index of each row in the split's dataset.
+        paths: ``(N,)`` each row's image file relative to the data root, or None for datasets
+            without files.
+        groups: ``(N,)`` int64 group of each row (a dataset CSV's sequences: gallery items of a
+            query's group are left out of its ranking), or None.
     """
 
     features: np.ndarray
@@ -34,6 +38,8 @@ class SplitFeatures:
     cameras: np.ndarray | None = None
     logits: np.ndarray | None = None
     sample_ids: np.ndarray | None = None
+    paths: np.ndarray | None = None
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.sample_ids is None:
@@ -117,6 +123,10 @@ def save_features(path: str | Path, split: SplitFeatures) -> None:
         arrays["cameras"] = split.cameras
     if split.logits is not None:
         arrays["logits"] = split.logits
+    if split.paths is not None:
+        arrays["paths"] = np.asarray(split.paths, dtype=str)
+    if split.groups is not None:
+        arrays["groups"] = split.groups
     atomic_write(path, lambda file: np.savez(file, **arrays))  # type: ignore[arg-type]
 
 
@@ -132,4 +142,6 @@ def load_features(path: str | Path) -> SplitFeatures:
             cameras=data.get("cameras"),
             logits=data.get("logits"),
             sample_ids=data["sample_ids"],
+            paths=data.get("paths"),
+            groups=data.get("groups"),
         )

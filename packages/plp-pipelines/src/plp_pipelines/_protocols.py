@@ -13,11 +13,12 @@ use; no pipeline probes a model or a datamodule with ``getattr``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -108,6 +109,8 @@ DATA_OPTIONAL: Mapping[str, Any] = MappingProxyType(
         "val_fraction": None,
         "has_validation": None,
         "uses_custom_sampler": False,
+        "split_paths": None,
+        "split_groups": None,
     }
 )
 
@@ -159,6 +162,10 @@ class DataFacts:
         uses_custom_sampler: Its training loader has a sampler Lightning must keep.
         has_validation: Whether it serves a validation split (``val_fraction`` or
             ``val_classes``), if it says.
+        split_paths: ``split_paths(split)``: each item's file relative to the data root (None:
+            it names no files).
+        split_groups: ``split_groups(split)``: each item's group, a dataset CSV's sequences
+            (None: no groups).
     """
 
     num_classes: int | None = None
@@ -169,6 +176,8 @@ class DataFacts:
     val_fraction: float | None = None
     uses_custom_sampler: bool = False
     has_validation: bool | None = None
+    split_paths: Callable[[str], Sequence[str] | None] | None = None
+    split_groups: Callable[[str], Any] | None = None
 
     @classmethod
     def of(cls, datamodule: object) -> DataFacts:
@@ -187,6 +196,17 @@ class DataFacts:
             has_validation=None
             if members["has_validation"] is None
             else bool(members["has_validation"]),
+            split_paths=members["split_paths"],
+            split_groups=members["split_groups"],
+        )
+
+    def files_and_groups(self, split: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Return the files (relative to the data root) and the groups of ``split``'s items."""
+        paths = self.split_paths(split) if self.split_paths is not None else None
+        groups = self.split_groups(split) if self.split_groups is not None else None
+        return (
+            None if paths is None else np.asarray([str(p) for p in paths], dtype=str),
+            None if groups is None else np.asarray(groups, dtype=np.int64),
         )
 
 

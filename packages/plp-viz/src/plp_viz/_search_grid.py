@@ -87,7 +87,7 @@ def plot_search_results(
             else:
                 _tile(axis, image, f"{distance:.3g}\nno match", MISMATCH_COLOUR)
     if title is not None:
-        figure.suptitle(title)
+        figure.suptitle(title, y=1.0 + 0.12 / len(queries))
     return _plots._save(figure, path)
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "build_method",
     "check_methods",
     "default_methods",
+    "junk_keys",
     "query_gallery_splits",
 ]
 
@@ -51,6 +52,26 @@ def query_gallery_splits(protocol: str) -> tuple[str, str]:
     """
     return {"query_gallery": ("query", "gallery"), "test_leave_one_out": ("test", "test")}.get(
         protocol, ("test", "trainval")
+    )
+
+
+def junk_keys(query: SplitFeatures, gallery: SplitFeatures) -> tuple[Any, Any]:
+    """Return the junk rule's per-item keys of two splits' features (:func:`plp_eval.junk_keys`).
+
+    Passed as the cameras of a plp-eval function, they leave out of a query's ranking the
+    gallery items of its label and camera, or of its group (a dataset CSV's sequence).
+    """
+    import plp_eval
+
+    with_cameras = query.cameras is not None and gallery.cameras is not None
+    with_groups = query.groups is not None and gallery.groups is not None
+    return plp_eval.junk_keys(
+        query.labels,
+        gallery.labels,
+        query.cameras if with_cameras else None,
+        gallery.cameras if with_cameras else None,
+        query.groups if with_groups else None,
+        gallery.groups if with_groups else None,
     )
 
 

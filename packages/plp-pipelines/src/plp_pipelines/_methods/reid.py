@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from plp_pipelines._methods import METHODS, EvaluationContext, EvaluationMethod
+from plp_pipelines._methods import METHODS, EvaluationContext, EvaluationMethod, junk_keys
 
 if TYPE_CHECKING:
     from plp_pipelines._config import Config
@@ -28,12 +28,13 @@ class CategorisedDataModule(Protocol):
 
 
 def junk_arrays(query: SplitFeatures, gallery: SplitFeatures) -> dict[str, Any]:
-    """Return the cameras the protocol's junk rule reads (both sides, or neither)."""
-    both = query.cameras is not None and gallery.cameras is not None
-    return {
-        "query_cameras": query.cameras if both else None,
-        "gallery_cameras": gallery.cameras if both else None,
-    }
+    """Return the protocol's junk rule as the cameras of a plp-eval call (both sides, or neither).
+
+    One key per item (:func:`plp_pipelines._methods.junk_keys`): its camera, else its group (a
+    dataset CSV's sequence), so that the same label and key is junk.
+    """
+    query_keys, gallery_keys = junk_keys(query, gallery)
+    return {"query_cameras": query_keys, "gallery_cameras": gallery_keys}
 
 
 def rank(
@@ -181,15 +182,14 @@ class Reid(EvaluationMethod):
         from plp_pipelines._intervals import class_rows
 
         found: dict[str, Any] = {"per_class_ap": class_rows(self._result, context.data.class_names)}
-        cameras = junk_arrays(query, gallery)
-        if cameras["query_cameras"] is not None:
+        if query.cameras is not None and gallery.cameras is not None:
             self._cameras = plp_eval.camera_matrix(
                 query.features,
                 query.labels,
                 gallery.features,
                 gallery.labels,
-                cameras["query_cameras"],
-                cameras["gallery_cameras"],
+                query.cameras,
+                gallery.cameras,
                 metric=context.config.evaluate.reid_metric,
                 device=context.device,
             )
