@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from plp_data import build_datamodule
+from plp_data import PlpDataError, build_datamodule
 from plp_data.testing import (
     write_cars196,
     write_cub200,
@@ -62,6 +62,6 @@ def test_datasets_without_files_have_no_paths() -> None:
     dm = build_datamodule("digits", val_fraction=0.0)
     assert dm.split_paths("test") is None
     assert dm.split_groups("test") is None
-    with pytest.raises(Exception, match="unknown split 'tset'"):
+    with pytest.raises(PlpDataError, match=r"unknown split of DigitsDataModule 'tset'; .*'test'\?"):
         dm.split_paths("tset")
     assert isinstance(next(iter(dm.split_dataloader("test")))[0], torch.Tensor)
