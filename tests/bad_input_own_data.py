@@ -1,4 +1,4 @@
-"""Bad input of a user's own data (dataset CSVs, embed, index, search): cases of test_bad_input.
+"""Bad-input cases of a user's own data (dataset CSVs, embed, index, search, export).
 
 Loaded by ``tests/test_bad_input.py``, which runs them with the others; the README's errors
 table lists them in this order after the others.
@@ -89,6 +89,11 @@ def _index_of_another_checkpoint(tmp: Path, run: Path) -> list[str]:
 def cases(case: Callable[..., Any]) -> list[Any]:
     """The cases, built with test_bad_input's ``Case``."""
     return [
+        case(
+            "an unknown export format",
+            lambda t, r: ["export", "--run", str(r), "--format", "tflite"],
+            lambda t, r: r"--format 'tflite' is not an export format; expected one of onnx",
+        ),
         case(
             "a dataset CSV without a required column",
             _csv(_drop("is_gallery")),
