@@ -407,7 +407,9 @@ def export(
     """Export the embedding model to <run>/export/model.onnx and check it against PyTorch."""
     with _user_facing():
         import plp_pipelines
+        from plp_pipelines._export_pixels import check_export_arguments
 
+        check_export_arguments(format, inputs, input)  # before the run, as a config error
         _check_run(run, runs, checkpoint)
         result = plp_pipelines.export(
             run, format=format, inputs=inputs, input=input, checkpoint=checkpoint, runs_root=runs
@@ -441,14 +443,19 @@ def _warned() -> Iterator[None]:
             print(f"plp: warning: {warning.message}", file=sys.stderr, flush=True)
 
 
+_IMAGE_TASK_HELP = {
+    "run": "run directory (default: the newest run)",
+    "strict": "an unreadable image is an error (default: skipped with a warning)",
+    "checkpoint": "a checkpoint instead of the run's best",
+    "runs": "folder of run directories (default: runs)",
+}
+
+
 @task(
     help={
-        "run": "run directory (default: the newest run)",
         "images": "a folder of images (recursively) or a dataset CSV",
         "out": "the .npz to write (default: <run>/embeddings/<folder or CSV name>.npz)",
-        "strict": "an unreadable image is an error (default: skipped with a warning)",
-        "checkpoint": "a checkpoint instead of the run's best",
-        "runs": "folder of run directories (default: runs)",
+        **_IMAGE_TASK_HELP,
     }
 )
 def embed(
@@ -478,13 +485,10 @@ def embed(
 
 @task(
     help={
-        "run": "run directory (default: the newest run)",
         "images": "the gallery: a folder of images (recursively) or a dataset CSV",
         "name": "the index's name (default: the folder's or CSV's)",
         "kind": "flat (exact, default), ivf or hnsw (approximate, for millions of images)",
-        "strict": "an unreadable image is an error (default: skipped with a warning)",
-        "checkpoint": "a checkpoint instead of the run's best",
-        "runs": "folder of run directories (default: runs)",
+        **_IMAGE_TASK_HELP,
     }
 )
 def index(
@@ -517,15 +521,12 @@ def index(
 
 @task(
     help={
-        "run": "run directory (default: the newest run)",
         "index": "the name of an index built with `invoke index`",
         "query": "an image, a folder of images or a dataset CSV",
         "top_k": "results per query (default: 10)",
         "threshold": "distance past which a result is 'no match' (default: the run's, "
         "calibrated by `invoke evaluate --method verification`)",
-        "strict": "an unreadable image is an error (default: skipped with a warning)",
-        "checkpoint": "a checkpoint instead of the run's best",
-        "runs": "folder of run directories (default: runs)",
+        **_IMAGE_TASK_HELP,
     }
 )
 def search(
@@ -554,21 +555,7 @@ def search(
             runs_root=runs,
             progress=_interactive(),
         )
-    lines = []
-    for answer in result.queries:
-        lines.append(f"{answer.query}:" + (" no match" if answer.no_match else ""))
-        for rank, (path, distance, accepted) in enumerate(
-            zip(answer.paths, answer.distances, answer.accepted, strict=True), start=1
-        ):
-            lines.append(
-                f"  {rank:>3}. {distance:.4f}  {path}" + ("" if accepted else "  (no match)")
-            )
-    threshold_line = (
-        f"threshold: {result.threshold:.6g} (past it: no match)"
-        if result.threshold is not None
-        else "threshold: none (evaluate the run with --method verification to calibrate one)"
-    )
-    _say(*lines, threshold_line, f"results: {result.folder / 'results.json'}")
+    _say(*result.lines())
 
 
 @task

@@ -129,3 +129,22 @@ def test_unreadable_images_are_skipped_or_refused(run: Path, tmp_path: Path) -> 
         embed(run, images=tmp_path / "empty")
     with pytest.raises(RunError, match=r"nowhere does not exist; expected a folder of images"):
         embed(run, images=tmp_path / "nowhere")
+
+
+def test_search_prints_each_query_with_no_match_marked(tmp_path: Path) -> None:
+    from plp_pipelines import QueryResult, SearchResult
+
+    found = QueryResult("a.png", ("g/1.png", "g/2.png"), (0.25, 1.5), (True, False))
+    missed = QueryResult("b.png", ("g/2.png",), (2.0,), (False,))
+    result = SearchResult(tmp_path, 1.0, (found, missed), ())
+    assert result.lines() == [
+        "a.png:",
+        "    1. 0.2500  g/1.png",
+        "    2. 1.5000  g/2.png  (no match)",
+        "b.png: no match",
+        "    1. 2.0000  g/2.png  (no match)",
+        "threshold: 1 (past it: no match)",
+        f"results: {tmp_path / 'results.json'}",
+    ]
+    uncalibrated = SearchResult(tmp_path, None, (), ()).lines()
+    assert uncalibrated[0].startswith("threshold: none (evaluate the run with --method verif")

@@ -14,10 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plp_core import check_choice
 from plp_pipelines._embed import run_preprocessing
-from plp_pipelines._errors import ConfigError, PlpError, RunError
-from plp_pipelines._export_pixels import metadata_props, pixel_embedder, pixels_of
+from plp_pipelines._errors import PlpError, RunError
+from plp_pipelines._export_pixels import (
+    FORMATS,
+    INPUT_TYPES,
+    INPUTS,
+    check_export_arguments,
+    metadata_props,
+    pixel_embedder,
+    pixels_of,
+)
 from plp_pipelines._protocols import ModelFacts, as_embedding_model
 from plp_pipelines._run import Run
 from plp_pipelines._runs import RUNS_ROOT, atomic_write
@@ -29,9 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMATS", "INPUTS", "INPUT_TYPES", "ExportResult", "export"]
 
-FORMATS = ("onnx",)
-INPUTS = ("test", "random")
-INPUT_TYPES = ("uint8", "float")
 TOLERANCE = 1e-4  # largest max-abs difference of onnxruntime's embeddings from PyTorch's
 OPSET = 18
 
@@ -106,11 +110,7 @@ def export(
         RunError: Missing run or checkpoint, a model the exporter cannot trace, test data that
             cannot be read, or onnxruntime's output off by more than 1e-4.
     """
-    check_choice(format, FORMATS, kind="export format", error=ConfigError, flag="--format")
-    check_choice(inputs, INPUTS, kind="kind of inputs", error=ConfigError, flag="--inputs")
-    check_choice(input, INPUT_TYPES, kind="input type", error=ConfigError, flag="--input")
-    if samples < 1:
-        raise ConfigError(f"--samples must be >= 1, got {samples}")
+    check_export_arguments(format, inputs, input, samples)
     opened = Run.open(run, runs_root=runs_root, checkpoint=checkpoint)
     paths, config = opened.paths, opened.config
     model = opened.load_model(checkpoint, model)

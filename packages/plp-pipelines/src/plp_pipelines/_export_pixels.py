@@ -14,12 +14,36 @@ import json
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from plp_core import check_choice
+from plp_pipelines._errors import ConfigError
+
 if TYPE_CHECKING:
     import torch
 
     import plp_data
 
-__all__ = ["metadata_props", "pixel_embedder", "pixels_of"]
+__all__ = [
+    "FORMATS",
+    "INPUTS",
+    "INPUT_TYPES",
+    "check_export_arguments",
+    "metadata_props",
+    "pixel_embedder",
+    "pixels_of",
+]
+
+FORMATS = ("onnx",)
+INPUTS = ("test", "random")
+INPUT_TYPES = ("uint8", "float")
+
+
+def check_export_arguments(format: str, inputs: str, input: str, samples: int = 1) -> None:
+    """Raise ConfigError naming the first export argument that is not valid (torch not needed)."""
+    check_choice(format, FORMATS, kind="export format", error=ConfigError, flag="--format")
+    check_choice(inputs, INPUTS, kind="kind of inputs", error=ConfigError, flag="--inputs")
+    check_choice(input, INPUT_TYPES, kind="input type", error=ConfigError, flag="--input")
+    if samples < 1:
+        raise ConfigError(f"--samples must be >= 1, got {samples}")
 
 
 def pixel_embedder(

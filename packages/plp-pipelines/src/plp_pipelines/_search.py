@@ -106,6 +106,22 @@ class SearchResult:
     queries: tuple[QueryResult, ...]
     unreadable: tuple[str, ...]
 
+    def lines(self) -> list[str]:
+        """Return what ``invoke search`` prints: each query's results, the threshold, the file."""
+        lines = []
+        for answer in self.queries:
+            lines.append(f"{answer.query}:" + (" no match" if answer.no_match else ""))
+            ranked = zip(answer.paths, answer.distances, answer.accepted, strict=True)
+            for rank, (path, distance, accepted) in enumerate(ranked, start=1):
+                mark = "" if accepted else "  (no match)"
+                lines.append(f"  {rank:>3}. {distance:.4f}  {path}{mark}")
+        lines.append(
+            f"threshold: {self.threshold:.6g} (past it: no match)"
+            if self.threshold is not None
+            else "threshold: none (evaluate the run with --method verification to calibrate one)"
+        )
+        return [*lines, f"results: {self.folder / 'results.json'}"]
+
 
 def index(
     run: str | Path | None = None,
