@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from invoke import Context, Exit, task
 
@@ -443,6 +444,16 @@ def _warned() -> Iterator[None]:
             print(f"plp: warning: {warning.message}", file=sys.stderr, flush=True)
 
 
+def _reading(strict: bool, checkpoint: str | None, runs: str) -> dict[str, Any]:
+    """Return the arguments embed, index and search share: how the images and the run are read."""
+    return {
+        "strict": strict,
+        "checkpoint": checkpoint,
+        "runs_root": runs,
+        "progress": _interactive(),
+    }
+
+
 _IMAGE_TASK_HELP = {
     "run": "run directory (default: the newest run)",
     "strict": "an unreadable image is an error (default: skipped with a warning)",
@@ -472,13 +483,7 @@ def embed(
         import plp_pipelines
 
         result = plp_pipelines.embed(
-            run,
-            images=images,
-            out=out,
-            strict=strict,
-            checkpoint=checkpoint,
-            runs_root=runs,
-            progress=_interactive(),
+            run, images=images, out=out, **_reading(strict, checkpoint, runs)
         )
     _say(f"embedded {result.count} images: {result.path}")
 
@@ -505,16 +510,8 @@ def index(
     with _user_facing(), _warned():
         import plp_pipelines
 
-        result = plp_pipelines.index(
-            run,
-            images=images,
-            name=name,
-            kind=kind,
-            strict=strict,
-            checkpoint=checkpoint,
-            runs_root=runs,
-            progress=_interactive(),
-        )
+        reading = _reading(strict, checkpoint, runs)
+        result = plp_pipelines.index(run, images=images, name=name, kind=kind, **reading)
     recall = "" if result.kind == "flat" else f", recall@10 {result.recall_at_10:.3f} vs flat"
     _say(f"indexed {result.count} images ({result.kind}{recall}): {result.folder}")
 
@@ -545,16 +542,9 @@ def search(
         import plp_pipelines
 
         result = plp_pipelines.search(
-            run,
-            index=index,
-            query=query,
-            top_k=top_k,
-            threshold=threshold,
-            strict=strict,
-            checkpoint=checkpoint,
-            runs_root=runs,
-            progress=_interactive(),
-        )
+            run, index=index, query=query, top_k=top_k, threshold=threshold,
+            **_reading(strict, checkpoint, runs),
+        )  # fmt: skip
     _say(*result.lines())
 
 
