@@ -169,6 +169,23 @@ def _nan_weights(state: dict) -> None:
             tensor.fill_(float("nan"))
 
 
+def _terabytes_of_classes(state: dict) -> None:
+    state["hyper_parameters"]["num_classes"] = 10**12
+
+
+class _RunsCode:
+    """What a malicious weights file holds: an object whose unpickling calls a function."""
+
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def _unsafe_weights(tmp: Path) -> Path:
+    path = tmp / "evil.pth"
+    torch.save({"conv1.weight": torch.zeros(1), "payload": _RunsCode()}, path)
+    return path
+
+
 def _truncated(tmp: Path, run: Path) -> str:
     data = _checkpoint(run).read_bytes()
     path = tmp / "truncated.ckpt"
@@ -392,7 +409,7 @@ CASES = [
     ),
     Case(
         "a model too large for the machine",
-        _train("model.embedding_size=1000000000000"),
+        _train("model.backbone={{name = 'small_convnet', args = {{width = 100000}}}}"),
         lambda t, r: r"model: .* parameters need about .* GiB to train, more than .*embedding_size",
     ),
     Case(
@@ -480,6 +497,75 @@ CASES = [
         _train("model.backbone={{name = 'resnet18', args = {{weights = 'V9'}}}}"),
         lambda t, r: (
             r"model\.backbone\.args\.weights: resnet18: unknown weights 'V9'; valid: IMAGENET1K_V1"
+        ),
+    ),
+    Case(
+        "NaN where a bound says > 0",
+        _train("trainer.gradient_clip_val=nan"),
+        lambda t, r: r"trainer\.gradient_clip_val: Input should be a finite number \(given: nan\)$",
+    ),
+    Case(
+        "an integer too large for its key",
+        _train("trainer.epochs=99999999999999999999"),
+        lambda t, r: (
+            r"trainer\.epochs: Input should be less than or equal to 100000 \(given: 9+\)$"
+        ),
+    ),
+    Case(
+        "a run name that is not a safe folder name",
+        _train('name="a\\nb"'),
+        lambda t, r: (
+            r"name: must be a name of letters, digits and \. _ \+ - \(starting with a letter or "
+            r"digit\); '\\n' is not allowed \(given: 'a\\nb'\)$"
+        ),
+    ),
+    Case(
+        "a protocol the dataset cannot serve",
+        _train("evaluate.protocol=query_gallery"),
+        lambda t, r: (
+            r"evaluate\.protocol: 'query_gallery' needs the dataset's own query and gallery "
+            r"splits, and DigitsDataModule serves trainval, test; use 'trainval_test' or "
+            r"'test_leave_one_out'$"
+        ),
+    ),
+    Case(
+        "a backbone that cannot take the data's images",
+        _train("model.backbone={{name = 'timm:vit_tiny_patch16_224'}}"),
+        lambda t, r: (
+            r"model\.backbone: timm:vit_tiny_patch16_224 cannot take the data's 1 x 8 x 8 images "
+            r"\(Input height \(8\) doesn't match model \(224\)\); set data\.args\.image_size"
+        ),
+    ),
+    Case(
+        "re-ranking k1 so large it would allocate terabytes",
+        _train("evaluate.rerank_k1=1000000000"),
+        lambda t, r: r"evaluate\.rerank_k1: Input should be less than or equal to 1000",
+    ),
+    Case(
+        "a local weights file that is not a safe checkpoint",
+        lambda t, r: _train(
+            "model.backbone={{name = 'resnet18', args = {{weights_path = "
+            f"'{_unsafe_weights(t)}'}}}}}}}}"
+        )(t, r),
+        lambda t, r: (
+            r"weights_path .*evil\.pth: refused: it holds objects other than weights, which could "
+            r"run code \(Unsupported global: GLOBAL print was not an allowed global by "
+            r"default\); plp loads weights with weights_only=True$"
+        ),
+    ),
+    Case(
+        "a checkpoint whose recorded sizes would allocate terabytes",
+        lambda t, r: [
+            "evaluate",
+            "--run",
+            str(r),
+            "--checkpoint",
+            _edited_checkpoint(t, r, _terabytes_of_classes),
+        ],
+        lambda t, r: (
+            r"checkpoint .*edited\.ckpt does not hold the model its hyper-parameters describe: "
+            r"head\.classifier\.weight is \[10, 64\] in the file, \[1000000000000, 64\] by its "
+            r"recorded sizes .*; refused before building it$"
         ),
     ),
     Case(

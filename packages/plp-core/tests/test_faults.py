@@ -21,6 +21,7 @@ from plp_core import (
     atomic_write,
     check_name,
     check_number,
+    error_reason,
 )
 
 
@@ -166,3 +167,30 @@ def test_a_path_through_a_file_is_one_line(tmp_path: Path):
     (tmp_path / "plots").write_text("a file where a folder should be")
     with pytest.raises(PlpError, match=r"cannot write .*plots/x\.png: (File exists|Not a dir)"):
         atomic_write(tmp_path / "plots" / "x.png", lambda file: file.write(b""))
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            RuntimeError(
+                "PytorchStreamReader failed reading zip archive: failed finding central "
+                "directory. This is an internal miniz error. If you are seeing this error, "
+                "there is a high likelihood that your checkpoint file is corrupted."
+            ),
+            "PytorchStreamReader failed reading zip archive: failed finding central directory",
+        ),
+        (OSError(22, "Invalid argument"), "[Errno 22] Invalid argument"),
+        (EOFError(), "EOFError"),
+        (ValueError("\n\n  second line only\nthird"), "second line only"),
+        (ValueError("\x1b[1mbold\x1b[0m words. More."), "bold words"),
+        (ValueError("version 2.6 of the file. Next"), "version 2.6 of the file"),
+    ],
+)
+def test_error_reason_is_one_whole_sentence(error: BaseException, reason: str) -> None:
+    assert error_reason(error) == reason
+
+
+def test_a_long_reason_is_shortened_at_a_word() -> None:
+    reason = error_reason(ValueError("word " * 100), limit=42)
+    assert reason.endswith(" ...") and len(reason) <= 46 and "wor ..." not in reason

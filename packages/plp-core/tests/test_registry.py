@@ -167,7 +167,7 @@ def test_the_default_error_is_the_root_and_choices_have_one_message():
 def test_doctests() -> None:
     import doctest
 
-    from plp_core import _choices, _registry
+    from plp_core import _bounds, _choices, _errors, _files, _names, _registry
 
-    for module in (_choices, _registry):
+    for module in (_bounds, _choices, _errors, _files, _names, _registry):
         assert doctest.testmod(module).failed == 0

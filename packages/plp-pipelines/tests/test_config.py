@@ -46,7 +46,7 @@ def write(tmp_path: Path, text: str) -> Path:
         ("bogus = 1\n", r"unknown key 'bogus'; allowed here: name, seed, data, model"),
         ("[loss]\nname = 'a'\nterms = [{name = 'b'}]\n", r"loss: .*either name .* or terms"),
         ("[loss]\nterms = [{name = 'b', wieght = 2}]\n", r"unknown key 'loss\.terms\.0\.wieght'"),
-        ("name = 'a/b'\n", r"name: .*plain folder name"),
+        ("name = 'a/b'\n", r"name: must be a name of letters.*'/' is not allowed"),
         ("[data\nname = 1\n", r"bad\.toml: TOML syntax error: .*line 1"),
         ("[loss]\nname = 'contrastive'\nmemory = {}\n", r"loss\.memory\.size: Field required"),
         (

@@ -29,7 +29,7 @@ from plp_core._defaults import (
     RERANK_K2,
     RERANK_LAMBDA,
 )
-from plp_core._errors import PlpError
+from plp_core._errors import PlpError, error_reason
 from plp_core._files import STORAGE_ERRORS, atomic_write, storage_reason
 from plp_core._names import MAX_NAME_LENGTH, NAME_CHARACTERS, check_name
 from plp_core._registry import Entry, Registry
@@ -52,6 +52,7 @@ __all__ = [
     "PositiveInt",
     # choices and errors
     "PlpError",
+    "error_reason",
     "check_choice",
     "did_you_mean",
     "unknown_choice",

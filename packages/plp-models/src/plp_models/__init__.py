@@ -22,6 +22,7 @@ from plp_models._optim import build_optimizer, build_scheduler
 from plp_models._registry import BACKBONES, HEADS, OPTIMIZERS, SCHEDULERS
 from plp_models._training import ExponentialMovingAverage, FreezeBackbone
 from plp_models._validation import VALIDATION_METRICS, RetrievalValidation
+from plp_models._weights import UnreadableWeightsError, UnsafeWeightsError, load_weights
 
 __all__ = [
     # the LightningModule
@@ -56,6 +57,10 @@ __all__ = [
     # default settings per dataset
     "DEFAULT_SETTINGS",
     "default_settings",
+    # weight files, loaded safely
+    "load_weights",
     # errors
     "PlpModelsError",
+    "UnreadableWeightsError",
+    "UnsafeWeightsError",
 ]

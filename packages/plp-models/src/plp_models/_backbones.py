@@ -17,6 +17,7 @@ from torch import nn
 
 from plp_core import did_you_mean
 from plp_models._errors import PlpModelsError
+from plp_models._weights import load_weights
 from plp_models._registry import BACKBONES
 
 __all__ = [
@@ -263,11 +264,9 @@ def _hub_state_dict(architecture: str, weights: str, url: str) -> dict[str, torc
                 f"(from {url}) in {target.parent}/"
             ) from None
     try:
-        state = torch.load(target, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a bad file
-        raise PlpModelsError(
-            f"{target}: cannot read ({type(error).__name__}); delete it to download it again"
-        ) from None
+        state = load_weights(target)
+    except PlpModelsError as error:
+        raise PlpModelsError(f"{error}; delete it to download it again") from None
     if not isinstance(state, dict):
         raise PlpModelsError(f"{target}: holds a {type(state).__name__}, not a state dict")
     return state
@@ -314,9 +313,9 @@ def _load_local_weights(network: nn.Module, weights_path: str) -> None:
     if not path.is_file():
         raise PlpModelsError(f"weights_path {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a bad file
-        raise PlpModelsError(f"weights_path {path}: cannot read ({error})") from None
+        state = load_weights(path)
+    except PlpModelsError as error:
+        raise PlpModelsError(f"weights_path {error}") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     classifier = ("fc.", "classifier.")
     kept = {k: v for k, v in state.items() if not k.startswith(classifier)}

@@ -52,7 +52,7 @@ def build_model(
             **sizes,
         )
     except (plp_models.PlpModelsError, plp_losses.PlpLossesError) as error:
-        raise ConfigError(f"{config.source}: model/loss: {error}") from None
+        raise ConfigError(f"{config.source}: {error}") from None  # names the component
     if teacher is not None:
         model.attach_teacher(teacher)
     return model

@@ -7,13 +7,12 @@ before anything runs; plp stores nothing else (hyper-parameters are plain dicts)
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from plp_core import error_reason
 from plp_pipelines._config import Config
 from plp_pipelines._errors import RunError
 
@@ -21,6 +20,7 @@ __all__ = [
     "ARCHITECTURE_KEYS",
     "architecture_of",
     "check_architecture",
+    "check_sizes",
     "config_architecture",
     "load_model",
     "read_checkpoint",
@@ -37,11 +37,6 @@ ARCHITECTURE_KEYS = (
 )
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Return the checkpoint dict at ``path``, loaded with ``weights_only=True`` on the CPU.
 
@@ -49,19 +44,21 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         RunError: The file does not exist, is truncated or corrupt, is not a checkpoint, or
             holds objects other than weights (a pickle that would run code is refused, unrun).
     """
+    import plp_models
+
     path = Path(path)
     if not path.is_file():
         raise RunError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
+        state = plp_models.load_weights(path)
+    except plp_models.UnsafeWeightsError as error:
         raise RunError(
             f"refused checkpoint {path}: it holds objects other than weights, which could run "
-            f"code ({_first_line(error)[:160]}); plp loads checkpoints with weights_only=True"
+            f"code ({error.reason}); plp loads checkpoints with weights_only=True"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+    except plp_models.UnreadableWeightsError as error:
         raise RunError(
-            f"cannot load checkpoint {path}: truncated or corrupt ({_first_line(error)[:160]})"
+            f"cannot load checkpoint {path}: truncated or corrupt ({error.reason})"
         ) from None
     if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict):
         raise RunError(f"cannot load checkpoint {path}: no state_dict, not a Lightning checkpoint")
@@ -131,18 +128,58 @@ def load_model(
         hyper_parameters = _hyper_parameters(state, path)
         if config is not None:
             check_architecture(hyper_parameters, config_architecture(config), path, against)
+        check_sizes(hyper_parameters, state["state_dict"], path)
         try:
             model = plp_models.PlpModel(**hyper_parameters)
         except (TypeError, ValueError) as error:
-            raise RunError(f"cannot rebuild the model of {path}: {_first_line(error)}") from None
+            raise RunError(f"cannot rebuild the model of {path}: {error_reason(error)}") from None
     try:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as error:
         raise RunError(
             f"cannot load checkpoint {path}: its weights do not fit the model "
-            f"({_first_line(error)[:160]}); is it another architecture?"
+            f"({error_reason(error)}); is it another architecture?"
         ) from None
     return model
+
+
+def check_sizes(hyper_parameters: dict[str, Any], weights: dict[str, Any], path: Path) -> None:
+    """Raise RunError unless the model the hyper-parameters describe has exactly these weights.
+
+    The model is built on PyTorch's ``meta`` device (shapes only, nothing allocated) and each
+    of its weights compared with the checkpoint's. A checkpoint can record any sizes (a class
+    count of 10^12 asks for terabytes), but its weights are in the file: once the two agree,
+    building the model allocates no more than the file holds.
+    """
+    import plp_models
+
+    try:
+        with torch.device("meta"):
+            meta = plp_models.PlpModel(**hyper_parameters)
+    except Exception as error:  # sizes that overflow, arguments that do not exist, ...
+        raise RunError(f"cannot rebuild the model of {path}: {error_reason(error)}") from None
+    expected = {key: tuple(value.shape) for key, value in meta.state_dict().items()}
+    stored = {
+        key: tuple(value.shape) for key, value in weights.items() if isinstance(value, torch.Tensor)
+    }
+    for key, shape in expected.items():
+        if stored.get(key, shape) != shape:
+            raise RunError(
+                f"checkpoint {path} does not hold the model its hyper-parameters describe: "
+                f"{key} is {list(stored[key])} in the file, {list(shape)} by its recorded sizes "
+                f"({_sizes(hyper_parameters)}); refused before building it"
+            )
+    missing = sorted(set(expected) - set(stored))
+    if missing:
+        raise RunError(
+            f"checkpoint {path} lacks weights of the model its hyper-parameters describe "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
+        )
+
+
+def _sizes(hyper_parameters: dict[str, Any]) -> str:
+    keys = ("num_classes", "embedding_size", "in_channels", "image_size")
+    return ", ".join(f"{k} = {hyper_parameters[k]!r}" for k in keys if k in hyper_parameters)
 
 
 def architecture_of(path: str | Path) -> dict[str, Any]:

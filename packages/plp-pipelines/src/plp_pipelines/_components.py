@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from plp_core import check_number
 from plp_pipelines._config import Config
 from plp_pipelines._errors import ConfigError
 
@@ -103,6 +104,25 @@ def check_components(config: Config, source: str | None = None) -> None:
         for key in component.args:
             if key in model.model_fields:
                 component.args[key] = _plain(getattr(validated, key))
+        _check_numbers(component, source)
+
+
+def _check_numbers(component: Component, source: str) -> None:
+    """Raise ConfigError for NaN, infinities or 64-bit overflows in ``component``'s arguments.
+
+    Bounded or not (``float`` alone takes NaN), inside lists and tables too: each would pass
+    here and break later, or make ``config.toml`` unreadable. A bound with ``finite=False``
+    lets infinities through.
+    """
+    parameters, _ = component.registry.parameters(component.name)
+    for key, value in component.args.items():
+        bounds = parameters[key].ranges() if key in parameters else []
+        try:
+            check_number(value, finite=all(bound.finite for bound in bounds))
+        except ValueError as error:
+            raise ConfigError(
+                f"{source}: {component.key}.args.{key}: {error} (given: {value!r})"
+            ) from None
 
 
 @functools.cache

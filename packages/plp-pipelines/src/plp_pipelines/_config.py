@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import tomllib
 import typing
 from pathlib import Path
@@ -22,10 +24,12 @@ from plp_core import (
     DEFAULT_MAX_RANK,
     DEFAULT_MODEL,
     DEFAULT_TARGET_FMR,
+    MAX_COUNT,
     RERANK_K1,
     RERANK_K2,
     RERANK_LAMBDA,
     RankingMetric,
+    check_name,
     did_you_mean,
 )
 from plp_pipelines._errors import ConfigError
@@ -67,8 +71,20 @@ def _methods() -> Any:
     return _methods
 
 
+# Sane maxima: values beyond them are typos or would allocate more than any machine has
+# (a CMC curve of 10^12 ranks, a k-reciprocal set of 10^9 neighbours), found before a run starts.
+MAX_EPOCHS = 100_000
+MAX_DEVICES = 4096
+MAX_EMBEDDING_SIZE = 65_536
+MAX_RANK = 100_000
+MAX_RERANK_K = 1_000
+MAX_EXPLAIN_SAMPLES = 200  # one figure row each: matplotlib draws at most 2^16 pixels a side
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinities are refused in every number (NaN passes every bound: it fails each
+    # comparison); integers are bounded where the section says, else by plp_core.MAX_COUNT.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Named(_Section):
@@ -89,7 +105,7 @@ class ModelConfig(_Section):
 
     backbone: Named = Field(default_factory=lambda: Named(**DEFAULT_MODEL["backbone"]))
     head: Named = Field(default_factory=lambda: Named(**DEFAULT_MODEL["head"]))
-    embedding_size: int | None = Field(default=None, ge=1)
+    embedding_size: int | None = Field(default=None, ge=1, le=MAX_EMBEDDING_SIZE)
 
 
 class MemoryConfig(_Section):
@@ -179,13 +195,13 @@ class TrainerConfig(_Section):
     training and evaluation (checkpoints stay interchangeable with uncompiled models).
     """
 
-    epochs: int = Field(default=10, ge=1)
+    epochs: int = Field(default=10, ge=1, le=MAX_EPOCHS)
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
-    devices: int = Field(default=1, ge=1)
+    devices: int = Field(default=1, ge=1, le=MAX_DEVICES)
     strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"] = "auto"
     precision: Precision = "auto"
     deterministic: bool = True
-    log_every_n_steps: int = Field(default=10, ge=1)
+    log_every_n_steps: int = Field(default=10, ge=1, le=MAX_COUNT)
     gradient_clip_val: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     val_every: int = Field(default=1, ge=1)
     early_stopping: EarlyStoppingConfig | None = None
@@ -253,15 +269,15 @@ class EvaluateConfig(_Section):
     methods: list[str] = Field(default_factory=lambda: _methods().default_methods())
     reid_metric: RankingMetric = "euclidean"
     protocol: Protocol = "trainval_test"
-    max_rank: int = Field(default=DEFAULT_MAX_RANK, ge=1)
+    max_rank: int = Field(default=DEFAULT_MAX_RANK, ge=1, le=MAX_RANK)
     rerank: bool = False
-    rerank_k1: int = Field(default=RERANK_K1, ge=1)
-    rerank_k2: int = Field(default=RERANK_K2, ge=1)
+    rerank_k1: int = Field(default=RERANK_K1, ge=1, le=MAX_RERANK_K)
+    rerank_k2: int = Field(default=RERANK_K2, ge=1, le=MAX_RERANK_K)
     rerank_lambda: float = Field(default=RERANK_LAMBDA, ge=0.0, le=1.0)
     bootstrap: int = Field(default=BOOTSTRAP_RESAMPLES, ge=0)
     target_fmr: float = Field(default=DEFAULT_TARGET_FMR, gt=0.0, lt=1.0)
     umap: bool = True
-    umap_max_samples: int = Field(default=10_000, ge=10)
+    umap_max_samples: int = Field(default=10_000, ge=10, le=MAX_COUNT)
     datasets: list[str | Named] = Field(default_factory=list)
 
     @field_validator("methods")
@@ -274,7 +290,7 @@ class ExplainConfig(_Section):
     """``[explain]``: attribution defaults for the explain pipeline."""
 
     algorithm: str = "integrated_gradients"
-    samples: int = Field(default=16, ge=1)
+    samples: int = Field(default=16, ge=1, le=MAX_EXPLAIN_SAMPLES)
     layer: str | None = None
 
 
@@ -282,7 +298,7 @@ class AlignConfig(_Section):
     """``[align]``: AlignedUMAP defaults."""
 
     split: Literal["trainval", "test"] = "test"
-    max_samples: int = Field(default=5_000, ge=10)
+    max_samples: int = Field(default=5_000, ge=10, le=MAX_COUNT)
 
 
 class Config(_Section):
@@ -319,8 +335,7 @@ class Config(_Section):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not value or any(c in value for c in "/\\") or value.startswith("."):
-            raise ValueError("must be a plain folder name (no slashes, not starting with '.')")
+        check_name(value)  # it names the run's folder: letters, digits and . _ + - only
         if value == LATEST:
             raise ValueError(f"{LATEST!r} is reserved: runs/{LATEST} records the newest run")
         return value
@@ -465,19 +480,35 @@ def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_to_toml(config: Config) -> str:
-    """Return ``config`` as TOML text that :func:`load_config` reads back to an equal config."""
+    """Return ``config`` as TOML text that :func:`load_config` reads back to an equal config.
+
+    Strings are TOML basic strings with every control character escaped (a newline in a path
+    stays a value, never a broken line), and keys that are not bare TOML keys are quoted.
+    """
     data = config.model_dump(mode="json", exclude_none=True)
     lines: list[str] = []
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
     for key, value in scalars.items():
-        lines.append(f"{key} = {_toml_value(value)}")
+        lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
     for section, table in data.items():
         if isinstance(table, dict):
             lines.append("")
-            lines.append(f"[{section}]")
+            lines.append(f"[{_toml_key(section)}]")
             for key, value in table.items():
-                lines.append(f"{key} = {_toml_value(value)}")
+                lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    """Return ``text`` as a TOML basic string: JSON's escapes are TOML's, plus DEL escaped."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _toml_value(value: Any) -> str:
@@ -486,9 +517,10 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return _toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")

@@ -18,7 +18,14 @@ import plp_data
 import plp_models
 from plp_pipelines._build import build_datamodule, build_model, loss_terms
 from plp_pipelines._callbacks import AtomicCheckpointIO, StopOnNonFiniteLoss
-from plp_pipelines._compile import check_compile, compile_model
+from plp_pipelines._checks import (
+    check_data,
+    check_model_fits,
+    check_protocol,
+    check_spawn,
+    check_trainer,
+)
+from plp_pipelines._compile import compile_model
 from plp_pipelines._components import check_components
 from plp_pipelines._config import Config, config_to_toml
 from plp_pipelines._cross_domain import check_datasets, evaluate_datasets
@@ -68,17 +75,6 @@ class TrainResult:
     best_epoch: int | None = None
 
 
-def check_data(datamodule: pl.LightningDataModule) -> None:
-    """Load a plp datamodule's splits and build its sampler now, before any run directory exists.
-
-    Missing files, empty splits and impossible P x K settings then fail before training starts
-    (with plp-data's message) instead of inside Lightning's fit loop.
-    """
-    if isinstance(datamodule, plp_data.PlpDataModule):
-        datamodule.setup("fit")
-        datamodule.train_dataloader()  # builds (so checks) the configured sampler
-
-
 def train(
     config: Config | None = None,
     *,
@@ -123,7 +119,9 @@ def train(
     needs = SIZES if model is None else () if isinstance(model, pl.LightningModule) else SIZES[:1]
     data = check_datamodule(datamodule, needs)
     check_data(datamodule)
+    check_protocol(config, datamodule)
     model = _model_to_train(config, model, datamodule, data, load_teacher(config, data))
+    check_spawn(config, model, datamodule)
     plan = plan_training(config, model, datamodule, _has_validation(datamodule, data))
 
     def new_run() -> RunPaths:
@@ -169,6 +167,8 @@ def resume(
     data = check_datamodule(datamodule, SIZES)
     model = build_model(config, datamodule, load_teacher(config, data))
     check_data(datamodule)
+    check_protocol(config, datamodule)
+    check_spawn(config, model, datamodule)
     plan = plan_training(config, model, datamodule, _has_validation(datamodule, data))
     return _in_shared_run(
         lambda: opened.paths,
@@ -324,43 +324,6 @@ def _has_validation(datamodule: pl.LightningDataModule, data: DataFacts) -> bool
     return type(datamodule).val_dataloader is not pl.LightningDataModule.val_dataloader
 
 
-def check_trainer(config: Config) -> None:
-    """Raise ConfigError if this machine cannot run ``config.trainer`` as it stands.
-
-    Checked: the accelerator exists here, the precision suits it, the devices are there, and
-    ``compile`` has what torch.compile needs.
-    """
-    trainer, source = config.trainer, config.source
-    if trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"{source}: trainer.accelerator: {trainer.accelerator!r} is not available on this "
-            "machine (no CUDA device); use 'auto' or 'cpu'"
-        )
-    if trainer.accelerator == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(
-            f"{source}: trainer.accelerator: 'mps' is not available on this machine; "
-            "use 'auto' or 'cpu'"
-        )
-    on_cpu = trainer.accelerator == "cpu" or (
-        trainer.accelerator == "auto" and not torch.cuda.is_available()
-    )
-    if on_cpu and trainer.precision in ("16-mixed", "16-true"):
-        raise ConfigError(
-            f"{source}: trainer.precision: {trainer.precision!r} needs a GPU; on the CPU use "
-            "'auto', '32-true', '64-true' or 'bf16-mixed'"
-        )
-    check_compile(config)
-    if not on_cpu and torch.cuda.is_available() and trainer.devices > torch.cuda.device_count():
-        raise ConfigError(
-            f"{source}: trainer.devices: {trainer.devices} GPUs asked for, this machine has "
-            f"{torch.cuda.device_count()}"
-        )
-
-
-# Bytes per parameter while training: weights, gradients and two Adam moments in float32.
-TRAINING_BYTES_PER_PARAMETER = 16
-
-
 def _model_to_train(
     config: Config,
     model: torch.nn.Module | None,
@@ -385,41 +348,7 @@ def _model_to_train(
             scheduler=config.scheduler.model_dump(),
         )
     except plp_models.PlpModelsError as error:
-        raise ConfigError(f"model: {error}") from None
-
-
-def check_model_fits(
-    config: Config, datamodule: Any, teacher: plp_models.PlpModel | None = None
-) -> None:
-    """Raise ConfigError if the config's model cannot be trained in this machine's memory.
-
-    The model is built on PyTorch's ``meta`` device first (shapes only, nothing allocated), so
-    an absurd size is one line instead of an allocation error or a swapping machine.
-    """
-    try:
-        with torch.device("meta"):
-            meta_model = build_model(config, datamodule, teacher)
-    except ConfigError:
-        raise
-    except Exception:
-        return
-    parameters = sum(parameter.numel() for parameter in meta_model.parameters())
-    needed = parameters * TRAINING_BYTES_PER_PARAMETER
-    available, where = _memory()
-    if needed > available:
-        embedding = config.model.embedding_size
-        raise ConfigError(
-            f"{config.source}: model: {parameters:.3g} parameters need about "
-            f"{needed / 2**30:.3g} GiB to train, more than {where}'s {available / 2**30:.3g} GiB; "
-            f"check model.embedding_size (given: {embedding!r}) and model.backbone.args"
-        )
-
-
-def _memory() -> tuple[int, str]:
-    """Return the memory of the device training will use, in bytes, and its name."""
-    if torch.cuda.is_available():
-        return torch.cuda.mem_get_info()[1], "the GPU"
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine"
+        raise ConfigError(str(error)) from None  # plp-models' message names the component
 
 
 def _recipe(config: Config, model: Any, datamodule: Any, made_from_objects: bool) -> str:
