@@ -123,9 +123,7 @@ def _cub_with_path_outside(tmp: Path) -> str:
     from plp_data.testing import write_cub200
 
     root = write_cub200(tmp / "CUB_200_2011", classes=(1, 101), per_class=2)
-    lines = (root / "images.txt").read_text().splitlines()
-    lines[0] = "1 ../x.jpg"
-    (root / "images.txt").write_text("\n".join(lines) + "\n")
+    (root / "images.txt").write_text("1 ../x.jpg\n2 001.Bird_1/x.jpg\n")
     return _benchmark_config(tmp, "cub200", root)
 
 
@@ -173,17 +171,10 @@ def _terabytes_of_classes(state: dict) -> None:
     state["hyper_parameters"]["num_classes"] = 10**12
 
 
-class _RunsCode:
-    """What a malicious weights file holds: an object whose unpickling calls a function."""
-
-    def __reduce__(self):
-        return (print, ("this ran",))
-
-
 def _unsafe_weights(tmp: Path) -> Path:
-    path = tmp / "evil.pth"
-    torch.save({"conv1.weight": torch.zeros(1), "payload": _RunsCode()}, path)
-    return path
+    """A weights file whose pickle names a function (``print``), as a malicious one would."""
+    torch.save({"conv1.weight": torch.zeros(1), "payload": print}, tmp / "evil.pth")
+    return tmp / "evil.pth"
 
 
 def _truncated(tmp: Path, run: Path) -> str:
@@ -439,18 +430,12 @@ CASES = [
     Case(
         "a Cars196 annotation with an infinite, NaN or empty class",
         lambda t, r: ["train", "--config", _cars_with_infinite_class(t), "--runs", str(t / "runs")],
-        lambda t, r: (
-            r"cars196/cars_annos\.mat annotation 2: expected a relative_im_path string and an "
-            r"integer class \(holds inf, not a whole number\)$"
-        ),
+        lambda t, r: r"cars_annos\.mat annotation 2: expected .*\(holds inf, not a whole number\)$",
     ),
     Case(
         "an annotation path outside the dataset folder",
         lambda t, r: ["train", "--config", _cub_with_path_outside(t), "--runs", str(t / "runs")],
-        lambda t, r: (
-            r"CUB_200_2011/images\.txt line 1: image_name '\.\./x\.jpg' must be a file path "
-            r"relative to the dataset folder"
-        ),
+        lambda t, r: r"images\.txt line 1: image_name '\.\./x\.jpg' must be a file path relative",
     ),
     Case(
         "a `cache_dir` that cannot be written",
@@ -461,10 +446,7 @@ CASES = [
             "data.pipeline=device",
             f"data.cache_dir={_blocked_cache_dir(t)}",
         )(t, r),
-        lambda t, r: (
-            re.escape(f"image cache folder {t / 'file' / 'cache'} cannot be created (Not a ")
-            + r"directory\); set data\.args\.cache_dir to a writable folder"
-        ),
+        lambda t, r: r"image cache folder .*file/cache cannot be created \(Not a directory\); set",
     ),
     Case(
         "a crop larger than the image",
@@ -474,18 +456,12 @@ CASES = [
             "data.image_size=[8, 8]",
             "data.augment=[{{name = 'RandomCrop', args = {{size = 16}}}}]",
         )(t, r),
-        lambda t, r: (
-            r"data: augment\[0\]: RandomCrop of 16x16 is larger than the 8x8 images it gets; "
-            r"give a smaller size, more padding or pad_if_needed = true$"
-        ),
+        lambda t, r: r"data: augment\[0\]: RandomCrop of 16x16 is larger than the 8x8 images",
     ),
     Case(
         "a validation fraction that leaves nothing to train on",
         _train("data.val_fraction=0.9995"),
-        lambda t, r: (
-            r"DigitsDataModule: val_fraction = 0\.9995 of 1347 images holds out 1347 and keeps "
-            r"0: both parts need an image; change val_fraction$"
-        ),
+        lambda t, r: r"val_fraction = 0\.9995 of 1347 images holds out 1347 and keeps 0: both",
     ),
     Case(
         "a corrupt MNIST `.gz`",
@@ -515,26 +491,18 @@ CASES = [
         "a run name that is not a safe folder name",
         _train('name="a\\nb"'),
         lambda t, r: (
-            r"name: must be a name of letters, digits and \. _ \+ - \(starting with a letter or "
-            r"digit\); '\\n' is not allowed \(given: 'a\\nb'\)$"
+            r"name: must be a name of letters, .*; '\\n' is not allowed \(given: 'a\\nb'\)$"
         ),
     ),
     Case(
         "a protocol the dataset cannot serve",
         _train("evaluate.protocol=query_gallery"),
-        lambda t, r: (
-            r"evaluate\.protocol: 'query_gallery' needs the dataset's own query and gallery "
-            r"splits, and DigitsDataModule serves trainval, test; use 'trainval_test' or "
-            r"'test_leave_one_out'$"
-        ),
+        lambda t, r: r"evaluate\.protocol: 'query_gallery' needs the dataset's own query and",
     ),
     Case(
         "a backbone that cannot take the data's images",
         _train("model.backbone={{name = 'timm:vit_tiny_patch16_224'}}"),
-        lambda t, r: (
-            r"model\.backbone: timm:vit_tiny_patch16_224 cannot take the data's 1 x 8 x 8 images "
-            r"\(Input height \(8\) doesn't match model \(224\)\); set data\.args\.image_size"
-        ),
+        lambda t, r: r"model\.backbone: timm:vit_tiny_patch16_224 cannot take the data's 1 x 8 x 8",
     ),
     Case(
         "re-ranking k1 so large it would allocate terabytes",
@@ -547,11 +515,7 @@ CASES = [
             "model.backbone={{name = 'resnet18', args = {{weights_path = "
             f"'{_unsafe_weights(t)}'}}}}}}}}"
         )(t, r),
-        lambda t, r: (
-            r"weights_path .*evil\.pth: refused: it holds objects other than weights, which could "
-            r"run code \(Unsupported global: GLOBAL print was not an allowed global by "
-            r"default\); plp loads weights with weights_only=True$"
-        ),
+        lambda t, r: r"weights_path .*evil\.pth: refused: .*GLOBAL builtins\.print was not an",
     ),
     Case(
         "a checkpoint whose recorded sizes would allocate terabytes",
@@ -562,11 +526,7 @@ CASES = [
             "--checkpoint",
             _edited_checkpoint(t, r, _terabytes_of_classes),
         ],
-        lambda t, r: (
-            r"checkpoint .*edited\.ckpt does not hold the model its hyper-parameters describe: "
-            r"head\.classifier\.weight is \[10, 64\] in the file, \[1000000000000, 64\] by its "
-            r"recorded sizes .*; refused before building it$"
-        ),
+        lambda t, r: r"edited\.ckpt does not hold .* \[10, 64\] in the file, \[1000000000000, 64\]",
     ),
     Case(
         "an unknown logger",
