@@ -17,8 +17,8 @@ from torch import nn
 
 from plp_core import did_you_mean
 from plp_models._errors import PlpModelsError
-from plp_models._weights import load_weights
 from plp_models._registry import BACKBONES
+from plp_models._weights import load_weights
 
 __all__ = [
     "BACKBONES",
