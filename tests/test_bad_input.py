@@ -79,19 +79,31 @@ def _image_folder(tmp: Path, per_class: dict[str, int], test: dict[str, int]) ->
     return tmp / "images"
 
 
-def _with_unreadable_image(tmp: Path) -> Path:
-    root = _image_folder(tmp, {"a": 3, "b": 3}, {"a": 1, "b": 1})
-    (root / "train" / "b" / "notes.jpg").write_text("not a picture")
-    return root
+def _on_images(
+    *sets: str,
+    prepare: Callable[[Path], object] = lambda tmp: None,
+    counts: tuple[dict[str, int], dict[str, int]] = ({"a": 3, "b": 3}, {"a": 1, "b": 1}),
+) -> Callable[[Path, Path], list[str]]:
+    """Train on a folder of 8x8 images (``counts``: per class in train, test), after ``prepare``."""
+
+    def args(tmp: Path, run: Path) -> list[str]:
+        root = _image_folder(tmp, *counts)
+        prepare(tmp)
+        image_sets = ("data.name=image_folder", f"data.root={root}", "data.image_size=[8, 8]")
+        return _train(*image_sets, *sets)(tmp, run)
+
+    return args
+
+
+def _plant_unreadable_image(tmp: Path) -> None:
+    (tmp / "images" / "train" / "b" / "notes.jpg").write_text("not a picture")
 
 
 def _corrupt_mnist(tmp: Path) -> Path:
     raw = tmp / "mnist" / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name in (
-        f"{s}-{kind}-ubyte" for s in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")
-    ):
-        (raw / f"{name}.gz").write_bytes(b"\x1f\x8b" + b"truncated" * 4)
+    for name in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"):
+        (raw / f"{name}-ubyte.gz").write_bytes(b"\x1f\x8b" + b"truncated" * 4)
     return tmp / "mnist"
 
 
@@ -127,9 +139,8 @@ def _cub_with_path_outside(tmp: Path) -> str:
     return _benchmark_config(tmp, "cub200", root)
 
 
-def _blocked_cache_dir(tmp: Path) -> Path:
+def _blocked(tmp: Path) -> None:
     (tmp / "file").write_text("a file where a folder is expected")
-    return tmp / "file" / "cache"
 
 
 def _run_with_garbage_record(tmp: Path, run: Path) -> str:
@@ -175,6 +186,13 @@ def _unsafe_weights(tmp: Path) -> Path:
     """A weights file whose pickle names a function (``print``), as a malicious one would."""
     torch.save({"conv1.weight": torch.zeros(1), "payload": print}, tmp / "evil.pth")
     return tmp / "evil.pth"
+
+
+def _evaluate_edited(edit: Callable[[dict], None]) -> Callable[[Path, Path], list[str]]:
+    def args(tmp: Path, run: Path) -> list[str]:
+        return ["evaluate", "--run", str(run), "--checkpoint", _edited_checkpoint(tmp, run, edit)]
+
+    return args
 
 
 def _truncated(tmp: Path, run: Path) -> str:
@@ -237,20 +255,16 @@ CASES = [
     ),
     Case(
         "empty split",
-        lambda t, r: _train(
-            "data.name=image_folder", f"data.root={_image_folder(t, {'a': 3, 'b': 3}, {})}"
-        )(t, r),
+        _on_images(counts=({"a": 3, "b": 3}, {})),
         lambda t, r: r"ImageFolderDataModule: the test split is empty",
     ),
     Case(
         "a class with one sample under the P x K sampler",
-        lambda t, r: _train(
-            "data.name=image_folder",
-            f"data.root={_image_folder(t, {'a': 4, 'b': 1, 'c': 4}, {'a': 1, 'b': 1, 'c': 1})}",
-            "data.image_size=[8, 8]",
+        _on_images(
             "data.val_fraction=0.0",
             "data.sampler={{name = 'pk', args = {{classes_per_batch = 2, samples_per_class = 2}}}}",
-        )(t, r),
+            counts=({"a": 4, "b": 1, "c": 4}, {"a": 1, "b": 1, "c": 1}),
+        ),
         lambda t, r: r"single sample.*\[1\].*drop_singletons",
     ),
     Case(
@@ -279,13 +293,7 @@ CASES = [
     ),
     Case(
         "a checkpoint of another architecture",
-        lambda t, r: [
-            "evaluate",
-            "--run",
-            str(r),
-            "--checkpoint",
-            _edited_checkpoint(t, r, _other_architecture),
-        ],
+        _evaluate_edited(_other_architecture),
         lambda t, r: (
             r"edited\.ckpt is another architecture than the config of run .*backbone.*'width': 16"
         ),
@@ -297,13 +305,7 @@ CASES = [
     ),
     Case(
         "features with NaN (training diverged)",
-        lambda t, r: [
-            "evaluate",
-            "--run",
-            str(r),
-            "--checkpoint",
-            _edited_checkpoint(t, r, _nan_weights),
-        ],
+        _evaluate_edited(_nan_weights),
         lambda t, r: r"features of split 'trainval' have \d+ rows with NaN or inf",
     ),
     Case(
@@ -420,11 +422,7 @@ CASES = [
     ),
     Case(
         "an unreadable image",
-        lambda t, r: _train(
-            "data.name=image_folder",
-            f"data.root={_with_unreadable_image(t)}",
-            "data.image_size=[8, 8]",
-        )(t, r),
+        _on_images(prepare=_plant_unreadable_image),
         lambda t, r: r"notes\.jpg: not a readable image",
     ),
     Case(
@@ -439,23 +437,12 @@ CASES = [
     ),
     Case(
         "a `cache_dir` that cannot be written",
-        lambda t, r: _train(
-            "data.name=image_folder",
-            f"data.root={_image_folder(t, {'a': 3, 'b': 3}, {'a': 1, 'b': 1})}",
-            "data.image_size=[8, 8]",
-            "data.pipeline=device",
-            f"data.cache_dir={_blocked_cache_dir(t)}",
-        )(t, r),
+        _on_images("data.pipeline=device", "data.cache_dir={tmp}/file/cache", prepare=_blocked),
         lambda t, r: r"image cache folder .*file/cache cannot be created \(Not a directory\); set",
     ),
     Case(
         "a crop larger than the image",
-        lambda t, r: _train(
-            "data.name=image_folder",
-            f"data.root={_image_folder(t, {'a': 3, 'b': 3}, {'a': 1, 'b': 1})}",
-            "data.image_size=[8, 8]",
-            "data.augment=[{{name = 'RandomCrop', args = {{size = 16}}}}]",
-        )(t, r),
+        _on_images("data.augment=[{{name = 'RandomCrop', args = {{size = 16}}}}]"),
         lambda t, r: r"data: augment\[0\]: RandomCrop of 16x16 is larger than the 8x8 images",
     ),
     Case(
@@ -519,13 +506,7 @@ CASES = [
     ),
     Case(
         "a checkpoint whose recorded sizes would allocate terabytes",
-        lambda t, r: [
-            "evaluate",
-            "--run",
-            str(r),
-            "--checkpoint",
-            _edited_checkpoint(t, r, _terabytes_of_classes),
-        ],
+        _evaluate_edited(_terabytes_of_classes),
         lambda t, r: r"edited\.ckpt does not hold .* \[10, 64\] in the file, \[1000000000000, 64\]",
     ),
     Case(
