@@ -1,9 +1,8 @@
 """Bad input as a user meets it: ``invoke`` in a subprocess, exit code 2, one line naming the cause.
 
-Every case checks: exit code 2; stderr is one line starting ``plp: error:`` that contains the
-expected fragment (the file / key / value / path / class and what was expected); no traceback;
-and no run recorded as the newest. The table of these messages is in the README ("Errors you may
-see"); ``test_readme_error_table_matches_the_suite`` keeps the two in step.
+Every case checks: exit code 2, one stderr line ``plp: error: ...`` matching the expected fragment
+(file / key / value / path / class and what was expected), no traceback, no run recorded as the
+newest. ``test_readme_error_table_matches_the_suite`` keeps the README's table in step.
 """
 
 from __future__ import annotations
@@ -35,21 +34,16 @@ class Case:
 
 
 def _config(tmp: Path, text: str, name: str = "bad.toml") -> str:
-    path = tmp / name
-    path.write_text(text)
-    return str(path)
+    (tmp / name).write_text(text)
+    return str(tmp / name)
 
 
 DIGITS = (ROOT / "configs" / "digits.toml").read_text()
 
 
 def _without(module: str) -> Callable[[Path], dict[str, str]]:
-    """Return the environment of a Python in which ``module`` cannot be imported.
-
-    A ``sitecustomize`` on PYTHONPATH sets ``sys.modules[module] = None``, Python's own way to
-    block an import: ``import module`` raises ImportError and ``find_spec`` finds nothing, as
-    where the package is not installed.
-    """
+    """Return the environment of a Python in which ``module`` cannot be imported (as if not
+    installed): a ``sitecustomize`` on PYTHONPATH sets ``sys.modules[module] = None``."""
 
     def env(tmp: Path) -> dict[str, str]:
         folder = tmp / f"without_{module}"
@@ -93,10 +87,6 @@ def _on_images(
         return _train(*image_sets, *sets)(tmp, run)
 
     return args
-
-
-def _plant_unreadable_image(tmp: Path) -> None:
-    (tmp / "images" / "train" / "b" / "notes.jpg").write_text("not a picture")
 
 
 def _corrupt_mnist(tmp: Path) -> Path:
@@ -173,9 +163,8 @@ def _other_architecture(state: dict) -> None:
 
 
 def _nan_weights(state: dict) -> None:
-    for tensor in state["state_dict"].values():
-        if tensor.is_floating_point():
-            tensor.fill_(float("nan"))
+    for tensor in (t for t in state["state_dict"].values() if t.is_floating_point()):
+        tensor.fill_(float("nan"))
 
 
 def _terabytes_of_classes(state: dict) -> None:
@@ -422,7 +411,7 @@ CASES = [
     ),
     Case(
         "an unreadable image",
-        _on_images(prepare=_plant_unreadable_image),
+        _on_images(prepare=lambda t: (t / "images/train/b/notes.jpg").write_text("not a picture")),
         lambda t, r: r"notes\.jpg: not a readable image",
     ),
     Case(
@@ -545,12 +534,7 @@ CASES = [
     ),
     Case(
         "a retrieval monitor whose validation split has no image with a match",
-        lambda t, r: _train(
-            "data.name=image_folder",
-            f"data.root={_image_folder(t, {'a': 6, 'b': 6}, {'a': 1, 'b': 1})}",
-            "data.image_size=[8, 8]",
-            "checkpoint.monitor=val/mAP",
-        )(t, r),
+        _on_images("checkpoint.monitor=val/mAP", counts=({"a": 6, "b": 6}, {"a": 1, "b": 1})),
         lambda t, r: (
             r"checkpoint\.monitor: 'val/mAP' can never be computed: no class of the 2 validation "
             r"images has a second image, so no image has a match to find; hold out more "
