@@ -153,22 +153,13 @@ def _checkpoint(run: Path) -> Path:
 def _edited_checkpoint(tmp: Path, run: Path, edit: Callable[[dict], None]) -> str:
     state = torch.load(_checkpoint(run), map_location="cpu", weights_only=True)
     edit(state)
-    path = tmp / "edited.ckpt"
-    torch.save(state, path)
-    return str(path)
-
-
-def _other_architecture(state: dict) -> None:
-    state["hyper_parameters"]["backbone"]["args"]["width"] = 16
+    torch.save(state, tmp / "edited.ckpt")
+    return str(tmp / "edited.ckpt")
 
 
 def _nan_weights(state: dict) -> None:
     for tensor in (t for t in state["state_dict"].values() if t.is_floating_point()):
         tensor.fill_(float("nan"))
-
-
-def _terabytes_of_classes(state: dict) -> None:
-    state["hyper_parameters"]["num_classes"] = 10**12
 
 
 def _unsafe_weights(tmp: Path) -> Path:
@@ -186,9 +177,8 @@ def _evaluate_edited(edit: Callable[[dict], None]) -> Callable[[Path, Path], lis
 
 def _truncated(tmp: Path, run: Path) -> str:
     data = _checkpoint(run).read_bytes()
-    path = tmp / "truncated.ckpt"
-    path.write_bytes(data[: len(data) // 2])
-    return str(path)
+    (tmp / "truncated.ckpt").write_bytes(data[: len(data) // 2])
+    return str(tmp / "truncated.ckpt")
 
 
 CASES = [
@@ -282,7 +272,7 @@ CASES = [
     ),
     Case(
         "a checkpoint of another architecture",
-        _evaluate_edited(_other_architecture),
+        _evaluate_edited(lambda s: s["hyper_parameters"]["backbone"]["args"].update(width=16)),
         lambda t, r: (
             r"edited\.ckpt is another architecture than the config of run .*backbone.*'width': 16"
         ),
@@ -495,7 +485,7 @@ CASES = [
     ),
     Case(
         "a checkpoint whose recorded sizes would allocate terabytes",
-        _evaluate_edited(_terabytes_of_classes),
+        _evaluate_edited(lambda s: s["hyper_parameters"].update(num_classes=10**12)),
         lambda t, r: r"edited\.ckpt does not hold .* \[10, 64\] in the file, \[1000000000000, 64\]",
     ),
     Case(
