@@ -15,7 +15,7 @@ import torch
 
 from plp_pipelines._errors import RunError
 from plp_pipelines._features import load_features
-from plp_pipelines._methods import query_gallery_splits
+from plp_pipelines._methods import junk_keys, query_gallery_splits
 from plp_pipelines._protocols import as_embedding_model, check_datamodule, check_model
 from plp_pipelines._run import Run
 from plp_pipelines._runs import RUNS_ROOT, atomic_write_json
@@ -78,10 +78,10 @@ def explain_pairs(
     query_split, gallery_split = query_gallery_splits(settings.protocol)
     query = load_features(paths.features / f"{query_split}.npz")
     gallery = load_features(paths.features / f"{gallery_split}.npz")
-    with_cameras = query.cameras is not None and gallery.cameras is not None
+    query_keys, gallery_keys = junk_keys(query, gallery)  # the whole junk rule: cameras, groups
     junk: dict[str, Any] = {
-        "query_cameras": query.cameras if with_cameras else None,
-        "gallery_cameras": gallery.cameras if with_cameras else None,
+        "query_cameras": query_keys,
+        "gallery_cameras": gallery_keys,
         "query_in_gallery": settings.protocol == "test_leave_one_out",
     }
     arrays = (query.features, query.labels, gallery.features, gallery.labels)
