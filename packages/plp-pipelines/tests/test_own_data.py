@@ -113,6 +113,14 @@ def test_the_junk_rule_and_verification_follow_the_protocol(run: tuple[Path, Pat
         gallery_groups=gallery["groups"],
     )
     assert verification["EER"] == direct.eer
+    # The rank list names its files: each row's results are the protocol's ranking, junk out.
+    listed = json.loads((run_dir / "plots" / "rank_list.json").read_text())["queries"]
+    assert metrics["plots"]["rank_list_files"].endswith("rank_list.json") and listed
+    for row in listed:
+        i = list(query["paths"]).index(row["query"])
+        order = [j for j in np.lexsort((np.arange(len(junk[i])), distances[i])) if not junk[i, j]]
+        assert [r["path"] for r in row["results"]] == [gallery["paths"][j] for j in order[:8]]
+        assert [r["match"] for r in row["results"]] == [bool(same_label[i, j]) for j in order[:8]]
 
 
 def test_embed_index_and_search_a_dataset_csv(run: tuple[Path, Path], tmp_path: Path) -> None:

@@ -107,7 +107,7 @@ class Reid(EvaluationMethod):
     """
 
     sections = ("reid", "reid_reranked")
-    plots = ("cmc", "rank_list", "distances", "camera_map")
+    plots = ("cmc", "rank_list", "rank_list_files", "distances", "camera_map")
     every_rank = True
     headline = (
         ("reid", "rank-1", "reid rank-1"),
@@ -233,6 +233,8 @@ class Reid(EvaluationMethod):
         rank_list = self._draw_rank_list(context, plot_path)
         if rank_list is not None:
             plots["rank_list"] = rank_list
+            if (files := plot_path("rank_list.json")).is_file():  # data with files only
+                plots["rank_list_files"] = files
         pairs = plp_eval.pair_distances(
             query.features,
             query.labels,
@@ -269,8 +271,9 @@ class Reid(EvaluationMethod):
     ) -> Path | None:
         """Draw the worst queries (lowest AP) above random ones with their top-k gallery images.
 
-        The lists are the metrics' rankings (``plp_eval.protocol_rank_lists``): same-label
-        same-camera items and the query itself are left out, as the metrics leave them out.
+        For data with files the rows are also written by file (``rank_list.json``). The lists
+        are the metrics' rankings (``plp_eval.protocol_rank_lists``): same-label same-camera
+        items and the query itself are left out, as the metrics leave them out.
         """
         import numpy as np
 
@@ -291,6 +294,11 @@ class Reid(EvaluationMethod):
         )
         chosen = np.concatenate([worst, random])  # worst first, as plot_rank_list expects
         indices = protocol_lists(config, query, gallery, chosen, RANK_LIST_TOP_K)
+        if query.paths is not None and gallery.paths is not None:
+            _write_rank_list_files(
+                plot_path("rank_list.json"), query, gallery, chosen, len(worst), indices,
+                average_precision,
+            )  # fmt: skip
         query_set = context.datamodule.split_dataloader(context.query_split).dataset
         gallery_set = context.datamodule.split_dataloader(context.gallery_split).dataset
         query_images = np.stack([np.asarray(query_set[int(i)][0]) for i in chosen])
@@ -315,6 +323,40 @@ class Reid(EvaluationMethod):
         from plp_pipelines._intervals import reid_report
 
         return reid_report(metrics)
+
+
+def _write_rank_list_files(
+    path: Path,
+    query: SplitFeatures,
+    gallery: SplitFeatures,
+    chosen: Any,
+    num_worst: int,
+    indices: Any,
+    average_precision: Any,
+) -> None:
+    """Write the rank list's rows by file: each query's file, label, AP and its ranked files."""
+    import json
+
+    assert query.paths is not None and gallery.paths is not None
+    rows = [
+        {
+            "query": str(query.paths[row]),
+            "label": int(query.labels[row]),
+            "AP": float(average_precision[row]),
+            "kind": "worst" if number < num_worst else "random",
+            "results": [
+                {
+                    "path": str(gallery.paths[item]),
+                    "label": int(gallery.labels[item]),
+                    "match": bool(gallery.labels[item] == query.labels[row]),
+                }
+                for item in ranked
+                if item >= 0
+            ],
+        }
+        for number, (row, ranked) in enumerate(zip(chosen, indices, strict=True))
+    ]
+    path.write_text(json.dumps({"queries": rows}, indent=1) + "\n", encoding="utf-8")
 
 
 def _writes(context: EvaluationContext) -> bool:
