@@ -95,6 +95,7 @@ def test_evaluate_runs_a_registered_method(registered: str, tmp_path: Path) -> N
         "classes": 10,
         "images": 450,
         "checkpoint": metrics["checkpoint"],
+        "weights_sha256": metrics["weights_sha256"],
     }
     assert (run / written["plots"]["label_counts"]).read_text() == "450"
     assert "## Label count" in (run / "report.md").read_text()

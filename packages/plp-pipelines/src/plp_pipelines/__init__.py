@@ -15,6 +15,7 @@ from plp_pipelines._errors import (
     ConfigError,
     PlpError,
     RunError,
+    StoppedError,
     TrainingDivergedError,
     TrainingStoppedError,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "ConfigError",
     "PlpError",
     "RunError",
+    "StoppedError",
     "TrainingDivergedError",
     "TrainingStoppedError",
 ]

@@ -13,7 +13,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from plp_pipelines._errors import TrainingDivergedError
 from plp_pipelines._runs import atomic_write
 
-__all__ = ["AtomicCheckpointIO", "StopOnNonFiniteLoss"]
+__all__ = ["AtomicCheckpointIO", "RecordInterrupt", "StopOnNonFiniteLoss"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -29,7 +29,58 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         """Save ``checkpoint`` to ``path`` through a temporary file and ``os.replace``."""
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO does not take storage_options")
-        atomic_write(path, lambda file: torch.save(checkpoint, file))
+        atomic_write(path, lambda file: _save(checkpoint, file))
+
+
+class _Writes:
+    """A file that remembers the OSError its ``write`` raised.
+
+    torch's checkpoint writer turns a failed write into ``RuntimeError("... file write
+    failed")``; the OSError under it (a full disk) is what :func:`atomic_write` reports in one
+    line.
+    """
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return int(self.file.write(data))
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _save(checkpoint: dict[str, Any], file: Any) -> None:
+    """Save ``checkpoint`` to ``file``; a failed write raises its OSError, not torch's text."""
+    writes = _Writes(file)
+    try:
+        torch.save(checkpoint, writes)  # type: ignore[arg-type]
+    except RuntimeError:
+        if writes.error is not None:
+            raise writes.error from None
+        raise
+
+
+class RecordInterrupt(pl.Callback):
+    """Remembers the exception that ended ``fit``.
+
+    Lightning answers Ctrl-C with ``sys.exit(1)`` after its own clean-up; the recorded
+    ``KeyboardInterrupt`` tells the train pipeline that the exit was a Ctrl-C.
+    """
+
+    def __init__(self) -> None:
+        self.exception: BaseException | None = None
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """Record ``exception``."""
+        self.exception = exception
 
 
 class StopOnNonFiniteLoss(pl.Callback):

@@ -20,6 +20,7 @@ __all__ = [
     "ARCHITECTURE_KEYS",
     "architecture_of",
     "check_architecture",
+    "check_resumable",
     "check_sizes",
     "config_architecture",
     "load_model",
@@ -174,6 +175,40 @@ def check_sizes(hyper_parameters: dict[str, Any], weights: dict[str, Any], path:
         raise RunError(
             f"checkpoint {path} lacks weights of the model its hyper-parameters describe "
             f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
+        )
+
+
+def check_resumable(path: Path, model: torch.nn.Module, config_file: Path) -> None:
+    """Raise RunError unless ``path`` is a safe checkpoint of exactly ``model``.
+
+    Resume builds the model from the run's ``config.toml``; the checkpoint it continues must
+    be readable and safe (as :func:`read_checkpoint` checks for ``evaluate``), record the same
+    hyper-parameters (a config edited since names its first differing key) and hold weights of
+    the model's shapes, all before anything is written.
+    """
+    state = read_checkpoint(path)
+    recorded = _hyper_parameters(state, path)
+    built = dict(getattr(model, "hparams", {}))
+    for key in sorted(set(recorded) | set(built)):
+        if _normal(recorded.get(key)) != _normal(built.get(key)):
+            raise RunError(
+                f"{config_file} no longer matches {path}: {key} is {built.get(key)!r} by the "
+                f"config, {recorded.get(key)!r} in the checkpoint; put the config back, or "
+                "train a new run with `invoke train`"
+            )
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    for key, value in state["state_dict"].items():
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else None
+        if key not in expected or shape != expected[key]:
+            raise RunError(
+                f"checkpoint {path} does not hold the model of {config_file}: weight {key} is "
+                f"{list(shape) if shape is not None else type(value).__name__} in the file, "
+                f"{list(expected[key]) if key in expected else 'absent'} in the model"
+            )
+    missing = sorted(set(expected) - set(state["state_dict"]))
+    if missing:
+        raise RunError(
+            f"checkpoint {path} lacks weights of the model of {config_file}: {missing[0]}"
         )
 
 

@@ -6,6 +6,7 @@ import json
 import re
 import tomllib
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +56,7 @@ __all__ = [
     "apply_overrides",
     "config_to_toml",
     "load_config",
+    "override_config",
     "validate_config",
 ]
 
@@ -413,6 +415,33 @@ def apply_overrides(
             node = child
         node[parts[-1]] = value
     return result
+
+
+def override_config(
+    config: Config, overrides: Sequence[str], sections: tuple[str, ...], command: str
+) -> Config:
+    """Return ``config`` with ``--set`` overrides of the keys a finished run may still change.
+
+    A run's data and model are what its checkpoints were trained on; ``invoke <command>`` takes
+    keys of ``sections`` only (``evaluate.*`` for ``evaluate``), anything else is one line.
+
+    Raises:
+        ConfigError: A key outside ``sections``, an unknown key or an invalid value.
+    """
+    if not overrides:
+        return config
+    for override in overrides:
+        key = override.partition("=")[0].strip()
+        if key.split(".")[0] not in sections:
+            allowed = ", ".join(f"{section}.*" for section in sections)
+            raise ConfigError(
+                f"--set {key}: cannot change after training (the run's checkpoints were trained "
+                f"with its data and model); `invoke {command} --set` takes {allowed} keys"
+            )
+    raw = config.model_dump(mode="json", exclude_none=True)
+    changed = validate_config(apply_overrides(raw, list(overrides)), source="--set")
+    changed._source = config.source
+    return changed
 
 
 def _resolve_key(key: str, source: str) -> str:

@@ -38,6 +38,8 @@ QUIET_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\).*",  # torch's pytree deprecation inside Lightning
     r".*It is recommended to use `self\.log\(.*sync_dist=True`.*",  # plp syncs what it compares
     r".*GPU available but not used.*",
+    # DDP's note that a layer's gradient layout differs from its bucket's (a copy, not an error).
+    r".*Grad strides do not match bucket view strides.*",
     r".*Starting from v1\.9\.0, `tensorboardX`.*",
     r".*TensorBoard support.*",
     # A resumed run continues in its own folders on purpose; plp keeps the CSV log's history.

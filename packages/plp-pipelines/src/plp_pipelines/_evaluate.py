@@ -1,10 +1,13 @@
 """The test pipeline: features of every split, metrics, plots, report — one consistent state.
 
 Everything an evaluation writes (features, plots, ``metrics.json``, ``report.md``) is first
-written to a staging folder inside the run and moved into place only when all of it is done, so
-a failed or killed evaluation leaves the previous results as they were. ``metrics.json`` records
-per method the checkpoint its numbers come from; evaluating another checkpoint drops the other
-methods' numbers (and plots) of the previous checkpoint instead of showing them under its name.
+written to a staging folder inside the run and committed only when all of it is done
+(``_staging``), so a failed, stopped or killed evaluation leaves the previous results as they
+were. ``metrics.json`` records per method the checkpoint its numbers come from, by name and by
+content (the sha256 of its weights): evaluating another checkpoint — another run's
+``last.ckpt`` too — drops the other methods' numbers (and plots) of the previous one instead
+of showing them under its name. SIGTERM or Ctrl-C stops an evaluation with one line
+(``StoppedError``) and nothing written.
 
 What each method computes, draws and reports is the method's own (``plp_pipelines._methods``);
 this module extracts the features, runs the chosen methods and writes one consistent state.
@@ -12,9 +15,8 @@ this module extracts the features, runs the chosen methods and writes one consis
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import torch
 
 import plp_viz
 from plp_pipelines._compile import compile_model
-from plp_pipelines._config import Config
+from plp_pipelines._config import Config, override_config
 from plp_pipelines._devices import evaluation_device
 from plp_pipelines._errors import RunError
 from plp_pipelines._features import SplitFeatures, extract_features, save_features
@@ -46,6 +48,8 @@ from plp_pipelines._report import write_report
 from plp_pipelines._report_html import draw_interactive_umap
 from plp_pipelines._run import Run
 from plp_pipelines._runs import RUNS_ROOT, RunPaths, atomic_write_json
+from plp_pipelines._staging import Stage
+from plp_pipelines._stopping import stop_on_signals
 
 __all__ = ["evaluate"]
 
@@ -67,6 +71,7 @@ def evaluate(
     on_metrics: Callable[[dict[str, Any]], None] | None = None,
     umap: bool | None = None,
     output: str | Path | None = None,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Evaluate a run and return its metrics, also written to ``metrics.json``.
 
@@ -103,21 +108,64 @@ def evaluate(
         output: Write features, plots, ``metrics.json`` and ``report.md`` to this folder
             instead of the run's: the model evaluated on another dataset (``datamodule``),
             whose classes may differ from the run's (see :func:`evaluate_datasets`).
+        overrides: ``evaluate.key=value`` settings for this evaluation only (``--set``),
+            recorded in each method's section of ``metrics.json``; other sections are refused.
 
     Raises:
         ConfigError: An unknown method, or a model/datamodule lacking what evaluation needs.
         RunError: No such run or checkpoint, a checkpoint for other data, diverged features.
+        StoppedError: SIGTERM or Ctrl-C stopped it (nothing written).
     """
     opened = Run.open(run, runs_root=runs_root, checkpoint=checkpoint)
+    finish = "run the same `invoke evaluate` again to finish it"
+    with stop_on_signals(lambda what: stopped_message(opened.root, what, finish)):
+        return evaluate_opened(
+            opened,
+            checkpoint=checkpoint,
+            methods=methods,
+            model=model,
+            datamodule=datamodule,
+            config=config,
+            on_metrics=on_metrics,
+            umap=umap,
+            output=output,
+            overrides=overrides,
+        )
+
+
+def stopped_message(run: Path, what: str, finish: str) -> str:
+    """Return the line for an evaluation of ``run`` stopped by ``what``: what is kept, what next."""
+    return (
+        f"evaluation of {run} stopped by {what}: nothing was written, the run's earlier results "
+        f"are as they were; {finish}"
+    )
+
+
+def evaluate_opened(
+    opened: Run,
+    *,
+    checkpoint: str | Path | None = None,
+    methods: Sequence[str] | None = None,
+    model: torch.nn.Module | None = None,
+    datamodule: Any = None,
+    config: Config | None = None,
+    on_metrics: Callable[[dict[str, Any]], None] | None = None,
+    umap: bool | None = None,
+    output: str | Path | None = None,
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Evaluate the opened run as :func:`evaluate` does (no signal handling of its own)."""
     paths = opened.paths if output is None else RunPaths(output)
-    config = config or opened.config
+    config = override_config(config or opened.config, overrides, ("evaluate",), "evaluate")
     draw_umap = (methods is None and config.evaluate.umap) if umap is None else umap
     chosen = [
         build_method(name)
         for name in check_methods(list(methods or config.evaluate.methods), flag="--method")
     ]
     checkpoint_path = opened.checkpoint(checkpoint)
-    evaluated = as_embedding_model(opened.load_model(checkpoint_path, model))
+    loaded = opened.load_model(checkpoint_path, model)
+    weights = weights_digest(loaded)
+    evaluated = as_embedding_model(loaded)
     if config.trainer.compile:
         compile_model(evaluated)
     model_facts = check_model(evaluated)
@@ -141,7 +189,12 @@ def evaluate(
         config, features, datamodule, data, device, distributed, checkpoint_path
     )
 
-    metrics: dict[str, Any] = {"checkpoint": checkpoint_path.name, "protocol": protocol}
+    identity = {
+        "checkpoint": checkpoint_path.name,
+        "weights_sha256": weights,
+        **({"overrides": list(overrides)} if overrides else {}),
+    }
+    metrics: dict[str, Any] = {**identity, "protocol": protocol}
     for method in chosen:  # every rank ranks its share of the queries
         if method.every_rank:
             metrics.update(method.compute(context))
@@ -153,19 +206,19 @@ def evaluate(
     for method in chosen:
         for section in method.sections:
             if section in metrics:
-                metrics[section]["checkpoint"] = checkpoint_path.name
+                metrics[section].update(identity)
     if on_metrics is not None:
         on_metrics(metrics)
 
     paths.root.mkdir(parents=True, exist_ok=True)
-    stage = _Stage(paths)
+    stage = Stage(paths)
     try:
         for split, split_features in features.items():
             save_features(stage.file(paths.features / f"{split}.npz"), split_features)
         plots = _plots(stage, chosen, context, draw_umap=draw_umap)
         previous = _previous_metrics(paths)
-        kept, kept_plots = _kept_results(previous, chosen, checkpoint_path)
-        if not draw_umap and _from_checkpoint(previous, checkpoint_path):
+        kept, kept_plots = _kept_results(previous, chosen, weights)
+        if not draw_umap and _from_checkpoint(previous, weights):
             kept_plots.update(_previous_plots(previous, UMAP_PLOTS))  # same features
         metrics = {**kept, **metrics, "plots": {**kept_plots, **plots}}
         metrics["data_pipeline"] = data.data_pipeline
@@ -184,12 +237,13 @@ def evaluate(
 
 
 def _kept_results(
-    previous: dict[str, Any], chosen: Sequence[EvaluationMethod], checkpoint: Path
+    previous: dict[str, Any], chosen: Sequence[EvaluationMethod], checkpoint: str
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Return the previous sections (and their plots) of methods not rerun, of this checkpoint.
+    """Return the previous sections (and their plots) of methods not rerun, of these weights.
 
-    A method's results are kept only when they come from the same checkpoint, so that
-    ``metrics.json`` never shows numbers of two checkpoints side by side.
+    A method's results are kept only when they come from the same weights (``checkpoint``: the
+    sha256 of them), so that ``metrics.json`` never shows numbers of two checkpoints side by
+    side, whatever the files are called.
     """
     rerun = {method.name for method in chosen}
     kept: dict[str, Any] = {}
@@ -212,38 +266,6 @@ def _kept_results(
             if path := previous.get("plots", {}).get(plot):
                 kept_plots[plot] = path
     return kept, kept_plots
-
-
-class _Stage:
-    """A staging folder inside the run, mirroring its layout; committed file by file."""
-
-    def __init__(self, paths: RunPaths) -> None:
-        self.paths = paths
-        self.root = paths.root / f".evaluate-{os.getpid()}"
-        shutil.rmtree(self.root, ignore_errors=True)
-        self.root.mkdir()
-
-    def file(self, final: Path) -> Path:
-        """Return the staged path of the run file ``final``."""
-        staged = self.root / final.relative_to(self.paths.root)
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        return staged
-
-    def commit(self, stale: list[Path]) -> None:
-        """Move every staged file into place (metrics and report last); remove ``stale``."""
-        last = {self.root / self.paths.metrics.name, self.root / self.paths.report.name}
-        staged = sorted(p for p in self.root.rglob("*") if p.is_file() and p not in last)
-        for path in [*staged, *sorted(last)]:
-            if path.exists():
-                final = self.paths.root / path.relative_to(self.root)
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(path, final)
-        for path in stale:
-            path.unlink(missing_ok=True)
-
-    def discard(self) -> None:
-        """Remove the staging folder and whatever is left in it."""
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _check_checkpoint_fits_data(
@@ -288,8 +310,25 @@ def _previous_metrics(paths: RunPaths) -> dict[str, Any]:
     return previous if isinstance(previous, dict) else {}
 
 
-def _from_checkpoint(section: Any, checkpoint: Path) -> bool:
-    return isinstance(section, dict) and section.get("checkpoint") == checkpoint.name
+def _from_checkpoint(section: Any, digest: str) -> bool:
+    return isinstance(section, dict) and section.get("weights_sha256") == digest
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """Return the sha256 of ``model``'s weights: names, dtypes, shapes and bytes, in order.
+
+    What an evaluation's numbers come from, whatever the checkpoint file is called or holds
+    besides (its run folder, the trainer's state): two runs trained alike get the same digest.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        if not isinstance(tensor, torch.Tensor):  # a module's extra state
+            digest.update(f"{name}={tensor!r};".encode())
+            continue
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{data.dtype}:{list(data.shape)};".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _previous_plots(previous: dict[str, Any], names: Sequence[str]) -> dict[str, str]:
@@ -301,7 +340,7 @@ def _previous_plots(previous: dict[str, Any], names: Sequence[str]) -> dict[str,
 
 
 def _plots(
-    stage: _Stage,
+    stage: Stage,
     chosen: Sequence[EvaluationMethod],
     context: EvaluationContext,
     *,

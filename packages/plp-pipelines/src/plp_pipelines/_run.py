@@ -24,6 +24,7 @@ from plp_pipelines._runs import (
     create_run_dir,
     resolve_run,
 )
+from plp_pipelines._staging import finish_stages
 
 __all__ = ["Run", "RunInfo"]
 
@@ -47,6 +48,9 @@ class RunInfo(BaseModel):
         trackers: MLflow / W&B run ids (``{"mlflow": ..., "wandb": ...}``), if any.
         compiled: True when the networks were trained under ``torch.compile``
             (``[trainer] compile``).
+        evaluation: ``pending`` while the evaluation after training has not finished (it was
+            stopped or failed: ``invoke train --resume`` runs it), ``done`` once it has; absent
+            when no evaluation followed training.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -64,6 +68,7 @@ class RunInfo(BaseModel):
     best_epoch: int | None = None
     trackers: dict[str, str] | None = None
     compiled: bool | None = None
+    evaluation: Literal["pending", "done"] | None = None
 
     @classmethod
     def read(cls, path: Path) -> RunInfo:
@@ -84,6 +89,16 @@ class RunInfo(BaseModel):
     def write(self, path: Path) -> None:
         """Write the record to ``path`` atomically."""
         atomic_write_json(path, self.model_dump(exclude_none=True))
+
+
+def _unfinished(paths: RunPaths) -> bool:
+    """Return whether the run has no ``run.json`` or one whose evaluation is pending."""
+    if not paths.run_info.exists():
+        return True
+    try:
+        return RunInfo.read(paths.run_info).evaluation == "pending"
+    except RunError:
+        return False
 
 
 def class_name(obj: object) -> str:
@@ -124,6 +139,7 @@ class Run:
                 raise RunError(f"checkpoint {checkpoint} does not exist")
             run = checkpoint.resolve().parent.parent
         paths = RunPaths(resolve_run(run, runs_root))
+        finish_stages(paths.root)  # an evaluation's commit cut short: finish it first
         info = RunInfo.read(paths.run_info) if paths.run_info.is_file() else None
         return cls(paths, load_config(paths.config), info)
 
@@ -149,19 +165,27 @@ class Run:
     ) -> Run:
         """Return the unfinished run ``run``, or the newest unfinished run of config ``name``.
 
-        A run is unfinished while it has no ``run.json``; it can be resumed when it also has
-        ``checkpoints/last.ckpt`` (:meth:`last_checkpoint`).
+        A run is unfinished while it has no ``run.json`` (it can be resumed when it also has
+        ``checkpoints/last.ckpt``, :meth:`last_checkpoint`) or while the evaluation after its
+        training is pending (:attr:`evaluation_pending`).
 
         Raises:
-            RunError: No run named or found, or the run finished training already.
+            RunError: No run named or found, or the run finished training and evaluation.
         """
         if run is None:
             run = cls._newest_unfinished(Path(runs_root), name)
         opened = cls.open(run, runs_root=runs_root)
+        if opened.evaluation_pending:
+            return opened
         if opened.info is not None:
             raise RunError(f"{opened.root} finished training already: nothing to resume")
         opened.last_checkpoint()
         return opened
+
+    @property
+    def evaluation_pending(self) -> bool:
+        """Whether training finished but the evaluation that was to follow it did not."""
+        return self.info is not None and self.info.evaluation == "pending"
 
     @staticmethod
     def _newest_unfinished(runs_root: Path, name: str | None) -> Path:
@@ -169,9 +193,7 @@ class Run:
             raise RunError("resume: name the run (--run) or the config whose newest run to resume")
         folder = runs_root / name
         candidates = sorted(folder.glob("*/checkpoints/last.ckpt")) if folder.is_dir() else []
-        unfinished = [
-            c.parent.parent for c in candidates if not RunPaths(c.parent.parent).run_info.exists()
-        ]
+        unfinished = [c.parent.parent for c in candidates if _unfinished(RunPaths(c.parent.parent))]
         if not unfinished:
             raise RunError(
                 f"resume: no unfinished run of {name!r} under {runs_root}/ has a "

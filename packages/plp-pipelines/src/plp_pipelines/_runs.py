@@ -181,14 +181,19 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def record_newest(run_dir: str | Path, runs_root: str | Path) -> None:
+def record_newest(run_dir: str | Path, runs_root: str | Path) -> bool:
     """Record ``run_dir`` as the newest run of ``runs_root`` (atomically), relative to it.
 
     The path is taken as written, symlinks not resolved, so a ``runs/<name>`` that is a link to
-    another disk keeps its runs recorded as ``<name>/<timestamp>``.
+    another disk keeps its runs recorded as ``<name>/<timestamp>``. A run outside ``runs_root``
+    (resumed with ``--run`` elsewhere) is not recorded: ``LATEST`` only ever names a folder
+    under its root. Returns whether it was recorded.
     """
     relative = os.path.relpath(os.path.abspath(run_dir), os.path.abspath(runs_root))
+    if relative == os.curdir or relative.split(os.sep)[0] == os.pardir:
+        return False
     atomic_write_text(Path(runs_root) / LATEST_FILE, relative + "\n")
+    return True
 
 
 def newest_run(runs_root: str | Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,8 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 import plp_data
 import plp_models
 from plp_pipelines._build import build_datamodule, build_model, loss_terms
-from plp_pipelines._callbacks import AtomicCheckpointIO, StopOnNonFiniteLoss
+from plp_pipelines._callbacks import AtomicCheckpointIO, RecordInterrupt, StopOnNonFiniteLoss
+from plp_pipelines._checkpoints import check_resumable
 from plp_pipelines._checks import (
     check_data,
     check_model_fits,
@@ -43,6 +45,7 @@ from plp_pipelines._runs import (
     record_newest,
 )
 from plp_pipelines._selection import TrainingPlan, best_epoch, plan_training
+from plp_pipelines._stopping import EXIT_CODES, stop_on_signals
 from plp_pipelines._trackers import Trackers
 
 __all__ = ["RUN_DIR_ENV", "TrainResult", "resume", "train"]
@@ -148,6 +151,9 @@ def resume(
 
     The run's own ``config.toml`` is used, so the continued run trains exactly what the
     interrupted one did; with the same seed its final metrics equal an uninterrupted run's.
+    ``last.ckpt`` is checked as ``evaluate`` checks checkpoints (safe to load, the model of the
+    config, weights of its shapes) before anything is written. A run whose training finished
+    but whose evaluation was stopped gets its evaluation (and is then recorded as the newest).
 
     Args:
         run: The run directory; by default the newest unfinished run (no ``run.json``) of
@@ -158,6 +164,8 @@ def resume(
         progress_bar: Show Lightning's progress bar.
     """
     opened = Run.open_unfinished(run, name=name, runs_root=runs_root)
+    if opened.info is not None:  # training finished; the evaluation after it did not
+        return _finish_evaluation(opened, runs_root, evaluate)
     config, last = opened.config, opened.last_checkpoint()
     check_components(config)
     check_trainer(config)
@@ -166,6 +174,7 @@ def resume(
     datamodule = build_datamodule(config)
     data = check_datamodule(datamodule, SIZES)
     model = build_model(config, datamodule, load_teacher(config, data))
+    check_resumable(last, model, opened.paths.config)
     check_data(datamodule)
     check_protocol(config, datamodule)
     check_spawn(config, model, datamodule)
@@ -217,6 +226,7 @@ def _fit_and_test(
 ) -> TrainResult:
     has_validation = _has_validation(datamodule, data)
     checkpoint, selection_callbacks = plan.callbacks(config, paths.checkpoints)
+    interrupt = RecordInterrupt()
     trackers = Trackers(config, paths, runs_root, rank=_launched_rank())
     if config.trainer.compile:
         compile_model(model)
@@ -238,6 +248,7 @@ def _fit_and_test(
             checkpoint,
             *selection_callbacks,
             StopOnNonFiniteLoss(),
+            interrupt,
             DeviceSpeedups(config.trainer.deterministic),
         ],
         plugins=[AtomicCheckpointIO()],
@@ -251,8 +262,15 @@ def _fit_and_test(
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     except SIGTERMException:
-        trackers.close(TrainingStoppedError.EXIT_CODE, preempted=True)
-        raise _stopped(trainer, paths) from None
+        trackers.close(EXIT_CODES["SIGTERM"], preempted=True)
+        raise _stopped(trainer, paths, "SIGTERM") from None
+    except SystemExit:  # Lightning's answer to Ctrl-C, after its clean-up
+        if not isinstance(interrupt.exception, KeyboardInterrupt):
+            trackers.close(1)
+            raise
+        trackers.close(EXIT_CODES["Ctrl-C"])
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores it now
+        raise _stopped(trainer, paths, "Ctrl-C") from None
     except BaseException:
         trackers.close(1)
         raise
@@ -264,11 +282,13 @@ def _fit_and_test(
     )
     score = checkpoint.best_model_score
     best_score = float(score) if score is not None and checkpoint.monitor else None
+    evaluating = config.evaluate.after_training if evaluate is None else evaluate
+    info: RunInfo | None = None
     if trainer.global_rank == 0:
         made_from_objects = type(model) is not plp_models.PlpModel or not isinstance(
             datamodule, plp_data.PlpDataModule
         )
-        RunInfo(
+        info = RunInfo(
             best_checkpoint=best.name,
             last_checkpoint=Path(checkpoint.last_model_path).name,
             epochs=trainer.current_epoch,
@@ -282,22 +302,18 @@ def _fit_and_test(
             best_epoch=best_epoch(best),
             trackers=trackers.ids or None,
             compiled=config.trainer.compile or None,
-        ).write(paths.run_info)
-        record_newest(paths.root, runs_root)
-    metrics: dict[str, Any] = {}
-    if config.evaluate.after_training if evaluate is None else evaluate:
-        from plp_pipelines._evaluate import evaluate as run_evaluation
-
-        # Every DDP rank takes part in the feature extraction; rank 0 writes the results.
-        metrics = run_evaluation(
-            paths.root, checkpoint=best, model=model, datamodule=datamodule, config=config
+            evaluation="pending" if evaluating else None,
         )
-        if config.evaluate.datasets:  # cross-domain: the model on other datasets
-            others = evaluate_datasets(
-                paths.root, checkpoint=best, model=model, runs_root=runs_root
-            )
-            if others:
-                metrics["datasets"] = {**metrics.get("datasets", {}), **others}
+        info.write(paths.run_info)
+    metrics: dict[str, Any] = {}
+    if evaluating:
+        # Every DDP rank takes part in the feature extraction; rank 0 writes the results.
+        metrics = _evaluate_after_training(paths, best, model, datamodule, config, runs_root)
+    if info is not None:
+        if evaluating:
+            info.evaluation = "done"
+            info.write(paths.run_info)
+        record_newest(paths.root, runs_root)  # only now: the newest run has its results
     trackers.publish(metrics)
     return TrainResult(
         paths.root,
@@ -307,6 +323,55 @@ def _fit_and_test(
         checkpoint.monitor,
         best_score,
         best_epoch(best),
+    )
+
+
+def _evaluate_after_training(
+    paths: RunPaths,
+    checkpoint: Path,
+    model: Any = None,
+    datamodule: Any = None,
+    config: Config | None = None,
+    runs_root: str | Path = RUNS_ROOT,
+) -> dict[str, Any]:
+    """Evaluate a trained run, and on ``[evaluate] datasets``; a stop names ``train --resume``."""
+    from plp_pipelines._evaluate import evaluate_opened, stopped_message
+
+    opened = Run.open(paths.root)
+    config = config or opened.config
+    finish = f"finish it with `uv run invoke train --resume --run {paths.root}`"
+    with stop_on_signals(lambda what: stopped_message(paths.root, what, finish)):
+        metrics = evaluate_opened(
+            opened, checkpoint=checkpoint, model=model, datamodule=datamodule, config=config
+        )
+        if config.evaluate.datasets:  # cross-domain: the model on other datasets
+            others = evaluate_datasets(
+                paths.root, checkpoint=checkpoint, model=model, runs_root=runs_root
+            )
+            if others:
+                metrics["datasets"] = {**metrics.get("datasets", {}), **others}
+    return metrics
+
+
+def _finish_evaluation(opened: Run, runs_root: str | Path, evaluate: bool | None) -> TrainResult:
+    """Run the evaluation a finished training did not get to; record the run as the newest."""
+    info = opened.info
+    assert info is not None
+    best = opened.checkpoint()
+    metrics: dict[str, Any] = {}
+    if evaluate is not False:
+        metrics = _evaluate_after_training(opened.paths, best, runs_root=runs_root)
+    info.evaluation = "done" if evaluate is not False else None
+    info.write(opened.paths.run_info)
+    record_newest(opened.root, runs_root)
+    return TrainResult(
+        opened.root,
+        best,
+        metrics,
+        info.data_pipeline or "workers",
+        info.monitor,
+        info.best_score,
+        info.best_epoch,
     )
 
 
@@ -370,8 +435,8 @@ def _recipe(config: Config, model: Any, datamodule: Any, made_from_objects: bool
     return "\n".join(header) + "\n" + text
 
 
-def _stopped(trainer: pl.Trainer, paths: RunPaths) -> TrainingStoppedError:
-    """Return the error for a SIGTERM: ``last.ckpt`` kept (saved now if none yet) and how to go on.
+def _stopped(trainer: pl.Trainer, paths: RunPaths, what: str) -> TrainingStoppedError:
+    """Return the error for a SIGTERM or Ctrl-C: ``last.ckpt`` kept (saved now if none yet).
 
     The ``last.ckpt`` of the last finished epoch is kept as it is: resuming from an epoch's end
     gives the uninterrupted run's numbers exactly. Stopped in the first epoch, the current state
@@ -381,8 +446,9 @@ def _stopped(trainer: pl.Trainer, paths: RunPaths) -> TrainingStoppedError:
     if not last.exists():
         trainer.save_checkpoint(last)
     return TrainingStoppedError(
-        f"training stopped by SIGTERM in epoch {trainer.current_epoch}; {last} kept: resume with "
-        f"`uv run invoke train --resume --run {paths.root}`"
+        f"training stopped by {what} in epoch {trainer.current_epoch}; {last} kept: resume with "
+        f"`uv run invoke train --resume --run {paths.root}`",
+        EXIT_CODES[what],
     )
 
 
