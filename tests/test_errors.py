@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = sorted(p.name.replace("-", "_") for p in (ROOT / "packages").glob("plp-*"))
 
 # Exceptions used as internal signals: caught inside their package, never shown to a user.
-INTERNAL = {"TooManyTiesError"}  # plp_eval: the numpy path falls back to the exact kernel
+# plp_eval: the numpy path falls back to the exact kernel; plp_pipelines: SIGTERM's handler
+# raises _Signalled, turned into StoppedError (a PlpError) where the pipeline was.
+INTERNAL = {"TooManyTiesError", "_Signalled"}
 BUILTIN_EXCEPTIONS = {
     name
     for name, value in vars(builtins).items()
