@@ -25,10 +25,9 @@ RUNS = "runs"  # = plp_pipelines.RUNS_ROOT (test_tasks checks); `invoke --list` 
 def _user_facing(verbose: bool = False) -> Iterator[None]:
     """Turn plp's bad-input errors into one line on stderr and exit code 2.
 
-    A training or evaluation stopped by SIGTERM or Ctrl-C exits with 143 or 130 (128 + the
-    signal) after its one line, so that schedulers see the preemption. Unless ``verbose``,
-    Lightning's tips, device lines and known-harmless warnings are kept quiet. A parent's W&B
-    service is not used.
+    A run stopped by SIGTERM or Ctrl-C exits with 143 or 130 (128 + the signal) after its one
+    line, so that schedulers see the preemption. Unless ``verbose``, Lightning's tips, device
+    lines and known-harmless warnings are kept quiet. A parent's W&B service is not used.
     """
     from plp_core import PlpError
     from plp_pipelines import StoppedError
@@ -228,11 +227,8 @@ def compare(
         "runs": "folder of run directories (default: runs)",
         "data": "evaluate on another dataset instead (cross-domain): a config file (its [data] "
         "and [evaluate]) or a datamodule name; results in <run>/eval/<dataset>/",
-        "set": "override an [evaluate] key for this evaluation only, e.g. --set "
-        "evaluate.rerank=true (repeatable; recorded in metrics.json)",
         "verbose": "show third-party messages and warnings",
-    },
-    iterable=["set_"],
+    }
 )
 def evaluate(
     c: Context,
@@ -241,7 +237,6 @@ def evaluate(
     method: str = "all",
     runs: str = RUNS,
     data: str | None = None,
-    set_: list[str] | None = None,
     verbose: bool = False,
 ) -> None:
     """Extract features of trainval and test, compute and print metrics, draw plots and UMAP."""
@@ -252,11 +247,6 @@ def evaluate(
         _check_run(run, runs, checkpoint)
         methods = None if method == "all" else [method]
         if data is not None:
-            if set_:
-                raise plp_pipelines.ConfigError(
-                    "--set applies to the run's own evaluation: with --data, give the other "
-                    "dataset's [evaluate] settings in its config file"
-                )
             plp_pipelines.evaluate_datasets(
                 run,
                 [data],
@@ -274,7 +264,6 @@ def evaluate(
             checkpoint=checkpoint,
             methods=methods,
             runs_root=runs,
-            overrides=set_ or [],
             on_metrics=lambda m: _say(plp_pipelines.format_metrics_table(m, methods)),
         )
     plots = len(metrics["plots"])

@@ -34,19 +34,23 @@ def test_another_checkpoints_method_never_shows_the_old_numbers(run_dir: Path) -
     before = json.loads((run_dir / "metrics.json").read_text())
     best = before["checkpoint"]
     assert {before[m]["checkpoint"] for m in ("accuracy", "reid", "clustering")} == {best}
-    last = run_dir / "checkpoints" / "last.ckpt"
+    # Other weights (results are identified by the weights' sha256, not the file's name).
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    next(t for t in state["state_dict"].values() if t.is_floating_point()).add_(1.0)
+    last = run_dir / "checkpoints" / "other.ckpt"
+    torch.save(state, last)
     metrics = evaluate(run_dir, checkpoint=last, methods=["clustering"])
     written = json.loads((run_dir / "metrics.json").read_text())
     assert written == json.loads(json.dumps(metrics))
-    assert written["checkpoint"] == written["clustering"]["checkpoint"] == "last.ckpt"
+    assert written["checkpoint"] == written["clustering"]["checkpoint"] == "other.ckpt"
     assert "accuracy" not in written and "reid" not in written  # the best's numbers are gone
     assert not (run_dir / "plots" / "confusion_matrix.png").exists()
-    assert "last.ckpt" in (run_dir / "report.md").read_text()
+    assert "other.ckpt" in (run_dir / "report.md").read_text()
     # Evaluating the same checkpoint again with another method keeps the first one's numbers.
     evaluate(run_dir, checkpoint=last, methods=["accuracy"])
     both = json.loads((run_dir / "metrics.json").read_text())
     assert both["clustering"] == written["clustering"]
-    assert both["accuracy"]["checkpoint"] == "last.ckpt"
+    assert both["accuracy"]["checkpoint"] == "other.ckpt"
     assert not list(run_dir.glob(".evaluate-*"))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from plp_pipelines import RunError, evaluate, resume
+from plp_pipelines import ConfigError, RunError, evaluate, resume
 
 pytestmark = pytest.mark.slow
 
@@ -70,12 +70,9 @@ def test_a_stopped_evaluation_says_so_and_resume_finishes_it(tmp_path: Path, inv
     assert json.loads((run_dir / "run.json").read_text())["evaluation"] == "done"
     assert not list(run_dir.glob(".evaluate-*"))
 
-    # `evaluate --set`: [evaluate] keys for this evaluation only, recorded beside the numbers.
-    refused = invoke("evaluate", "--run", str(run_dir), "--set", "data.root=/elsewhere")
-    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
-        "plp: error: --set data.root: cannot change after training (the run's checkpoints were "
-        "trained with its data and model); `invoke evaluate --set` takes evaluate.* keys"
-    ]
+    # overrides: [evaluate] keys for this evaluation only, recorded beside the numbers.
+    with pytest.raises(ConfigError, match=r"^--set data\.root: cannot change after training"):
+        evaluate(run_dir, overrides=["data.root=/elsewhere"])
     assert metrics["reid"]["metric"] == "euclidean"
     evaluate(run_dir, methods=["reid"], overrides=["evaluate.reid_metric=cosine"])
     again = json.loads((run_dir / "metrics.json").read_text())

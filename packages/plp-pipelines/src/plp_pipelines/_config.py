@@ -422,8 +422,8 @@ def override_config(
 ) -> Config:
     """Return ``config`` with ``--set`` overrides of the keys a finished run may still change.
 
-    A run's data and model are what its checkpoints were trained on; ``invoke <command>`` takes
-    keys of ``sections`` only (``evaluate.*`` for ``evaluate``), anything else is one line.
+    A run's data and model are what its checkpoints were trained on; ``command`` takes keys of
+    ``sections`` only (``evaluate.*`` for ``evaluate``), anything else is one line.
 
     Raises:
         ConfigError: A key outside ``sections``, an unknown key or an invalid value.
@@ -436,7 +436,7 @@ def override_config(
             allowed = ", ".join(f"{section}.*" for section in sections)
             raise ConfigError(
                 f"--set {key}: cannot change after training (the run's checkpoints were trained "
-                f"with its data and model); `invoke {command} --set` takes {allowed} keys"
+                f"with its data and model); {command} overrides take {allowed} keys"
             )
     raw = config.model_dump(mode="json", exclude_none=True)
     changed = validate_config(apply_overrides(raw, list(overrides)), source="--set")
