@@ -12,10 +12,11 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from invoke import Context, Exit, task
+
+from dev_tasks import bench, lint, test  # noqa: F401  (the developer tasks: invoke lists them)
 
 DEFAULT_CONFIG = "configs/digits.toml"
 RUNS = "runs"  # = plp_pipelines.RUNS_ROOT (test_tasks checks); `invoke --list` imports no plp
@@ -227,8 +228,11 @@ def compare(
         "runs": "folder of run directories (default: runs)",
         "data": "evaluate on another dataset instead (cross-domain): a config file (its [data] "
         "and [evaluate]) or a datamodule name; results in <run>/eval/<dataset>/",
+        "set": "override an [evaluate] key for this evaluation, e.g. --set evaluate.max_rank=20 "
+        "(repeatable; recorded in metrics.json)",
         "verbose": "show third-party messages and warnings",
-    }
+    },
+    iterable=["set_"],
 )
 def evaluate(
     c: Context,
@@ -237,6 +241,7 @@ def evaluate(
     method: str = "all",
     runs: str = RUNS,
     data: str | None = None,
+    set_: list[str] | None = None,
     verbose: bool = False,
 ) -> None:
     """Extract features of trainval and test, compute and print metrics, draw plots and UMAP."""
@@ -247,6 +252,10 @@ def evaluate(
         _check_run(run, runs, checkpoint)
         methods = None if method == "all" else [method]
         if data is not None:
+            if set_:
+                raise plp_pipelines.ConfigError(
+                    "--set applies to the run's own evaluation, not --data"
+                )
             plp_pipelines.evaluate_datasets(
                 run,
                 [data],
@@ -263,6 +272,7 @@ def evaluate(
             run,
             checkpoint=checkpoint,
             methods=methods,
+            overrides=set_ or (),
             runs_root=runs,
             on_metrics=lambda m: _say(plp_pipelines.format_metrics_table(m, methods)),
         )
@@ -546,54 +556,3 @@ def search(
             **_reading(strict, checkpoint, runs),
         )  # fmt: skip
     _say(*result.lines())
-
-
-@task
-def lint(c: Context) -> None:
-    """Check formatting and lint with ruff (complexity <= 15), file lengths, then mypy."""
-    c.run("ruff format --check .", pty=False)
-    c.run("ruff check .", pty=False)
-    too_long = _files_over(MAX_FILE_LINES)
-    if too_long:
-        raise Exit(f"plp: files over {MAX_FILE_LINES} lines: {', '.join(too_long)}", code=1)
-    c.run("mypy packages/*/src tasks.py", pty=False)
-
-
-MAX_FILE_LINES = 600
-
-
-def _files_over(limit: int) -> list[str]:
-    """Return the Python files of the project (sources, tests, benchmarks) over ``limit`` lines."""
-    files = [Path("tasks.py"), *Path().glob("packages/*/src/**/*.py")]
-    files += [*Path().glob("packages/*/tests/**/*.py"), *Path().glob("tests/**/*.py")]
-    files += [*Path().glob("bench/**/*.py"), *Path().glob("examples/**/*.py")]
-    counts = {path: len(path.read_text(encoding="utf-8").splitlines()) for path in files}
-    return [f"{path} ({count})" for path, count in sorted(counts.items()) if count > limit]
-
-
-@task(
-    help={
-        "args": "extra pytest arguments, e.g. '-k reid -x'",
-        "fast": "skip the slow tests (end to end, subprocesses, packaging): a few minutes",
-    }
-)
-def test(c: Context, args: str = "", fast: bool = False) -> None:
-    """Run lint, then every test on every core (pytest-xdist); print the 15 slowest."""
-    lint(c)
-    selection = '-m "not slow" ' if fast else ""
-    # One worker per core; a test file stays on one worker (its module fixtures, e.g. a trained
-    # run, built once) unless it sets SPREAD_OVER_WORKERS (conftest.py).
-    c.run(
-        f"{sys.executable} -m pytest -n auto --dist loadgroup --durations=15 {selection}{args}",
-        pty=False,
-    )
-
-
-@task(help={"full": "run the full-size benchmarks (minutes; default: small sizes)"})
-def bench(c: Context, full: bool = False) -> None:
-    """Run every benchmark in bench/ and print its table (see bench/README.md)."""
-    scripts = sorted(p for p in Path("bench").glob("*.py") if not p.name.startswith("_"))
-    if not scripts:
-        raise Exit("plp: no benchmarks in bench/ yet", code=1)
-    for script in scripts:
-        c.run(f"{sys.executable} {script} {'--sizes all' if full else '--sizes small'}", pty=False)

@@ -552,11 +552,11 @@ CASES = [
 ]
 
 
-# More cases in helper modules of this folder (tests/ is not a package), in README order.
-_SPEC = importlib.util.spec_from_file_location("own", ROOT / "tests" / "bad_input_own_data.py")
-_OWN = importlib.util.module_from_spec(_SPEC)  # type: ignore[arg-type]
-_SPEC.loader.exec_module(_OWN)  # type: ignore[union-attr]
-CASES += _OWN.cases(Case)
+for _name in ("bad_input_own_data", "bad_input_more"):  # more cases (tests/ is not a package)
+    _SPEC = importlib.util.spec_from_file_location(_name, ROOT / "tests" / f"{_name}.py")
+    _MODULE = importlib.util.module_from_spec(_SPEC)  # type: ignore[arg-type]
+    _SPEC.loader.exec_module(_MODULE)  # type: ignore[union-attr]
+    CASES += _MODULE.cases(Case)
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,8 @@ def test_listing_tasks_imports_no_torch(invoke) -> None:
 
 def _load_tasks():
     """Import ``tasks.py`` from the repository root, however pytest was started."""
+    if str(ROOT) not in sys.path:  # tasks.py imports dev_tasks.py beside it, as invoke allows
+        sys.path.insert(0, str(ROOT))
     spec = importlib.util.spec_from_file_location("tasks", ROOT / "tasks.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -94,3 +96,30 @@ def test_training_is_quiet_unless_verbose(invoke, tmp_path: Path) -> None:
     verbose = invoke(*args, "--verbose")
     assert verbose.returncode == 0, verbose.stderr[-2000:]
     assert "GPU available" in verbose.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_set_changes_this_evaluation_only(
+    invoke, shared_runs: Path, tmp_path: Path
+) -> None:
+    """``invoke evaluate --set evaluate.max_rank=5`` ranks to 5 and records the override; the
+    run's config.toml keeps its own value."""
+    import json
+
+    from plp_pipelines.testing import shared_run
+
+    run = shared_run(
+        shared_runs,
+        ROOT / "configs" / "digits.toml",
+        ["trainer.epochs=1", "evaluate.after_training=false"],
+        tmp_path,
+    )
+    config_before = (run / "config.toml").read_text()
+    result = invoke(
+        "evaluate", "--run", str(run), "--method", "reid", "--set", "evaluate.max_rank=5"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    reid = json.loads((run / "metrics.json").read_text())["reid"]
+    assert reid["overrides"] == ["evaluate.max_rank=5"]
+    assert len(reid["cmc"]) == 5
+    assert (run / "config.toml").read_text() == config_before

@@ -65,7 +65,7 @@ def test_a_teacher_that_is_not_a_run_stops_before_the_run_folder(tmp_path: Path)
 
 def test_a_miner_on_a_loss_without_pairs_stops_before_the_run_folder(tmp_path: Path) -> None:
     config = _config("mined", loss={"miner": {"name": "batch_hard"}})  # on cross_entropy
-    message = r"model/loss: miner 'batch_hard' with loss 'cross_entropy' needs a pair or triplet"
+    message = r"miner 'batch_hard' with loss 'cross_entropy' needs a pair or triplet"
     with pytest.raises(ConfigError, match=message):
         _train(config, tmp_path / "runs")
     assert not list(tmp_path.rglob("config.toml"))

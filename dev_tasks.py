@@ -1,0 +1,65 @@
+"""plp's developer tasks (lint, test, bench), listed by ``invoke --list`` through tasks.py.
+
+Kept apart from the user's tasks in tasks.py; invoke finds them because tasks.py imports them
+(invoke puts tasks.py's folder on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from invoke import Context, Exit, task
+
+__all__ = ["MAX_FILE_LINES", "bench", "files_over", "lint", "test"]
+
+
+@task
+def lint(c: Context) -> None:
+    """Check formatting and lint with ruff (complexity <= 15), file lengths, then mypy."""
+    c.run("ruff format --check .", pty=False)
+    c.run("ruff check .", pty=False)
+    too_long = files_over(MAX_FILE_LINES)
+    if too_long:
+        raise Exit(f"plp: files over {MAX_FILE_LINES} lines: {', '.join(too_long)}", code=1)
+    c.run("mypy packages/*/src tasks.py dev_tasks.py", pty=False)
+
+
+MAX_FILE_LINES = 600
+
+
+def files_over(limit: int) -> list[str]:
+    """Return the Python files of the project (sources, tests, benchmarks) over ``limit`` lines."""
+    files = [Path("tasks.py"), Path("dev_tasks.py"), *Path().glob("packages/*/src/**/*.py")]
+    files += [*Path().glob("packages/*/tests/**/*.py"), *Path().glob("tests/**/*.py")]
+    files += [*Path().glob("bench/**/*.py"), *Path().glob("examples/**/*.py")]
+    counts = {path: len(path.read_text(encoding="utf-8").splitlines()) for path in files}
+    return [f"{path} ({count})" for path, count in sorted(counts.items()) if count > limit]
+
+
+@task(
+    help={
+        "args": "extra pytest arguments, e.g. '-k reid -x'",
+        "fast": "skip the slow tests (end to end, subprocesses, packaging): a few minutes",
+    }
+)
+def test(c: Context, args: str = "", fast: bool = False) -> None:
+    """Run lint, then every test on every core (pytest-xdist); print the 15 slowest."""
+    lint(c)
+    selection = '-m "not slow" ' if fast else ""
+    # One worker per core; a test file stays on one worker (its module fixtures, e.g. a trained
+    # run, built once) unless it sets SPREAD_OVER_WORKERS (conftest.py).
+    c.run(
+        f"{sys.executable} -m pytest -n auto --dist loadgroup --durations=15 {selection}{args}",
+        pty=False,
+    )
+
+
+@task(help={"full": "run the full-size benchmarks (minutes; default: small sizes)"})
+def bench(c: Context, full: bool = False) -> None:
+    """Run every benchmark in bench/ and print its table (see bench/README.md)."""
+    scripts = sorted(p for p in Path("bench").glob("*.py") if not p.name.startswith("_"))
+    if not scripts:
+        raise Exit("plp: no benchmarks in bench/ yet", code=1)
+    for script in scripts:
+        c.run(f"{sys.executable} {script} {'--sizes all' if full else '--sizes small'}", pty=False)
