@@ -83,7 +83,10 @@ ALLOWED: dict[str, set[str]] = {
         "torch",
         "numpy",
         "matplotlib",
+        "onnx",  # export writes the model's preprocessing into the ONNX file's metadata
         "onnxruntime",  # export checks the ONNX model against PyTorch
+        "lightning_fabric",  # embed: Fabric runs the model on every device (DDP) without a Trainer
+        "tqdm",  # embed's progress bar
         "mlflow",  # the MLflow logger, an optional extra: plp-pipelines[mlflow]
         "wandb",  # the W&B logger, an optional extra: plp-pipelines[wandb]
     },
@@ -96,6 +99,7 @@ DISTRIBUTION = {
     "faiss": "faiss-cpu",
     "umap": "umap-learn",
     "pytorch_lightning": "pytorch-lightning",
+    "lightning_fabric": "pytorch-lightning",  # shipped inside pytorch-lightning
     "mlflow": "mlflow-skinny",
     **{name: name.replace("_", "-") for name in SIBLINGS},
 }

@@ -61,6 +61,7 @@ def test_report_rank_lists_follow_the_junk_rule() -> None:
             features=rng.normal(size=(count, 3)).astype(np.float32),
             labels=rng.integers(0, 3, count),
             cameras=rng.integers(0, 2, count) if cameras else None,
+            groups=None,
         )
 
     for protocol, cameras in (("test_leave_one_out", False), ("query_gallery", True)):
