@@ -257,6 +257,10 @@ def test_report_html_is_one_self_contained_file(report_run: Path) -> None:
     for heading in ("Recipe", "Metrics", "Training", "Test features (UMAP)", "Worst queries"):
         assert f"<h2>{heading}</h2>" in page, heading
     assert '<section id="audit">' in page and "pairwise explanations" in page
+    # Digits has no files: the rank lists name test rows, as before, and no files.
+    assert re.search(r"test\[\d+\] \(\w+\): its first", page)
+    assert "<th>ranked files</th>" not in page
+    assert "Rank lists by file" not in (report_run / "report.md").read_text()
 
 
 @pytest.mark.slow
@@ -279,3 +283,55 @@ def test_report_html_in_the_browser(report_run: Path, browser: Any) -> None:
     assert browser.execute_script(display, link[1:]) == "block"  # its rank list opened
     assert console_errors(browser) == []
     assert requests_leaving_file(browser) == []
+
+
+@pytest.mark.slow
+def test_reports_name_the_files_of_the_rank_lists(market_run: Path) -> None:
+    """With files (Market-1501) report.md and report.html name each query's and neighbour's file,
+    as rank_list.json does; the interactive rank lists do too (drawn here from the run's files)."""
+    import html
+
+    from plp_pipelines import load_config, load_features
+    from plp_pipelines._methods import EvaluationContext
+    from plp_pipelines._protocols import DataFacts
+    from plp_pipelines._report_html import draw_interactive_umap
+
+    listed = json.loads((market_run / "plots" / "rank_list.json").read_text())["queries"]
+    report = (market_run / "report.md").read_text()
+    page = (market_run / "report.html").read_text()
+    assert "## Rank lists by file" in report and len(listed) == 8
+    for row in listed:
+        line = f"{row['kind']} query `{row['query']}` (label {row['label']}, AP {row['AP']:.3f})"
+        assert line in report, line
+        after = report[report.index(line) :]
+        for rank, item in enumerate(row["results"], start=1):
+            mark = "✓" if item["match"] else "✗"
+            assert f"  {rank}. {mark} `{item['path']}` (label {item['label']})" in after
+            assert f"<code>{html.escape(item['path'])}</code>" in page
+        assert f"{row['kind']}: <code>{html.escape(row['query'])}</code>" in page
+
+    # The clickable rank lists (evaluate --umap) from the run's own features and files.
+    config = load_config(market_run / "config.toml")
+    features = {
+        split: load_features(market_run / "features" / f"{split}.npz")
+        for split in ("test", "query", "gallery")
+        if (market_run / "features" / f"{split}.npz").is_file()
+    }
+
+    class Images:  # stands in for the datamodule: images by split, all grey
+        def split_dataloader(self, split: str) -> Any:
+            dataset = [(np.zeros((3, 8, 4), np.float32), 0)] * len(features[split].labels)
+            return type("Loader", (), {"dataset": dataset})()
+
+    context = EvaluationContext(
+        config, features, Images(), DataFacts(), None, False, market_run / "x.ckpt"
+    )  # type: ignore[arg-type]
+    test = features["test"]
+    embedding = type("Embedding", (), {"indices": np.arange(3), "points": np.eye(3)[:, :2]})()
+    part = draw_interactive_umap(context, embedding, market_run / "umap.html").read_text()
+    gallery = features[context.gallery_split]
+    assert test.paths is not None and gallery.paths is not None
+    for row in range(3):
+        assert f"<code>{html.escape(str(test.paths[row]))}</code>" in part
+    named = [p for p in gallery.paths if f"<code>{html.escape(str(p))}</code>" in part]
+    assert len(named) >= 5  # each list's neighbours, by file

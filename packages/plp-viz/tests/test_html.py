@@ -108,7 +108,22 @@ def test_rank_lists_frame_matches_and_hide_until_targeted():
     )
     assert block.count('class="match"') == 2 and block.count('class="mismatch"') == 1
     assert 'id="query-7"' in block and "query dog" in block and "2: cat" in block
+    assert "<code>" not in block  # no files, no file lines
+    named = html_rank_lists(
+        ["query-7"],
+        ["data:q"],
+        [1],
+        [["data:a", "data:b"]],
+        [[1, 0]],
+        query_files=["query/0001_c1<s1>.jpg"],
+        gallery_files=[["gallery/0001_c2.jpg", "gallery/0002_c1.jpg"]],
+    )
+    assert "query 1<code>query/0001_c1&lt;s1&gt;.jpg</code>" in named  # escaped
+    assert "1: 1<code>gallery/0001_c2.jpg</code>" in named
+    assert "2: 0<code>gallery/0002_c1.jpg</code>" in named
     page = html_page("lists", [block])
     assert ".rank-list { display: none;" in page and ".rank-list:target { display: block; }" in page
     with pytest.raises(PlpVizError, match="query_labels has 2 items for 1 rank lists"):
         html_rank_lists(["a"], ["data:q"], [1, 2], [["data:a"]], [[1]])
+    with pytest.raises(PlpVizError, match="gallery_files has 2 items for 1 rank lists"):
+        html_rank_lists(["a"], ["data:q"], [1], [["data:a"]], [[1]], gallery_files=[[], []])

@@ -16,6 +16,7 @@ __all__ = [
     "headline_entries",
     "headline_metrics",
     "plot_training_curves",
+    "rank_list_files",
     "write_report",
 ]
 
@@ -150,6 +151,49 @@ def _selection_lines(paths: RunPaths, config: Config) -> list[str]:
     return lines
 
 
+def rank_list_files(roots: Sequence[Path], plots: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the rank list's rows by file (``rank_list.json``'s queries), or [] without files.
+
+    Read from the first of ``roots`` that holds the file (the staged output, then the run).
+    """
+    import json
+
+    relative = plots.get("rank_list_files")
+    if not isinstance(relative, str):
+        return []
+    for root in roots:
+        try:
+            rows = json.loads((root / relative).read_text(encoding="utf-8"))["queries"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        return rows if isinstance(rows, list) else []
+    return []
+
+
+def _rank_list_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Return the report's rank lists by file: each query's file, then its ranked files."""
+    if not rows:
+        return []
+    lines = [
+        "## Rank lists by file",
+        "",
+        "The queries of the rank list plot (worst first), each with its gallery files in rank "
+        "order (✓ same label, ✗ not); paths are relative to the data root.",
+        "",
+    ]
+    for row in rows:
+        lines.append(
+            f"- {row.get('kind', '')} query `{row.get('query')}` (label {row.get('label')}, "
+            f"AP {float(row.get('AP', float('nan'))):.3f})"
+        )
+        lines += [
+            f"  {rank}. {'✓' if item.get('match') else '✗'} `{item.get('path')}` "
+            f"(label {item.get('label')})"
+            for rank, item in enumerate(row.get("results", []), start=1)
+        ]
+    return [*lines, ""]
+
+
 def write_report(
     paths: RunPaths, config: Config, metrics: dict[str, Any], out: RunPaths | None = None
 ) -> Path:
@@ -203,6 +247,7 @@ def write_report(
         "[report.html](report.html).",
         "",
         *_method_sections(metrics),
+        *_rank_list_lines(rank_list_files([out.root, paths.root], metrics.get("plots", {}))),
     ]
     if curves is not None:
         lines += ["## Training", "", "![training curves](plots/training_curves.png)", ""]

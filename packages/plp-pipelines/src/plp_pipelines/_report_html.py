@@ -3,9 +3,10 @@
 Beside ``report.md``: the recipe, the metrics (with confidence intervals where computed), the
 training curves, an interactive UMAP of the test features (hover: thumbnail and label; click:
 that image's rank list), the worst queries' rank lists and pairwise explanations, the audit
-lists and the ROC when present. Parts drawn by other commands are read from the run
-(``plots/umap_test.html``, ``plots/audit.html``, ``plots/pair_explain.png``), so every command
-that changes them can rewrite the page.
+lists and the ROC when present. For data with files the rank lists name each image's file.
+Parts drawn by other commands are read from the run (``plots/umap_test.html``,
+``plots/audit.html``, ``plots/pair_explain.png``), so every command that changes them can
+rewrite the page.
 """
 
 from __future__ import annotations
@@ -81,12 +82,17 @@ def draw_interactive_umap(context: EvaluationContext, embedding: Any, path: Path
     gallery_thumbs = {int(i): _thumbnail(gallery_set[int(i)][0]) for i in shown}
     names = context.data.class_names
     anchors = [f"query-{int(row)}" for row in rows]
+    query_files, gallery_files = None, None  # data with files: named by file, else by row
+    if test.paths is not None and gallery.paths is not None:
+        query_files = [str(test.paths[row]) for row in rows]
+        gallery_files = [[str(gallery.paths[i]) for i in line if i >= 0] for line in ranked]
+    captions = query_files or [f"test[{int(row)}]" for row in rows]
     figure = plp_viz.interactive_embedding(
         points,
         test.labels[rows],
         thumbs,
         links=[f"#{anchor}" for anchor in anchors],
-        captions=[f"test[{int(row)}]" for row in rows],
+        captions=captions,
         class_names=names,
     )
     lists = plp_viz.html_rank_lists(
@@ -96,11 +102,13 @@ def draw_interactive_umap(context: EvaluationContext, embedding: Any, path: Path
         [[gallery_thumbs[int(i)] for i in line if i >= 0] for line in ranked],
         [[int(gallery.labels[i]) for i in line if i >= 0] for line in ranked],
         titles=[
-            f"test[{int(row)}] ({label_name(int(test.labels[row]), names)}): its first "
+            f"{caption} ({label_name(int(test.labels[row]), names)}): its first "
             f"{RANK_LIST_LENGTH} in {context.gallery_split}"
-            for row in rows
+            for caption, row in zip(captions, rows, strict=True)
         ],
         class_names=names,
+        query_files=query_files,
+        gallery_files=gallery_files,
     )
     text = (
         f"<p>{len(rows)} of {len(test.labels)} test images (at most {REPORT_POINTS}); "
@@ -250,13 +258,36 @@ def _recipe(config: Config, metrics: Mapping[str, Any]) -> str:
     return "<h2>Recipe</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
 
 
+def _rank_list_table(rows: list[dict[str, Any]]) -> str:
+    """Return the rank list plot's rows by file as a table (empty without files)."""
+    if not rows:
+        return ""
+    lines = ["<table><tr><th>query</th><th>label</th><th>AP</th><th>ranked files</th></tr>"]
+    for row in rows:
+        ranked = "".join(
+            f"<li>{'✓' if item.get('match') else '✗'} <code>{html.escape(str(item.get('path')))}"
+            f"</code> ({html.escape(str(item.get('label')))})</li>"
+            for item in row.get("results", [])
+        )
+        lines.append(
+            f"<tr><td>{html.escape(str(row.get('kind', '')))}: "
+            f"<code>{html.escape(str(row.get('query')))}</code></td>"
+            f"<td>{html.escape(str(row.get('label')))}</td>"
+            f"<td>{float(row.get('AP', float('nan'))):.3f}</td><td><ol>{ranked}</ol></td></tr>"
+        )
+    return "".join(lines) + "</table>"
+
+
 def _worst_queries(
     files: _Files, plots: Mapping[str, str], metrics: Mapping[str, Any]
 ) -> list[str]:
     """Return the worst queries' section: their rank lists and pairwise explanations."""
+    from plp_pipelines._report import rank_list_files
+
     parts = []
     if "rank_list" in plots:
         parts.append(files.image(plots["rank_list"], "rank lists of the worst queries"))
+        parts.append(_rank_list_table(rank_list_files(files.roots, dict(plots))))
     record = files.text("plots/pair_explain.json")
     try:
         explained = json.loads(record) if record else {}

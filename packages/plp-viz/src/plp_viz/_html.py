@@ -54,6 +54,7 @@ img.thumb { height: 48px; image-rendering: pixelated; margin: 1px; }
 .rank-list figure { display: inline-block; margin: 0 2px; text-align: center; font-size: 0.75em; }
 .rank-list figure.match img { outline: 3px solid rgb(MATCH); }
 .rank-list figure.mismatch img { outline: 3px solid rgb(MISMATCH); }
+.rank-list figure code { display: block; max-width: 10em; overflow-wrap: anywhere; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 """
 
@@ -239,11 +240,14 @@ def html_rank_lists(
     *,
     titles: Sequence[str] | None = None,
     class_names: Sequence[str] | None = None,
+    query_files: Sequence[str] | None = None,
+    gallery_files: Sequence[Sequence[str]] | None = None,
 ) -> str:
     """Return one hidden rank list per query, shown when its ``#anchor`` is the page's target.
 
     Each list is the query's thumbnail then its gallery thumbnails in rank order, outlined
-    green (same label) or red; nothing but CSS (``:target``) shows and hides them.
+    green (same label) or red; nothing but CSS (``:target``) shows and hides them. With
+    ``query_files`` and ``gallery_files`` (one name per thumbnail) each caption names its file.
 
     Raises:
         PlpVizError: Counts that do not agree.
@@ -255,6 +259,8 @@ def html_rank_lists(
         ("gallery_thumbnails", gallery_thumbnails),
         ("gallery_labels", gallery_labels),
         ("titles", titles),
+        ("query_files", query_files),
+        ("gallery_files", gallery_files),
     ):
         if values is not None and len(values) != count:
             raise PlpVizError(f"{name} has {len(values)} items for {count} rank lists")
@@ -263,18 +269,21 @@ def html_rank_lists(
     blocks = []
     for i, anchor in enumerate(anchors):
         title = html.escape(titles[i]) if titles is not None else ""
+        files = [None] * len(gallery_thumbnails[i]) if gallery_files is None else gallery_files[i]
         cells = [
             f'<figure><img class="thumb" src="{query_thumbnails[i]}">'
-            f"<figcaption>query {html.escape(label_text(query_labels[i], names))}</figcaption>"
+            f"<figcaption>query {html.escape(label_text(query_labels[i], names))}"
+            f"{_file_caption(None if query_files is None else query_files[i])}</figcaption>"
             "</figure>"
         ]
-        for rank, (thumb, label) in enumerate(
-            zip(gallery_thumbnails[i], gallery_labels[i], strict=True), start=1
+        for rank, (thumb, label, file) in enumerate(
+            zip(gallery_thumbnails[i], gallery_labels[i], files, strict=True), start=1
         ):
             kind = "match" if label == query_labels[i] else "mismatch"
             cells.append(
                 f'<figure class="{kind}"><img class="thumb" src="{thumb}"><figcaption>'
-                f"{rank}: {html.escape(label_text(label, names))}</figcaption></figure>"
+                f"{rank}: {html.escape(label_text(label, names))}{_file_caption(file)}"
+                "</figcaption></figure>"
             )
         blocks.append(
             f'<div class="rank-list" id="{html.escape(anchor)}"><div>{title}</div>'
@@ -282,6 +291,11 @@ def html_rank_lists(
             + "</div>"
         )
     return "\n".join(blocks)
+
+
+def _file_caption(file: str | None) -> str:
+    """Return a caption's file line (its relative path), or nothing without a file."""
+    return "" if file is None else f"<code>{html.escape(file)}</code>"
 
 
 def html_page(title: str, parts: Sequence[str | Interactive]) -> str:
