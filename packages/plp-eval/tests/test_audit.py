@@ -290,3 +290,58 @@ def test_memory_stays_within_blocks(monkeypatch):
     # A few blocks, the O(images) arrays (the neighbour lists: 6,000 x 11 x 8 bytes, twice)
     # and the centroids: about 6 MiB (200 MiB with blocks of all images at once).
     assert peak < 8 * 2**20
+
+
+def test_groups_do_not_vote_for_their_own_and_are_not_leakage_where_ranked():
+    # Class 0 near (0, 0), class 1 near (10, 0), one image per group; a sequence (group 99)
+    # of four frames near (9.9, 0) labelled 0: its own frames are its nearest images.
+    rng = np.random.default_rng(5)
+    spread = rng.normal(scale=0.3, size=(12, 2))
+    centres = np.repeat([[0.0, 0.0], [10.0, 0.0]], 6, axis=0)
+    frames = np.array([[9.9, 0.0]]) + rng.normal(scale=0.01, size=(4, 2))
+    features = np.concatenate([centres + spread, frames]).astype(np.float32)
+    labels = np.array([0] * 6 + [1] * 6 + [0] * 4)
+    groups = np.array([*range(12), 99, 99, 99, 99])
+    plain = audit({"test": AuditSplit(features, labels)}, neighbours=3)
+    grouped = audit({"test": AuditSplit(features, labels, groups=groups)}, neighbours=3)
+    frame_rows = set(range(12, 16))
+    agreement = {m.image.index: m.neighbour_agreement for m in plain.mislabeled}
+    assert all(agreement[row] == 1.0 for row in frame_rows)  # its frames vote for it
+    agreement = {m.image.index: m.neighbour_agreement for m in grouped.mislabeled}
+    # The three nearest images outside the sequence are class 1's: brute force says so.
+    for row in frame_rows:
+        distances = np.linalg.norm(features - features[row], axis=1)
+        others = [i for i in np.argsort(distances, kind="stable") if groups[i] != 99][:3]
+        assert labels[others].tolist() == [1, 1, 1] and agreement[row] == 0.0
+
+    # Leakage: a gallery frame of the query's own sequence is the protocol's junk, not a leak;
+    # one of another group is; between trainval and query (not ranked) the sequence still leaks.
+    query = AuditSplit(features[12:13], [0], groups=[99])
+    gallery_features = np.concatenate([features[13:14], features[12:13] + 0.001, features[:12]])
+    gallery = AuditSplit(gallery_features, [0, 0, *labels[:12]], groups=[99, 7, *range(12)])
+    trainval = AuditSplit(features[14:16], [0, 0], groups=[99, 99])
+    result = audit(
+        {"trainval": trainval, "query": query, "gallery": gallery},
+        label_groups=[["trainval"], ["query", "gallery"]],
+        leakage_pairs=[("query", "gallery"), ("trainval", "query")],
+        leakage_threshold=0.1,
+    )
+    found = {(leak.first.split, leak.first.index, leak.second.index) for leak in result.leakage}
+    assert found == {("query", 0, 1), ("trainval", 0, 0), ("trainval", 1, 0)}
+    with pytest.raises(PlpEvalError, match="groups of split 'query'"):
+        audit({"query": AuditSplit(features[:2], [0, 1], groups=[1])})
+
+
+def test_nearest_others_leave_out_the_own_group_exactly():
+    rng = np.random.default_rng(6)
+    features = rng.normal(size=(30, 4)).astype(np.float32)
+    groups = rng.integers(0, 4, 30)  # large groups: many of the nearest are left out
+    indices, distances = _leakage.nearest_others(
+        features, features, k=5, metric="euclidean", same_split=True,
+        first_groups=groups, second_groups=groups,
+    )  # fmt: skip
+    for row in range(30):
+        gaps = np.linalg.norm(features.astype(np.float64) - features[row], axis=1)
+        others = [i for i in np.lexsort((np.arange(30), gaps)) if groups[i] != groups[row]]
+        assert indices[row].tolist() == others[:5]
+        assert distances[row] == pytest.approx(gaps[others[:5]], abs=1e-5)

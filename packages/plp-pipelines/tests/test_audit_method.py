@@ -102,3 +102,51 @@ def test_report_metrics_show_intervals_where_computed() -> None:
     assert "<td>reid mAP</td><td>0.8000</td><td>[0.7500, 0.8500]</td>" in rows
     assert "<td>reid rank-1</td><td>0.9000</td><td></td>" in rows
     assert "<td>accuracy (top-1)</td><td>0.9500</td><td>[0.9000, 0.9700]</td>" in rows
+
+
+def test_the_audit_method_passes_a_dataset_csvs_groups() -> None:
+    """Query and gallery frames of one sequence are the protocol's junk, not leakage."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+
+    class Pixels:  # a datamodule stand-in: distinct pixels for every image, in one batch
+        def split_dataloader(self, split: str) -> list[tuple[SimpleNamespace]]:
+            images = rng.random((len(features[split].labels), 2, 2))
+            return [(SimpleNamespace(cpu=lambda: SimpleNamespace(numpy=lambda: images)),)]
+
+    def split(points: np.ndarray, labels: list[int], groups: list[int] | None) -> SimpleNamespace:
+        return SimpleNamespace(
+            features=points.astype(np.float32),
+            labels=np.asarray(labels),
+            cameras=None,
+            groups=None if groups is None else np.asarray(groups),
+        )
+
+    query = np.concatenate([[[0.0, 0.0]], rng.normal(5, 1, (3, 2))])
+    gallery = np.concatenate([query[:1] + 0.001, query[:1] - 0.001, rng.normal(5, 1, (8, 2))])
+    found = {}
+    for grouped in (False, True):
+        features = {
+            "trainval": split(rng.normal(-20, 1, (6, 2)), [0, 0, 0, 1, 1, 1], None),
+            "query": split(query, [0, 1, 1, 1], [3, 20, 21, 22] if grouped else None),
+            "gallery": split(gallery, [0, 0, *[1] * 8], [3, 4, *range(5, 13)] if grouped else None),
+        }
+        context = SimpleNamespace(
+            config=SimpleNamespace(
+                evaluate=SimpleNamespace(protocol="query_gallery", reid_metric="euclidean")
+            ),
+            features=features,
+            datamodule=Pixels(),
+        )
+        method = audit.Audit()
+        method.compute(context)  # type: ignore[arg-type]
+        found[grouped] = {
+            (leak["first"]["split"], leak["first"]["index"], leak["second"]["index"])
+            for leak in method._lists["leakage"]
+            if leak["second"]["split"] == "gallery"
+        }
+    assert found[False] == {("query", 0, 0), ("query", 0, 1)}
+    assert found[True] == {("query", 0, 1)}  # gallery 0 is of the query's own sequence

@@ -60,6 +60,7 @@ class _Group:
     features: np.ndarray  # unit rows for cosine
     labels: np.ndarray
     cameras: np.ndarray | None
+    groups: np.ndarray | None
 
     def ref(self, row: int) -> ImageRef:
         part = int(np.searchsorted(self.offsets, row, side="right")) - 1
@@ -132,7 +133,7 @@ def audit(
         outliers += far
         totals["outliers"] += count
     leaks, thresholds, totals["leakage"] = _leakage(
-        checked, leakage_pairs, metric, leakage_threshold, max_entries
+        checked, leakage_pairs, groups, metric, leakage_threshold, max_entries
     )
     return Audit(
         metric=metric,
@@ -152,6 +153,7 @@ class _Checked:
     labels: np.ndarray
     cameras: np.ndarray | None
     hashes: list[str] | None
+    groups: np.ndarray | None
 
 
 def _check_splits(splits: Mapping[str, AuditSplit]) -> dict[str, _Checked]:
@@ -165,7 +167,10 @@ def _check_splits(splits: Mapping[str, AuditSplit]) -> dict[str, _Checked]:
         if split.cameras is not None:
             cameras = as_labels(split.cameras, f"cameras of split {name!r}", len(features))
         hashes = check_hashes(split.hashes, len(features), f"split {name!r}")
-        checked[name] = _Checked(features, labels, cameras, hashes)
+        groups = None
+        if split.groups is not None:
+            groups = as_labels(split.groups, f"groups of split {name!r}", len(features))
+        checked[name] = _Checked(features, labels, cameras, hashes, groups)
     dims = {name: c.features.shape[1] for name, c in checked.items()}
     if len(set(dims.values())) > 1:
         raise PlpEvalError(f"feature dimensions differ between splits: {dims}")
@@ -202,12 +207,14 @@ def _pool(names: Iterable[str], splits: Mapping[str, _Checked], metric: str) -> 
     parts = [splits[name] for name in names]
     features = np.concatenate([p.features for p in parts]).astype(np.float32, copy=False)
     with_cameras = all(p.cameras is not None for p in parts)
+    with_groups = all(p.groups is not None for p in parts)
     return _Group(
         splits=names,
         offsets=np.cumsum([0, *(len(p.labels) for p in parts)]),
         features=unit_rows(features) if metric == "cosine" else features,
         labels=np.concatenate([p.labels for p in parts]),
         cameras=np.concatenate([p.cameras for p in parts]) if with_cameras else None,
+        groups=np.concatenate([p.groups for p in parts]) if with_groups else None,
     )
 
 
@@ -222,25 +229,32 @@ def _neighbour_votes(group: _Group, metric: str, neighbours: int) -> tuple[np.nd
     """Return per image its neighbours' agreement and whether another label outvotes its own.
 
     Agreement: the share of its k nearest neighbours (faiss, exact; ties by row) with its
-    label; outvoted: one other label has more of those neighbours than its own.
+    label; outvoted: one other label has more of those neighbours than its own. With groups,
+    images of its own group (frames of its sequence) do not vote; NaN: no image votes.
     """
-    from plp_eval._leakage import without_self
-    from plp_eval._ranking import rank_lists
+    from plp_eval._leakage import nearest_others
 
     count = len(group.labels)
     if count < 2:
         return np.full(count, np.nan), np.zeros(count, dtype=bool)
     k = min(neighbours, count - 1)
-    indices, distances = rank_lists(group.features, group.features, k=k + 1, metric=metric)
-    indices, _ = without_self(indices, distances)
-    near = group.labels[indices]
-    own = near == group.labels[:, None]
+    indices, _ = nearest_others(
+        group.features, group.features, k=k, metric=metric, same_split=True,
+        first_groups=group.groups, second_groups=group.groups,
+    )  # fmt: skip
+    voting = indices >= 0
+    near = np.where(voting, group.labels[indices], 0)
+    own = voting & (near == group.labels[:, None])
     own_votes = own.sum(1)
     other_votes = np.zeros(count, dtype=np.int64)
     for column in range(k):
-        votes = (near == near[:, column : column + 1]).sum(1)
-        other_votes = np.maximum(other_votes, np.where(own[:, column], 0, votes))
-    return own_votes / k, other_votes > own_votes
+        votes = ((near == near[:, column : column + 1]) & voting).sum(1)
+        other_votes = np.maximum(
+            other_votes, np.where(own[:, column] | ~voting[:, column], 0, votes)
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        agreement = own_votes / voting.sum(1)
+    return agreement, other_votes > own_votes
 
 
 def _mislabeled(
@@ -347,6 +361,7 @@ def _typical(
 def _leakage(
     splits: Mapping[str, _Checked],
     pairs: Sequence[tuple[str, str]],
+    label_groups: Sequence[tuple[str, ...]],
     metric: str,
     threshold: float | None,
     limit: int,
@@ -355,6 +370,8 @@ def _leakage(
     thresholds: dict[str, float] = {}
     total = 0
     for first, second in pairs:
+        # Between splits the protocol ranks against each other, pairs of one group are its junk.
+        ranked = any(first in names and second in names for names in label_groups)
         found = leak_candidates(
             splits[first].features,
             splits[second].features,
@@ -364,6 +381,8 @@ def _leakage(
             second_hashes=splits[second].hashes,
             threshold=threshold,
             limit=limit,
+            first_groups=splits[first].groups if ranked else None,
+            second_groups=splits[second].groups if ranked else None,
         )
         thresholds[f"{first}/{second}"] = found.threshold
         total += found.total

@@ -51,12 +51,17 @@ class AuditSplit:
         cameras: ``(N,)`` camera ids, or None.
         hashes: One pixel hash per image (:func:`pixel_hash`), or None: leakage then goes by
             embeddings only.
+        groups: ``(N,)`` group ids (a dataset CSV's sequences, numbered alike in every
+            split), or None. Images of an image's own group do not vote on its label, and a
+            pair of one group is not leakage between splits the protocol ranks against each
+            other (it leaves such pairs out of the ranking).
     """
 
     features: Any
     labels: Any
     cameras: Any = None
     hashes: Sequence[str] | None = None
+    groups: Any = None
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ __all__ = [
     "LeakCandidates",
     "check_hashes",
     "leak_candidates",
+    "nearest_others",
     "pixel_hash",
-    "without_self",
 ]
 
 LEAKAGE_FRACTION = 0.1
@@ -81,6 +81,8 @@ def leak_candidates(
     second_hashes: Sequence[str] | None,
     threshold: float | None,
     limit: int,
+    first_groups: np.ndarray | None = None,
+    second_groups: np.ndarray | None = None,
 ) -> LeakCandidates:
     """Return the near-duplicate pairs, most suspect first: identical pixels, then by distance.
 
@@ -89,22 +91,25 @@ def leak_candidates(
     :data:`LEAKAGE_FRACTION` times the median distance from an image of ``first`` to its
     nearest image of ``second``) or when both have hashes and they are equal (every such pair,
     not only near neighbours). ``same_split``: the two are one split, a pair is listed once and
-    an image is not its own duplicate. At most ``limit`` pairs are kept.
+    an image is not its own duplicate. With ``first_groups`` and ``second_groups`` a pair of
+    one group is not a duplicate (the protocol leaves it out of the ranking). At most
+    ``limit`` pairs are kept.
     """
-    from plp_eval._ranking import rank_lists
-
-    count = min(LEAKAGE_NEIGHBOURS + int(same_split), len(second))
-    indices, distances = rank_lists(first, second, k=count, metric=metric)
-    if same_split:
-        indices, distances = without_self(indices, distances)
+    indices, distances = nearest_others(
+        first, second, k=LEAKAGE_NEIGHBOURS, metric=metric, same_split=same_split,
+        first_groups=first_groups, second_groups=second_groups,
+    )  # fmt: skip
     if threshold is None:
         nearest = distances[:, 0] if distances.shape[1] else np.zeros(0)
+        nearest = nearest[np.isfinite(nearest)]
         threshold = LEAKAGE_FRACTION * float(np.median(nearest)) if len(nearest) else 0.0
     rows, columns = np.nonzero(distances < threshold)
     pairs = {(int(a), int(b)) for a, b in zip(rows, indices[rows, columns], strict=True)}
     identical: set[tuple[int, int]] = set()
     if first_hashes is not None and second_hashes is not None:
         identical = _equal_hashes(first_hashes, second_hashes, limit=10 * limit)
+        if first_groups is not None and second_groups is not None:
+            identical = {(a, b) for a, b in identical if first_groups[a] != second_groups[b]}
         pairs |= identical
     if same_split:
         pairs = {(min(a, b), max(a, b)) for a, b in pairs if a != b}
@@ -118,12 +123,41 @@ def leak_candidates(
     return LeakCandidates(a[order], b[order], between[order], same[order], threshold, len(found))
 
 
-def without_self(indices: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop each row's own index from its neighbours (the last one where it is not there)."""
-    keep = indices != np.arange(len(indices))[:, None]
-    keep[keep.all(1), -1] = False
-    width = indices.shape[1] - 1
-    return indices[keep].reshape(-1, width), distances[keep].reshape(-1, width)
+def nearest_others(
+    first: np.ndarray,
+    second: np.ndarray,
+    *,
+    k: int,
+    metric: str,
+    same_split: bool,
+    first_groups: np.ndarray | None = None,
+    second_groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(indices, distances)`` of each first row's ``k`` nearest rows of ``second``.
+
+    Left out: the row itself when ``same_split``, and rows of its own group when both groups
+    are given. Neighbours come from faiss (exact, :func:`~plp_eval.rank_lists`), asked for
+    ``k`` plus as many as the largest group holds (or one, for itself), so the first ``k``
+    others are exact; -1 and inf pad a row with fewer others.
+    """
+    from plp_eval._ranking import rank_lists
+
+    extra = int(same_split)
+    if first_groups is not None and second_groups is not None and len(second_groups):
+        extra = int(np.unique(np.asarray(second_groups), return_counts=True)[1].max())
+    count = min(k + extra, len(second))
+    indices, distances = rank_lists(first, second, k=count, metric=metric)
+    left_out = indices < 0
+    if same_split:
+        left_out |= indices == np.arange(len(indices))[:, None]
+    if first_groups is not None and second_groups is not None:
+        left_out |= np.asarray(first_groups)[:, None] == np.asarray(second_groups)[indices]
+    order = np.argsort(left_out, axis=1, kind="stable")[:, :k]  # the others, nearest first
+    indices = np.take_along_axis(indices, order, axis=1)
+    distances = np.take_along_axis(distances, order, axis=1).astype(np.float64)
+    dropped = np.take_along_axis(left_out, order, axis=1)
+    indices[dropped], distances[dropped] = -1, np.inf
+    return indices, distances
 
 
 def _equal_hashes(

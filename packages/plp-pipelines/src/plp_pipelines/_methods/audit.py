@@ -102,6 +102,7 @@ class Audit(EvaluationMethod):
                 features.labels,
                 features.cameras,
                 hashes=_pixel_hashes(context.datamodule, split),
+                groups=features.groups,  # a dataset CSV's sequences: the protocol's junk
             )
         result = plp_eval.audit(
             inputs,
