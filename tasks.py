@@ -301,7 +301,10 @@ def evaluate(
         "pairs": "explain the worst queries instead: why their false top match and their best "
         "true match match them (both images of each pair attributed): plots/pair_explain.png",
         "queries": "with --pairs: how many of the worst queries (default: 4)",
-    }
+        "set": "override an [explain] key for this call, e.g. --set explain.samples=8 "
+        "(repeatable; the flags above win)",
+    },
+    iterable=["set_"],
 )
 def explain(
     c: Context,
@@ -313,6 +316,7 @@ def explain(
     runs: str = RUNS,
     pairs: bool = False,
     queries: int = 0,
+    set_: list[str] | None = None,
 ) -> None:
     """Draw captum attributions over test images of a run, or (--pairs) of its worst matches."""
     with _user_facing():
@@ -327,6 +331,7 @@ def explain(
                 layer=layer,
                 checkpoint=checkpoint,
                 runs_root=runs,
+                overrides=set_ or (),
             )
         else:
             path = plp_pipelines.explain(
@@ -336,6 +341,7 @@ def explain(
                 layer=layer,
                 checkpoint=checkpoint,
                 runs_root=runs,
+                overrides=set_ or (),
             )
     _say(f"attributions: {path}")
 
@@ -369,14 +375,16 @@ def graph(
 
 
 @task(
-    iterable=["checkpoints"],
     help={
         "checkpoints": "a checkpoint, or a quoted glob such as 'runs/digits/*/checkpoints/"
         "*.ckpt'; repeat for more (two or more of one architecture in all)",
         "split": "trainval or test (default: the config's [align] split)",
         "runs": "folder of run directories; output goes to <runs>/align/<timestamp>/",
         "output": "folder for the panels instead",
+        "set": "override an [align] key for this call, e.g. --set align.max_samples=2000 "
+        "(repeatable; --split wins)",
     },
+    iterable=["checkpoints", "set_"],
 )
 def align(
     c: Context,
@@ -384,13 +392,16 @@ def align(
     split: str | None = None,
     runs: str = RUNS,
     output: str | None = None,
+    set_: list[str] | None = None,
 ) -> None:
     """AlignedUMAP of one split's features under several checkpoints, panels on shared axes."""
     paths = [match for pattern in checkpoints or [] for match in _expand(pattern)]
     with _user_facing():
         import plp_pipelines
 
-        path = plp_pipelines.align(paths, split=split, runs_root=runs, output_dir=output)
+        path = plp_pipelines.align(
+            paths, split=split, runs_root=runs, output_dir=output, overrides=set_ or ()
+        )
     _say(f"aligned UMAP: {path}")
 
 

@@ -106,3 +106,35 @@ def test_explain_every_model_kind(runs, kind: str, algorithm: str, samples: int)
     pixels = grey_pixels(path)
     assert pixels.std() > 5
     assert pixels.shape[0] > 100 * samples  # one row (about 240 px) per sample
+
+
+@pytest.mark.slow
+def test_explain_set_changes_this_call_only(runs, shared_runs: Path, tmp_path: Path):
+    """``explain --set explain.KEY=VALUE`` sets the defaults of this call; the run's data and
+    model are refused in one line. ``--pairs`` ranks as ``metrics.json``'s reid numbers did,
+    with the overrides their evaluation recorded."""
+    import json
+
+    from plp_pipelines import ConfigError, evaluate, explain_pairs
+
+    run = runs["classifier"]
+    config_before = (run / "config.toml").read_text()
+    path = explain(run, samples=1, overrides=["explain.algorithm=saliency"])
+    assert path == run / "plots" / "explain_saliency.png" and path.is_file()
+    assert (run / "config.toml").read_text() == config_before
+    for refused in ("data.batch_size=4", "evaluate.reid_metric=cosine", "seed=3"):
+        with pytest.raises(ConfigError, match=r"cannot change after training.*explain\.\* keys"):
+            explain(run, overrides=[refused])
+    with pytest.raises(ConfigError, match=r"explain\.samples"):
+        explain(run, overrides=["explain.samples=0"])
+
+    root = Path(__file__).resolve().parents[3]
+    copy = shared_run(  # this test's own copy: evaluated here
+        shared_runs,
+        root / "configs" / "digits.toml",
+        ["trainer.epochs=1", "evaluate.after_training=false"],
+        tmp_path,
+    )
+    evaluate(copy, methods=["reid"], overrides=["evaluate.reid_metric=cosine"], umap=False)
+    explain_pairs(copy, queries=1, overrides=["explain.algorithm=saliency"])
+    assert json.loads((copy / "plots" / "pair_explain.json").read_text())["metric"] == "cosine"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import plp_viz
 from plp_pipelines._checkpoints import architecture_of, check_architecture
+from plp_pipelines._config import override_config
 from plp_pipelines._errors import ConfigError
 from plp_pipelines._features import extract_features
 from plp_pipelines._run import Run
@@ -22,6 +23,7 @@ def align(
     split: str | None = None,
     runs_root: str | Path = RUNS_ROOT,
     output_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
 ) -> Path:
     """Embed one split with every checkpoint, fit AlignedUMAP, and return the panels' PNG path.
 
@@ -34,6 +36,13 @@ def align(
         split: ``trainval`` or ``test``; default ``[align] split`` of the config.
         runs_root: Where ``align/<timestamp>/`` is created when ``output_dir`` is None.
         output_dir: Folder for ``aligned_umap_<split>.png`` and ``checkpoints.txt``.
+        overrides: ``align.key=value`` settings for this call only (``--set``), e.g.
+            ``align.max_samples=2000``; ``split`` still wins. Other sections are refused.
+
+    Raises:
+        ConfigError: Fewer than two checkpoints, an override outside ``[align]``, an unknown
+            key or a bad value.
+        RunError: A missing or unsafe checkpoint, checkpoints of different architectures.
     """
     paths = [Path(p) for p in checkpoints]
     if len(paths) < 2:
@@ -42,7 +51,7 @@ def align(
     for path, architecture in zip(paths[1:], architectures[1:], strict=True):
         check_architecture(architecture, architectures[0], path, str(paths[0]))
     run = Run.open(checkpoint=paths[0])
-    config = run.config
+    config = override_config(run.config, overrides, ("align",), "align")
     split = split or config.align.split
     datamodule = run.build_datamodule()
     datamodule.setup("test")

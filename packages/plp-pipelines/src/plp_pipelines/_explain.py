@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 import plp_viz
+from plp_pipelines._config import override_config
 from plp_pipelines._protocols import (
     EmbeddingModel,
     SplitDataModule,
@@ -21,7 +22,10 @@ from plp_pipelines._protocols import (
 from plp_pipelines._run import Run
 from plp_pipelines._runs import RUNS_ROOT
 
-__all__ = ["explain"]
+__all__ = ["EXPLAIN_SECTIONS", "explain"]
+
+EXPLAIN_SECTIONS = ("explain",)
+"""The config sections ``explain --set`` may change (the run's data and model are fixed)."""
 
 
 def explain(
@@ -34,6 +38,7 @@ def explain(
     runs_root: str | Path = RUNS_ROOT,
     model: torch.nn.Module | None = None,
     datamodule: Any = None,
+    overrides: Sequence[str] = (),
 ) -> Path:
     """Draw attributions for test images of a run and return the PNG's path.
 
@@ -56,9 +61,15 @@ def explain(
             objects rather than a config).
         datamodule: The datamodule whose ``split_dataloader("test")`` gives the images; its
             ``class_names`` (when it has them) title the rows.
+        overrides: ``explain.key=value`` settings for this call only (``--set``); the
+            arguments above still win over them. Other sections are refused.
+
+    Raises:
+        ConfigError: An override outside ``[explain]``, an unknown key or a bad value.
     """
     opened = Run.open(run, runs_root=runs_root, checkpoint=checkpoint)
-    paths, config = opened.paths, opened.config
+    paths = opened.paths
+    config = override_config(opened.config, overrides, EXPLAIN_SECTIONS, "explain")
     algorithm = algorithm or config.explain.algorithm
     samples = samples or config.explain.samples
     layer = layer if layer is not None else config.explain.layer

@@ -7,12 +7,15 @@ of each pair (:func:`plp_viz.explain_pairs`), drawn side by side in ``plots/pair
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from plp_pipelines._config import Config, override_config
 from plp_pipelines._errors import RunError
 from plp_pipelines._features import load_features
 from plp_pipelines._methods import junk_keys, query_gallery_splits
@@ -39,6 +42,7 @@ def explain_pairs(
     runs_root: str | Path = RUNS_ROOT,
     model: torch.nn.Module | None = None,
     datamodule: Any = None,
+    overrides: Sequence[str] = (),
 ) -> Path:
     """Explain the worst queries' false top match and best true match; return the PNG's path.
 
@@ -61,18 +65,24 @@ def explain_pairs(
         runs_root: Folder holding the run directories.
         model: A model object to load the checkpoint's weights into.
         datamodule: The datamodule whose loaders give the images.
+        overrides: ``explain.key=value`` settings for this call only (``--set``). The
+            ``[evaluate]`` settings are those ``metrics.json``'s reid numbers were computed
+            with (the run's, with the overrides its evaluation recorded), not changeable here.
 
     Raises:
+        ConfigError: An override outside ``[explain]``, an unknown key or a bad value.
         RunError: No features yet (run ``invoke evaluate`` first) or no query with both a
             wrong item and a match.
     """
     import plp_eval
     import plp_viz
-    from plp_pipelines._explain import _embedding_with_gradients
+    from plp_pipelines._explain import EXPLAIN_SECTIONS, _embedding_with_gradients
     from plp_pipelines._report_html import write_html_report
 
     opened = Run.open(run, runs_root=runs_root, checkpoint=checkpoint)
-    paths, config = opened.paths, opened.config
+    paths = opened.paths
+    config = override_config(opened.config, overrides, EXPLAIN_SECTIONS, "explain")
+    config = _as_evaluated(config, paths.metrics)
     settings = config.evaluate
     count = queries or PAIR_QUERIES
     query_split, gallery_split = query_gallery_splits(settings.protocol)
@@ -167,3 +177,18 @@ def explain_pairs(
     )
     write_html_report(paths, config)
     return path
+
+
+def _as_evaluated(config: Config, metrics: Path) -> Config:
+    """Return ``config`` with the ``--set`` overrides its reid numbers were computed with.
+
+    What is drawn follows the metrics: ``invoke evaluate --set evaluate.reid_metric=cosine``
+    records the override in ``metrics.json``'s ``reid`` section, and the pairs rank by it too.
+    """
+    try:
+        recorded = json.loads(metrics.read_text(encoding="utf-8"))["reid"].get("overrides", [])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return config  # no reid numbers yet: the features' own check says so
+    if not isinstance(recorded, list) or not all(isinstance(item, str) for item in recorded):
+        return config
+    return override_config(config, recorded, ("evaluate",), "evaluate")
