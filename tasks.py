@@ -112,6 +112,7 @@ def train(
         return
     with _user_facing(verbose):
         import plp_pipelines
+        from plp_pipelines._prechecks import check_before_torch
 
         evaluate = False if skip_evaluate else None
         if run is not None and not resume:
@@ -129,6 +130,7 @@ def train(
             )
         else:
             recipe = plp_pipelines.load_config(config, set_ or [])
+            check_before_torch(recipe)  # unknown names, missing data: in the first second
             result = plp_pipelines.train(
                 recipe, runs_root=runs, evaluate=evaluate, progress_bar=_interactive()
             )

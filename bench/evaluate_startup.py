@@ -13,6 +13,10 @@ from their start to the first metrics line on stdout and to their exit:
 - with ``--train``, also ``invoke train --config configs/digits.toml``: what ``make train`` runs
   after its ``uv sync`` (15 epochs, then the test pipeline with the UMAP).
 
+With ``--errors``, instead: ``invoke train`` of configs with an unknown component name or
+missing data files, each a fresh process that must end with exit code 2 (goal: <= 3 s), beside
+``import torch, pytorch_lightning`` (what they cost when checked after the imports).
+
 Best of ``--rounds`` runs per row, the rows taking turns. Next to the wall time, the CPU
 seconds of the process (all its threads), the steadier measure on a shared, loaded machine.
 
@@ -97,7 +101,32 @@ def _commands(run: Path, sizes: str, train: bool = False) -> dict[str, list[str]
     return commands
 
 
-def _time(command: list[str]) -> tuple[float, float, float]:
+ERRORS = {  # invoke train arguments of configs that must fail before torch loads
+    "unknown datamodule (data.name = digitz)": ["--set", "data.name=digitz"],
+    "unknown loss (loss.name = tripplet)": ["--set", "loss.name=tripplet"],
+    "unknown backbone (model.backbone.name = resnet19)": ["--set", "model.backbone.name=resnet19"],
+    "missing data: configs/cifar.toml": ["--config", "configs/cifar.toml"],
+    "missing data: configs/mnist.toml": ["--config", "configs/mnist.toml"],
+    "missing data: configs/market1501.toml": ["--config", "configs/market1501.toml"],
+}
+
+
+def _errors(rounds: int) -> None:
+    """Print the seconds to the error of each config in :data:`ERRORS` (best of ``rounds``)."""
+    with tempfile.TemporaryDirectory() as folder:
+        nowhere = ["--set", f"data.root={folder}/nowhere", "--runs", folder]
+        imports = [sys.executable, "-c", "import torch, pytorch_lightning"]
+        times = {"import torch, pytorch_lightning": [_time(imports) for _ in range(rounds)]}
+        for name, args in ERRORS.items():
+            command = [sys.executable, "-m", "invoke", "train", *args, *nowhere]
+            times[name] = [_time(command, expect=2) for _ in range(rounds)]
+    print("| invoke train of | to exit code 2 (s) | CPU s |")
+    print("| --- | ---: | ---: |")
+    for name, runs in times.items():
+        print(f"| {name} | {min(t[1] for t in runs):.2f} | {min(t[2] for t in runs):.2f} |")
+
+
+def _time(command: list[str], expect: int = 0) -> tuple[float, float, float]:
     """Return (seconds to the first metrics line, to exit, CPU seconds) of one fresh process."""
     start = time.perf_counter()
     process = subprocess.Popen(
@@ -110,8 +139,8 @@ def _time(command: list[str]) -> tuple[float, float, float]:
             to_metrics = time.perf_counter() - start
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise SystemExit(f"{command[:4]} failed with exit code {process.returncode}")
+    if process.returncode != expect:
+        raise SystemExit(f"{command[:5]} ended with exit code {process.returncode}")
     return to_metrics, time.perf_counter() - start, usage.ru_utime + usage.ru_stime
 
 
@@ -120,8 +149,12 @@ def main() -> None:
     parser.add_argument("--sizes", choices=("small", "all"), default="small")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--train", action="store_true", help="also time make train's command")
+    parser.add_argument("--errors", action="store_true", help="time config errors instead")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.sizes == "small" else 3)
+    if args.errors:
+        _errors(rounds)
+        return
     with tempfile.TemporaryDirectory() as folder:
         run = _train(Path(folder))
         _time(_commands(run, "small")['evaluate(methods=["reid"])'])  # writes the features

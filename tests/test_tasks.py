@@ -13,7 +13,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_listing_tasks_imports_no_torch(invoke) -> None:
-    code = "import sys, tasks; assert 'torch' not in sys.modules, 'tasks.py imports torch'"
+    # The checks before torch (unknown names, missing data) import no torch either.
+    code = (
+        "import sys, tasks, plp_pipelines, plp_pipelines._prechecks as p\n"
+        "for s in (['data.name=mnist', 'data.root=no/such/folder'], ['loss.name=tripplet']):\n"
+        "    try: p.check_before_torch(plp_pipelines.load_config('configs/digits.toml', s))\n"
+        "    except plp_pipelines.ConfigError: pass\n"
+        "    else: raise AssertionError(s)\n"
+        "assert 'torch' not in sys.modules, 'tasks.py or the checks before torch import torch'"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
     listing = invoke("--list")
     assert listing.returncode == 0

@@ -10,17 +10,18 @@ what is allowed. Values pydantic converts (a TOML list for a tuple) are stored c
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from plp_core import check_number
-from plp_pipelines._config import Config
+from plp_pipelines._catalog import CATALOG, registry
+from plp_pipelines._config import Config, Named
 from plp_pipelines._errors import ConfigError
 
-__all__ = ["Component", "check_components", "components_of"]
+__all__ = ["Component", "check_components", "check_names", "components_of"]
 
 
 @dataclass(frozen=True)
@@ -40,42 +41,67 @@ class Component:
     args: dict[str, Any]
 
 
-def components_of(config: Config) -> Iterator[Component]:
-    """Yield every named component of ``config`` with its registry."""
-    import plp_data
-    import plp_losses
-    import plp_models
+def components_of(
+    config: Config, registries: Callable[[str], Any] = registry
+) -> Iterator[Component]:
+    """Yield every named component of ``config`` with its registry.
 
-    yield Component("data", plp_data.DATAMODULES, config.data.name, config.data.args)
+    Args:
+        config: The recipe.
+        registries: Returns the registry a key of :data:`CATALOG` names: by default the real
+            one (importing its package); ``CATALOG.__getitem__`` gives only its names.
+    """
+    data = config.data
+    yield Component("data", registries("plp_data.DATAMODULES"), data.name, data.args)
     sampler = config.data.args.get("sampler")
     if isinstance(sampler, dict) and isinstance(sampler.get("name"), str):
         sampler.setdefault("args", {})
         if isinstance(sampler["args"], dict):
-            yield Component(
-                "data.args.sampler", plp_data.SAMPLERS, sampler["name"], sampler["args"]
-            )
+            samplers = registries("plp_data.SAMPLERS")
+            yield Component("data.args.sampler", samplers, sampler["name"], sampler["args"])
     backbone = config.model.backbone
-    yield Component("model.backbone", plp_models.BACKBONES, backbone.name, backbone.args)
-    head = config.model.head
-    yield Component("model.head", plp_models.HEADS, head.name, head.args)
+    yield Component("model.backbone", registries("plp_models.BACKBONES"), *_named(backbone))
+    yield Component("model.head", registries("plp_models.HEADS"), *_named(config.model.head))
     single = config.loss.terms is None
     for index, term in enumerate(config.loss.as_terms()):
         key = "loss" if single else f"loss.terms.{index}"
         # The single form's term is a copy: check (and store) the config's own args.
         args = config.loss.args if single else term.args
-        yield Component(key, plp_losses.LOSSES, term.name, args)
+        yield Component(key, registries("plp_losses.LOSSES"), term.name, args)
         if term.miner is not None:
-            yield Component(f"{key}.miner", plp_losses.MINERS, term.miner.name, term.miner.args)
+            miners = registries("plp_losses.MINERS")
+            yield Component(f"{key}.miner", miners, *_named(term.miner))
     for index, dataset in enumerate(config.evaluate.datasets):
         if not isinstance(dataset, str):  # a file or a name is checked when it is read
             key = f"evaluate.datasets.{index}"
-            yield Component(key, plp_data.DATAMODULES, dataset.name, dataset.args)
-    yield Component(
-        "optimizer", plp_models.OPTIMIZERS, config.optimizer.name, config.optimizer.args
-    )
-    yield Component(
-        "scheduler", plp_models.SCHEDULERS, config.scheduler.name, config.scheduler.args
-    )
+            yield Component(key, registries("plp_data.DATAMODULES"), *_named(dataset))
+    yield Component("optimizer", registries("plp_models.OPTIMIZERS"), *_named(config.optimizer))
+    yield Component("scheduler", registries("plp_models.SCHEDULERS"), *_named(config.scheduler))
+
+
+def _named(section: Named) -> tuple[str, dict[str, Any]]:
+    return section.name, section.args
+
+
+def check_names(config: Config, source: str | None = None) -> None:
+    """Raise ConfigError for an unknown component name, before torch or Lightning is imported.
+
+    The names are looked up in :data:`CATALOG` (the registries' names, kept equal to them by a
+    test); the message is the registry's own. :func:`check_components` checks the same names
+    (and the arguments) against the real registries.
+    """
+    _check_names(config, source or config.source, CATALOG.__getitem__)
+
+
+def _check_names(config: Config, source: str, registries: Callable[[str], Any]) -> None:
+    attributions = registries("plp_viz.ATTRIBUTIONS")
+    if config.explain.algorithm not in attributions:
+        unknown = attributions.unknown_message(config.explain.algorithm)
+        raise ConfigError(f"{source}: explain.algorithm: {unknown}")
+    for component in components_of(config, registries):
+        if component.name not in component.registry:
+            unknown = component.registry.unknown_message(component.name)
+            raise ConfigError(f"{source}: {component.key}.name: {unknown}")
 
 
 def check_components(config: Config, source: str | None = None) -> None:
@@ -85,18 +111,10 @@ def check_components(config: Config, source: str | None = None) -> None:
         ConfigError: One line: ``<file>: <key>: <problem> (given: <value>)``, naming the
             allowed names or keys.
     """
-    import plp_viz
-
     source = source or config.source
-    if config.explain.algorithm not in plp_viz.ATTRIBUTIONS:
-        unknown = plp_viz.ATTRIBUTIONS.unknown_message(config.explain.algorithm)
-        raise ConfigError(f"{source}: explain.algorithm: {unknown}")
+    _check_names(config, source, registry)
     for component in components_of(config):
-        registry = component.registry
-        if component.name not in registry:
-            unknown = registry.unknown_message(component.name)
-            raise ConfigError(f"{source}: {component.key}.name: {unknown}")
-        model = _arguments_model(registry, component.name)
+        model = _arguments_model(component.registry, component.name)
         try:
             validated = model.model_validate(component.args)
         except ValidationError as error:

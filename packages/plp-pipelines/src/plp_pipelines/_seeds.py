@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from plp_core import PlpError
 from plp_pipelines._config import load_config
 from plp_pipelines._errors import ConfigError, RunError, TrainingStoppedError
+from plp_pipelines._prechecks import check_before_torch
 from plp_pipelines._report import headline_entries
 from plp_pipelines._runs import RUNS_ROOT, atomic_write_json, atomic_write_text, create_run_dir
 
@@ -88,6 +89,7 @@ def train_seeds(
     if not seeds:
         raise ConfigError("no seeds to train")
     recipes = [load_config(config, [*overrides, f"seed={seed}"]) for seed in seeds]
+    check_before_torch(recipes[0])  # they differ in their seeds only
     from plp_pipelines._train import train  # Lightning: after the configs are checked
 
     finished: list[tuple[int, TrainResult]] = []
