@@ -1,4 +1,4 @@
-"""plp's developer tasks (lint, test, bench), listed by ``invoke --list`` through tasks.py.
+"""plp's developer tasks (lint, test, bench) and the short flags of every task.
 
 Kept apart from the user's tasks in tasks.py; invoke finds them because tasks.py imports them
 (invoke puts tasks.py's folder on ``sys.path``).
@@ -7,11 +7,46 @@ Kept apart from the user's tasks in tasks.py; invoke finds them because tasks.py
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from invoke import Context, Exit, task
+from invoke import Context, Exit, Task
 
-__all__ = ["MAX_FILE_LINES", "bench", "files_over", "lint", "test"]
+__all__ = ["MAX_FILE_LINES", "SHORT_FLAGS", "bench", "files_over", "lint", "task", "test"]
+
+SHORT_FLAGS = {
+    "config": "c",
+    "run": "r",
+    "checkpoint": "k",
+    "set": "s",
+    "method": "m",
+    "algorithm": "a",
+    "layer": "l",
+    "output": "o",
+    "images": "i",
+    "query": "q",
+    "verbose": "v",
+}
+"""Long option -> its one-letter flag, the same on every task; other options are long only."""
+
+
+class _Task(Task[Any]):
+    """A task whose short flags are :data:`SHORT_FLAGS`'s, not invoke's first free letter."""
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        opts = super().arg_opts(name, default, taken_names)
+        long = opts["names"][0]
+        opts["names"] = [long, *([SHORT_FLAGS[long]] if long in SHORT_FLAGS else [])]
+        return opts
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    """``invoke.task`` whose tasks take :data:`SHORT_FLAGS` (``@task`` or ``@task(help=...)``)."""
+    from invoke import task as invoke_task
+
+    decorate: Callable[..., Any] = invoke_task
+    return decorate(*args, klass=_Task, **kwargs)
 
 
 @task

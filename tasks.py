@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from invoke import Context, Exit, task
+from invoke import Context, Exit
 
-from dev_tasks import bench, lint, test  # noqa: F401  (the developer tasks: invoke lists them)
+# The developer tasks (invoke lists them) and ``task``: invoke's, with SHORT_FLAGS (dev_tasks).
+from dev_tasks import bench, lint, task, test  # noqa: F401
 
 DEFAULT_CONFIG = "configs/digits.toml"
 RUNS = "runs"  # = plp_pipelines.RUNS_ROOT (test_tasks checks); `invoke --list` imports no plp
@@ -378,7 +379,7 @@ def graph(
 
 @task(
     help={
-        "checkpoints": "a checkpoint, or a quoted glob such as 'runs/digits/*/checkpoints/"
+        "checkpoint": "a checkpoint, or a quoted glob such as 'runs/digits/*/checkpoints/"
         "*.ckpt'; repeat for more (two or more of one architecture in all)",
         "split": "trainval or test (default: the config's [align] split)",
         "runs": "folder of run directories; output goes to <runs>/align/<timestamp>/",
@@ -386,18 +387,18 @@ def graph(
         "set": "override an [align] key for this call, e.g. --set align.max_samples=2000 "
         "(repeatable; --split wins)",
     },
-    iterable=["checkpoints", "set_"],
+    iterable=["checkpoint", "set_"],
 )
 def align(
     c: Context,
-    checkpoints: list[str] | None = None,
+    checkpoint: list[str] | None = None,
     split: str | None = None,
     runs: str = RUNS,
     output: str | None = None,
     set_: list[str] | None = None,
 ) -> None:
     """AlignedUMAP of one split's features under several checkpoints, panels on shared axes."""
-    paths = [match for pattern in checkpoints or [] for match in _expand(pattern)]
+    paths = [match for pattern in checkpoint or [] for match in _expand(pattern)]
     with _user_facing():
         import plp_pipelines
 

@@ -294,7 +294,7 @@ CASES = [
     ),
     Case(
         "`align` with one checkpoint",
-        lambda t, r: ["align", "-c", str(_checkpoint(r))],
+        lambda t, r: ["align", "-k", str(_checkpoint(r))],
         lambda t, r: r"align needs at least two checkpoints, got 1",
     ),
     Case(

@@ -110,7 +110,7 @@ def test_explain_graph_and_align_through_tasks(trained: tuple[Path, str], invoke
     checkpoints = sorted(str(p) for p in (run_dir / "checkpoints").glob("*.ckpt"))
     assert len(checkpoints) >= 2
     out = runs / "aligned"
-    args = [arg for ckpt in checkpoints for arg in ("-c", ckpt)]
+    args = [arg for ckpt in checkpoints for arg in ("-k", ckpt)]
     # --set align.*: trainval, subsampled to the test split's size (the same UMAP cost).
     sets = ("--set", "align.split=trainval", "--set", "align.max_samples=450")
     result = invoke("align", *args, *sets, "--output", str(out))

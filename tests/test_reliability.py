@@ -50,7 +50,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_unrun(tmp_path: Path, invok
         read_checkpoint(evil)
     with pytest.raises(Exception, match="Weights only load failed"):
         plp_models.PlpModel.load_from_checkpoint(evil, weights_only=True)
-    result = invoke("align", "-c", str(evil), "-c", str(evil))
+    result = invoke("align", "-k", str(evil), "-k", str(evil))
     assert result.returncode == 2
     assert "refused checkpoint" in result.stderr and "Traceback" not in result.stderr
     assert not marker.exists()  # the payload never ran

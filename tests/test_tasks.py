@@ -60,6 +60,36 @@ def test_tasks_and_pipelines_share_the_runs_default() -> None:
     assert _load_tasks().RUNS == plp_pipelines.RUNS_ROOT
 
 
+def test_a_short_flag_means_one_option_on_every_task() -> None:
+    """Each long option has the same short flag (or none) on every task that takes it, and each
+    short flag names one option: ``-r`` is ``--run``, ``-c`` ``--config``, ``-k`` ``--checkpoint``
+    everywhere (dev_tasks.SHORT_FLAGS); invoke's help shows them."""
+    import copy
+
+    from invoke import Collection
+
+    collection = Collection.from_module(_load_tasks())
+    from dev_tasks import SHORT_FLAGS  # beside tasks.py, on sys.path now
+
+    shorts: dict[str, set[tuple[str, ...]]] = {}
+    longs: dict[str, set[str]] = {}
+    for name in collection.task_names:
+        walked = copy.copy(collection[name])
+        walked.help = dict(walked.help)  # get_arguments() pops the help it uses
+        for argument in walked.get_arguments():
+            long, *short = argument.names
+            shorts.setdefault(long, set()).add(tuple(short))
+            for flag in short:
+                longs.setdefault(flag, set()).add(long)
+    assert {long: short for long, short in shorts.items() if len(short) > 1} == {}
+    assert {flag: long for flag, long in longs.items() if len(long) > 1} == {}
+    assert {flag: long.pop() for flag, long in longs.items()} == {
+        flag: long for long, flag in SHORT_FLAGS.items()
+    }  # every flag of the scheme is used, and only those
+    assert shorts["run"] == {("r",)} and shorts["runs"] == {()}
+    assert shorts["config"] == {("c",)} and shorts["checkpoint"] == {("k",)}
+
+
 def test_missing_config_is_one_line_with_exit_code_2(invoke, tmp_path: Path) -> None:
     result = invoke("train", "--config", str(tmp_path / "nope.toml"))
     assert result.returncode == 2
