@@ -468,14 +468,11 @@ def _warned() -> Iterator[None]:
             print(f"plp: warning: {warning.message}", file=sys.stderr, flush=True)
 
 
-def _reading(strict: bool, checkpoint: str | None, runs: str) -> dict[str, Any]:
-    """Return the arguments embed, index and search share: how the images and the run are read."""
-    return {
-        "strict": strict,
-        "checkpoint": checkpoint,
-        "runs_root": runs,
-        "progress": _interactive(),
-    }
+def _reading(strict: bool, checkpoint: str | None, runs: str) -> Any:
+    """Return how embed, index and search read the run and the images (``Reading``)."""
+    from plp_pipelines import Reading
+
+    return Reading(checkpoint=checkpoint, runs_root=runs, strict=strict, progress=_interactive())
 
 
 _IMAGE_TASK_HELP = {
@@ -507,7 +504,7 @@ def embed(
         import plp_pipelines
 
         result = plp_pipelines.embed(
-            run, images=images, out=out, **_reading(strict, checkpoint, runs)
+            run, images=images, out=out, reading=_reading(strict, checkpoint, runs)
         )
     _say(f"embedded {result.count} images: {result.path}")
 
@@ -535,7 +532,7 @@ def index(
         import plp_pipelines
 
         reading = _reading(strict, checkpoint, runs)
-        result = plp_pipelines.index(run, images=images, name=name, kind=kind, **reading)
+        result = plp_pipelines.index(run, images=images, name=name, kind=kind, reading=reading)
     recall = "" if result.kind == "flat" else f", recall@10 {result.recall_at_10:.3f} vs flat"
     _say(f"indexed {result.count} images ({result.kind}{recall}): {result.folder}")
 
@@ -567,6 +564,6 @@ def search(
 
         result = plp_pipelines.search(
             run, index=index, query=query, top_k=top_k, threshold=threshold,
-            **_reading(strict, checkpoint, runs),
+            reading=_reading(strict, checkpoint, runs),
         )  # fmt: skip
     _say(*result.lines())

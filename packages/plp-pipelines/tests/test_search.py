@@ -14,7 +14,7 @@ from sklearn.datasets import load_digits
 
 from plp_data._base import split_indices
 from plp_data.testing import write_digits_images
-from plp_pipelines import RunError, embed, index, load_config, search, train
+from plp_pipelines import Reading, RunError, embed, index, load_config, search, train
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +122,7 @@ def test_unreadable_images_are_skipped_or_refused(run: Path, tmp_path: Path) -> 
     assert result.count == 2 and result.unreadable == ("notes.png",)
     assert any("skipped 1 unreadable image(s)" in str(w.message) for w in caught)
     with pytest.raises(RunError, match=r"--images: .*notes\.png: not a readable image"):
-        embed(run, images=tmp_path / "mixed", strict=True)
+        embed(run, images=tmp_path / "mixed", reading=Reading(strict=True))
     (tmp_path / "empty" / ".hidden").mkdir(parents=True)
     (tmp_path / "empty" / ".hidden" / "cached.png").write_bytes(b"")  # hidden: not looked at
     with pytest.raises(RunError, match=r"empty: no image files in it or below it"):

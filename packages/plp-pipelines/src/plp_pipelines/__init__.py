@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from plp_pipelines._align import align
     from plp_pipelines._compare import ComparedRuns, compare_runs
     from plp_pipelines._cross_domain import evaluate_datasets
-    from plp_pipelines._embed import EmbedResult, embed
+    from plp_pipelines._embed import EmbedResult, Reading, embed
     from plp_pipelines._evaluate import evaluate
     from plp_pipelines._explain import explain
     from plp_pipelines._export import ExportResult, export
@@ -67,6 +67,7 @@ __all__ = [
     "embed",
     "index",
     "search",
+    "Reading",
     "EmbedResult",
     "IndexResult",
     "QueryResult",
@@ -103,6 +104,7 @@ _LAZY = {
     "ComparedRuns": "_compare",
     "embed": "_embed",
     "EmbedResult": "_embed",
+    "Reading": "_embed",
     "index": "_search",
     "search": "_search",
     "IndexResult": "_search",

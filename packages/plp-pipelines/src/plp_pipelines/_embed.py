@@ -13,7 +13,7 @@ import hashlib
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EmbedResult",
     "EmbeddedImages",
+    "Reading",
     "checkpoint_sha256",
     "embed",
     "embed_images",
@@ -44,6 +45,52 @@ __all__ = [
 BATCH_SIZE = 64
 # Names of unreadable files listed in the warning (the rest are counted).
 LISTED = 5
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How embed, index and search read a run and its images (the options the three share).
+
+    Every option has a default: ``Reading()`` reads the newest run's best checkpoint under
+    ``runs``, its files as the config's datamodule reads its test images.
+
+    Attributes:
+        checkpoint: A checkpoint instead of the run's best.
+        runs_root: Folder holding the run directories.
+        model: A model object to load the checkpoint into (runs trained from objects).
+        preprocessing: How files are read (runs trained from objects; else the config's
+            datamodule's ``eval_preprocessing``).
+        batch_size: Images embedded at once.
+        strict: An unreadable image is an error (default: skipped, with one warning line).
+        progress: Show a progress bar on stdout.
+    """
+
+    checkpoint: str | Path | None = None
+    runs_root: str | Path = RUNS_ROOT
+    model: torch.nn.Module | None = None
+    preprocessing: plp_data.Preprocessing | None = None
+    batch_size: int = BATCH_SIZE
+    strict: bool = False
+    progress: bool = False
+
+    def open(self, run: str | Path | None) -> Run:
+        """Return the run (the newest under ``runs_root`` when None) with its checkpoint."""
+        return Run.open(run, runs_root=self.runs_root, checkpoint=self.checkpoint)
+
+    def resolved(self, opened: Run) -> tuple[Reading, Path, plp_data.Preprocessing]:
+        """Return ``(this reading resolved, its checkpoint file, its preprocessing)`` for a run.
+
+        Raises:
+            RunError: No such checkpoint, or no way to read files (see
+                :func:`run_preprocessing`).
+        """
+        checkpoint = opened.checkpoint(self.checkpoint)
+        preprocessing = run_preprocessing(opened, self.preprocessing)
+        return (
+            replace(self, checkpoint=checkpoint, preprocessing=preprocessing),
+            checkpoint,
+            preprocessing,
+        )
 
 
 @dataclass(frozen=True)
@@ -289,13 +336,8 @@ def _progress(total: int, shown: bool) -> Callable[..., None]:
 def embed_with_run(
     opened: Run,
     inputs: ImageInputs,
-    checkpoint: str | Path | None,
+    reading: Reading,
     *,
-    model: torch.nn.Module | None,
-    preprocessing: plp_data.Preprocessing | None,
-    batch_size: int,
-    strict: bool,
-    progress: bool,
     what: str = "--images",
     distributed: bool = False,
 ) -> EmbeddedImages:
@@ -303,12 +345,13 @@ def embed_with_run(
 
     With ``distributed`` and ``[trainer] devices > 1`` the DDP processes are started first.
     """
-    reading = run_preprocessing(opened, preprocessing)
+    preprocessing = run_preprocessing(opened, reading.preprocessing)
     device = launch_processes(opened.config) if distributed else None
-    loaded = opened.load_model(checkpoint, model).to(device or evaluation_device(opened.config))
+    loaded = opened.load_model(reading.checkpoint, reading.model)
+    loaded = loaded.to(device or evaluation_device(opened.config))
     return embed_images(
-        loaded, reading, inputs, batch_size=batch_size, strict=strict, progress=progress,
-        what=what,
+        loaded, preprocessing, inputs, batch_size=reading.batch_size, strict=reading.strict,
+        progress=reading.progress, what=what,
     )  # fmt: skip
 
 
@@ -329,45 +372,33 @@ def embed(
     *,
     images: str | Path,
     out: str | Path | None = None,
-    strict: bool = False,
-    checkpoint: str | Path | None = None,
-    runs_root: str | Path = RUNS_ROOT,
-    model: torch.nn.Module | None = None,
-    preprocessing: plp_data.Preprocessing | None = None,
-    batch_size: int = BATCH_SIZE,
-    progress: bool = False,
+    reading: Reading | None = None,
 ) -> EmbedResult:
     """Embed every image of a folder (recursively, sorted) or a dataset CSV with a run's model.
 
     Writes ``<run>/embeddings/<name>.npz`` (``name``: the folder's or CSV's; or ``out``)
     atomically, with ``features`` (float32), ``paths`` (relative to the folder, or the CSV's
     ``path`` column) and, for a CSV, ``labels``; readable without pickle. Unreadable images are
-    skipped with one warning line, or refused with ``strict``. With ``[trainer] devices > 1`` in
-    the run's config the images are embedded by that many DDP processes (started here, as
-    training starts them: from the command line) and rank 0 writes the one file.
+    skipped with one warning line, or refused with ``Reading(strict=True)``. With ``[trainer]
+    devices > 1`` in the run's config the images are embedded by that many DDP processes
+    (started here, as training starts them: from the command line) and rank 0 writes the one
+    file.
 
     Args:
-        run: The run directory; the newest run under ``runs_root`` when None.
+        run: The run directory; the newest run under the reading's ``runs_root`` when None.
         images: A folder of images or a dataset CSV.
         out: The file to write instead.
-        strict: An unreadable image is an error.
-        checkpoint: A checkpoint instead of the run's best.
-        runs_root: Folder holding the run directories.
-        model: A model object to load the checkpoint into (runs trained from objects).
-        preprocessing: How files are read (runs trained from objects; else the config's).
-        batch_size: Images embedded at once.
-        progress: Show a progress bar on stdout.
+        reading: How the run and the images are read (:class:`Reading`: checkpoint, runs
+            root, model, preprocessing, batch size, strict, progress); its defaults if None.
 
     Raises:
         RunError: No such run, folder or checkpoint, no readable image, or an unreadable one
             with ``strict``.
     """
-    opened = Run.open(run, runs_root=runs_root, checkpoint=checkpoint)
+    reading = reading or Reading()
+    opened = reading.open(run)
     inputs = image_inputs(images)
-    embedded = embed_with_run(
-        opened, inputs, checkpoint, model=model, preprocessing=preprocessing,
-        batch_size=batch_size, strict=strict, progress=progress, distributed=True,
-    )  # fmt: skip
+    embedded = embed_with_run(opened, inputs, reading, distributed=True)
     path = Path(out) if out is not None else opened.root / "embeddings" / f"{inputs.name}.npz"
     if not _writer():  # DDP: every rank has every feature; rank 0 writes the one file
         return EmbedResult(path, len(embedded.features), embedded.unreadable)

@@ -25,21 +25,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from plp_core import check_choice
-from plp_pipelines._embed import (
-    BATCH_SIZE,
-    checkpoint_sha256,
-    embed_with_run,
-    run_preprocessing,
-    warn_unreadable,
-)
+from plp_pipelines._embed import Reading, checkpoint_sha256, embed_with_run, warn_unreadable
 from plp_pipelines._errors import ConfigError, RunError
 from plp_pipelines._image_inputs import image_inputs
 from plp_pipelines._run import Run
-from plp_pipelines._runs import RUNS_ROOT, atomic_write_json, create_run_dir
+from plp_pipelines._runs import atomic_write_json, create_run_dir
 
 if TYPE_CHECKING:
-    import torch
-
     import plp_data
 
 __all__ = ["IndexResult", "QueryResult", "SearchResult", "index", "search"]
@@ -129,13 +121,7 @@ def index(
     images: str | Path,
     name: str | None = None,
     kind: str = "flat",
-    strict: bool = False,
-    checkpoint: str | Path | None = None,
-    runs_root: str | Path = RUNS_ROOT,
-    model: torch.nn.Module | None = None,
-    preprocessing: plp_data.Preprocessing | None = None,
-    batch_size: int = BATCH_SIZE,
-    progress: bool = False,
+    reading: Reading | None = None,
 ) -> IndexResult:
     """Build a faiss index of a gallery of images (a folder or a dataset CSV) in the run.
 
@@ -145,17 +131,12 @@ def index(
     against ``flat`` on a sample of 1000 gallery images is measured and recorded).
 
     Args:
-        run: The run directory; the newest run under ``runs_root`` when None.
+        run: The run directory; the newest run under the reading's ``runs_root`` when None.
         images: The gallery: a folder of images, or a dataset CSV (its gallery rows).
         name: The index's name (default: the folder's or CSV's).
         kind: ``flat``, ``ivf`` or ``hnsw``.
-        strict: An unreadable image is an error (default: skipped, with a warning).
-        checkpoint: A checkpoint instead of the run's best.
-        runs_root: Folder holding the run directories.
-        model: A model object to load the checkpoint into (runs trained from objects).
-        preprocessing: How files are read (runs trained from objects; else the config's).
-        batch_size: Images embedded at once.
-        progress: Show a progress bar on stdout.
+        reading: How the run and the images are read (:class:`~plp_pipelines.Reading`); an
+            unreadable image is skipped with a warning unless ``strict``.
 
     Raises:
         ConfigError: An unknown kind or a bad name.
@@ -164,15 +145,12 @@ def index(
     import plp_eval
 
     check_choice(kind, KINDS, kind="index kind", error=ConfigError, flag="--kind")
-    opened = Run.open(run, runs_root=runs_root, checkpoint=checkpoint)
-    reading = run_preprocessing(opened, preprocessing)
+    reading = reading or Reading()
+    opened = reading.open(run)
+    reading, checkpoint_path, preprocessing = reading.resolved(opened)
     inputs = image_inputs(images, rows="gallery")
     name = _check_name(name if name is not None else inputs.name)
-    checkpoint_path = opened.checkpoint(checkpoint)
-    embedded = embed_with_run(
-        opened, inputs, checkpoint_path, model=model, preprocessing=reading,
-        batch_size=batch_size, strict=strict, progress=progress,
-    )  # fmt: skip
+    embedded = embed_with_run(opened, inputs, reading)
     warn_unreadable(embedded.unreadable, inputs.source)
     metric = opened.config.evaluate.reid_metric
     built = plp_eval.build_index(
@@ -195,7 +173,7 @@ def index(
         "checkpoint_sha256": checkpoint_sha256(checkpoint_path),
         "images": str(inputs.source),
         "recall@10": recall,
-        "preprocessing": reading.to_dict(),
+        "preprocessing": preprocessing.to_dict(),
     }
     folder = opened.root / "index" / name
     _write_folder(folder, built, embedded.inputs.names, meta)
@@ -286,14 +264,8 @@ def search(
     query: str | Path,
     top_k: int = 10,
     threshold: float | None = None,
-    strict: bool = False,
-    checkpoint: str | Path | None = None,
-    runs_root: str | Path = RUNS_ROOT,
-    model: torch.nn.Module | None = None,
-    preprocessing: plp_data.Preprocessing | None = None,
-    batch_size: int = BATCH_SIZE,
-    progress: bool = False,
     draw: bool = True,
+    reading: Reading | None = None,
 ) -> SearchResult:
     """Search a run's index with query images; mark results past the threshold "no match".
 
@@ -306,19 +278,15 @@ def search(
     ``<run>/search/<timestamp>/``.
 
     Args:
-        run: The run directory; the newest run under ``runs_root`` when None.
+        run: The run directory; the newest run under the reading's ``runs_root`` when None.
         index: The name of an index built by :func:`index` in this run.
         query: An image, a folder of images, or a dataset CSV (its query rows).
         top_k: Results per query.
         threshold: A distance threshold instead of the run's.
-        strict: An unreadable query image is an error (default: skipped, with a warning).
-        checkpoint: A checkpoint instead of the run's best (the index's must be the same).
-        runs_root: Folder holding the run directories.
-        model: A model object to load the checkpoint into (runs trained from objects).
-        preprocessing: How files are read (runs trained from objects; else the config's).
-        batch_size: Images embedded at once.
-        progress: Show a progress bar on stdout.
         draw: Draw ``results.png``.
+        reading: How the run and the images are read (:class:`~plp_pipelines.Reading`; its
+            checkpoint must be the index's); an unreadable query image is skipped with a
+            warning unless ``strict``.
 
     Raises:
         ConfigError: ``top_k < 1``.
@@ -327,15 +295,12 @@ def search(
     """
     if top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {top_k}")
-    opened = Run.open(run, runs_root=runs_root, checkpoint=checkpoint)
-    checkpoint_path = opened.checkpoint(checkpoint)
-    built, gallery_names, meta = _read_index(opened, index, checkpoint_path)
-    reading = run_preprocessing(opened, preprocessing)
+    reading = reading or Reading()
+    opened = reading.open(run)
+    built, gallery_names, meta = _read_index(opened, index, opened.checkpoint(reading.checkpoint))
+    reading, checkpoint_path, preprocessing = reading.resolved(opened)
     queries = image_inputs(query, what="--query", single=True, rows="query")
-    embedded = embed_with_run(
-        opened, queries, checkpoint_path, model=model, preprocessing=reading,
-        batch_size=batch_size, strict=strict, progress=progress, what="--query",
-    )  # fmt: skip
+    embedded = embed_with_run(opened, queries, reading, what="--query")
     warn_unreadable(embedded.unreadable, queries.source)
     if threshold is None:
         threshold = run_threshold(opened)
@@ -358,7 +323,7 @@ def search(
         },
     )
     if draw:
-        _draw(folder / "results.png", embedded.inputs, results, reading, meta, threshold)
+        _draw(folder / "results.png", embedded.inputs, results, preprocessing, meta, threshold)
     return SearchResult(folder, threshold, results, embedded.unreadable)
 
 
