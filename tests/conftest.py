@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +77,33 @@ def market_run(shared_runs: Path, tmp_path: Path) -> Path:
         [f"data.root={root}", *MARKET_OVERRIDES],
         tmp_path / "runs",
     )
+
+
+def read_wandb_records(path: Path) -> list[Any]:
+    """Read a W&B offline ``.wandb`` file: LevelDB-log blocks of W&B protobuf records."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    records, pending, position, block = [], b"", 7, 32768
+    while position + 7 <= len(data):
+        left = block - position % block
+        if left < 7:  # a block's tail too short for a header is padding
+            position += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        chunk = data[position + 7 : position + 7 + length]
+        position += 7 + length
+        pending += chunk
+        if kind in (1, 4):  # a FULL record, or the LAST piece of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+@pytest.fixture(scope="session")
+def wandb_records():
+    """The :func:`read_wandb_records` helper as a fixture."""
+    return read_wandb_records

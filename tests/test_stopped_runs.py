@@ -45,9 +45,12 @@ def _dead_pid() -> int:
     return process.pid
 
 
-def test_a_stopped_evaluation_says_so_and_resume_finishes_it(tmp_path: Path, invoke) -> None:
+def test_a_stopped_evaluation_says_so_and_resume_finishes_it(
+    tmp_path: Path, invoke, wandb_records
+) -> None:
     env = _signal_in(tmp_path, "plp_pipelines._evaluate", "save_features", "SIGTERM")
-    result = invoke("train", "--runs", str(tmp_path / "runs"), *SETS, env=env)
+    loggers = ("--set", 'logging.loggers=["csv", "mlflow", "wandb"]')
+    result = invoke("train", "--runs", str(tmp_path / "runs"), *SETS, *loggers, env=env)
     (run_dir,) = (tmp_path / "runs").glob("digits/*")
     assert result.returncode == 143, result.stderr[-3000:]
     assert result.stderr.strip().splitlines() == [
@@ -69,6 +72,7 @@ def test_a_stopped_evaluation_says_so_and_resume_finishes_it(tmp_path: Path, inv
     assert metrics["accuracy"]["weights_sha256"] == metrics["weights_sha256"]
     assert json.loads((run_dir / "run.json").read_text())["evaluation"] == "done"
     assert not list(run_dir.glob(".evaluate-*"))
+    _assert_published(tmp_path / "runs", run_dir, metrics, wandb_records)
 
     # overrides: [evaluate] keys for this evaluation only, recorded beside the numbers.
     with pytest.raises(ConfigError, match=r"^--set data\.root: cannot change after training"):
@@ -79,6 +83,32 @@ def test_a_stopped_evaluation_says_so_and_resume_finishes_it(tmp_path: Path, inv
     assert again["reid"]["metric"] == "cosine"
     assert again["reid"]["overrides"] == again["overrides"] == ["evaluate.reid_metric=cosine"]
     assert again["accuracy"] == metrics["accuracy"]  # the same weights: kept
+
+
+def _assert_published(runs: Path, run_dir: Path, metrics: dict, wandb_records) -> None:
+    """The evaluation ``--resume`` finished went to the run's own MLflow and W&B runs."""
+    from mlflow.tracking import MlflowClient
+
+    ids = json.loads((run_dir / "logs" / "trackers.json").read_text())
+    client = MlflowClient(f"sqlite:///{runs.resolve() / 'mlflow.db'}")
+    (mlflow_run,) = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
+    assert mlflow_run.info.run_id == ids["mlflow"]
+    assert mlflow_run.data.metrics["test/reid/mAP"] == pytest.approx(metrics["reid"]["mAP"])
+    assert {"report.md", "metrics.json"} <= {a.path for a in client.list_artifacts(ids["mlflow"])}
+    # W&B: the training's process (its run finished as preempted), then the resumed evaluation's.
+    files = sorted(
+        (run_dir / "logs" / "wandb").glob("offline-run-*/run-*.wandb"), key=lambda p: p.parent.name
+    )
+    assert [path.name for path in files] == [f"run-{ids['wandb']}.wandb"] * 2
+    stopped, finished = (wandb_records(path) for path in files)
+    assert "preempting" in [record.WhichOneof("record_type") for record in stopped]
+    summary = {
+        (item.key or "/".join(item.nested_key)): json.loads(item.value_json)
+        for record in finished
+        if record.WhichOneof("record_type") == "summary"
+        for item in record.summary.update
+    }
+    assert summary["test/reid/mAP"] == pytest.approx(metrics["reid"]["mAP"])
 
 
 def test_ctrl_c_stops_training_as_sigterm_does_and_resume_checks_last_ckpt(

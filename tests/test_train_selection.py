@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -129,31 +128,9 @@ def test_mlflow_local_store_holds_params_metric_history_final_metrics_and_artifa
     assert "plots/training_curves.png" in plots
 
 
-def _wandb_records(path: Path) -> list[Any]:
-    """Read a W&B offline ``.wandb`` file: LevelDB-log blocks of W&B protobuf records."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    records, pending, position, block = [], b"", 7, 32768
-    while position + 7 <= len(data):
-        left = block - position % block
-        if left < 7:  # a block's tail too short for a header is padding
-            position += left
-            continue
-        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
-        chunk = data[position + 7 : position + 7 + length]
-        position += 7 + length
-        pending += chunk
-        if kind in (1, 4):  # a FULL record, or the LAST piece of one
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            records.append(record)
-            pending = b""
-    return records
-
-
-def test_wandb_offline_run_holds_the_history_config_summary_and_artifact(run: Any) -> None:
+def test_wandb_offline_run_holds_the_history_config_summary_and_artifact(
+    run: Any, wandb_records: Any
+) -> None:
     result, _, _ = run
     info = json.loads((result.run_dir / "run.json").read_text())
     files = list(
@@ -162,7 +139,7 @@ def test_wandb_offline_run_holds_the_history_config_summary_and_artifact(run: An
         )
     )
     assert len(files) == 1
-    records = _wandb_records(files[0])
+    records = wandb_records(files[0])
     assert _wandb_history(records, "val/mAP") == pytest.approx(
         list(_val_map(result.run_dir).values()), abs=1e-7
     )
@@ -216,7 +193,7 @@ def _plp_console(run_dir: Path) -> str:
 
 
 def test_a_stopped_run_resumes_into_the_same_mlflow_and_wandb_runs_on_a_quiet_console(
-    tmp_path: Path, invoke: Any
+    tmp_path: Path, invoke: Any, wandb_records: Any
 ) -> None:
     import os
     import signal
@@ -290,7 +267,7 @@ def test_a_stopped_run_resumes_into_the_same_mlflow_and_wandb_runs_on_a_quiet_co
         (run_dir / "logs" / "wandb").glob("offline-run-*/run-*.wandb"), key=lambda p: p.parent.name
     )
     assert [path.name for path in files] == [f"run-{ids['wandb']}.wandb"] * 2
-    records = [_wandb_records(path) for path in files]
+    records = [wandb_records(path) for path in files]
     for part in records:
         runs = [record.run for record in part if record.WhichOneof("record_type") == "run"]
         assert runs and all(run.run_id == ids["wandb"] for run in runs)

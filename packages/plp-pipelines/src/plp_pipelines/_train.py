@@ -34,7 +34,7 @@ from plp_pipelines._cross_domain import check_datasets, evaluate_datasets
 from plp_pipelines._devices import DeviceSpeedups, resolve_precision
 from plp_pipelines._distill import load_teacher
 from plp_pipelines._embedding_sampler import feed_embedding_sampler
-from plp_pipelines._errors import ConfigError, TrainingStoppedError
+from plp_pipelines._errors import ConfigError, StoppedError, TrainingStoppedError
 from plp_pipelines._protocols import SIZES, DataFacts, check_datamodule, check_model
 from plp_pipelines._run import Run, RunInfo, class_name
 from plp_pipelines._runs import (
@@ -308,7 +308,11 @@ def _fit_and_test(
     metrics: dict[str, Any] = {}
     if evaluating:
         # Every DDP rank takes part in the feature extraction; rank 0 writes the results.
-        metrics = _evaluate_after_training(paths, best, model, datamodule, config, runs_root)
+        try:
+            metrics = _evaluate_after_training(paths, best, model, datamodule, config, runs_root)
+        except StoppedError as error:  # `train --resume` publishes to the same tracker runs
+            trackers.close(error.exit_code, preempted=error.exit_code == EXIT_CODES["SIGTERM"])
+            raise
     if info is not None:
         if evaluating:
             info.evaluation = "done"
@@ -354,7 +358,11 @@ def _evaluate_after_training(
 
 
 def _finish_evaluation(opened: Run, runs_root: str | Path, evaluate: bool | None) -> TrainResult:
-    """Run the evaluation a finished training did not get to; record the run as the newest."""
+    """Run the evaluation a finished training did not get to; record the run as the newest.
+
+    Its results go to the run's MLflow / W&B runs (``logs/trackers.json``), as they would
+    have after training.
+    """
     info = opened.info
     assert info is not None
     best = opened.checkpoint()
@@ -364,6 +372,8 @@ def _finish_evaluation(opened: Run, runs_root: str | Path, evaluate: bool | None
     info.evaluation = "done" if evaluate is not False else None
     info.write(opened.paths.run_info)
     record_newest(opened.root, runs_root)
+    if metrics:
+        Trackers(opened.config, opened.paths, runs_root, rank=_launched_rank()).publish(metrics)
     return TrainResult(
         opened.root,
         best,
