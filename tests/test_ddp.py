@@ -45,8 +45,13 @@ def test_ddp_training_and_extraction_equal_a_single_process(tmp_path: Path, invo
         str(runs),
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("run directory:") == 1  # the worker process stays quiet
     run_dir = runs / (runs / "LATEST").read_text().strip()
+    # Quiet as one process: plp's lines once (the worker process says nothing), no warnings
+    # (DDP's grad strides, sync_dist tips), no Lightning lines ("Initializing distributed").
+    assert result.stderr == ""
+    assert result.stdout.startswith(f"\nrun directory: {run_dir}\nbest checkpoint: ")
+    assert result.stdout.endswith(f"\nreport: {run_dir / 'report.md'}\n")
+    assert result.stdout.count("run directory:") == 1
     features = {
         split: dict(np.load(run_dir / "features" / f"{split}.npz"))
         for split in ("trainval", "test")
@@ -147,6 +152,10 @@ def _check_resume_from_the_first_epoch(run_dir: Path, runs: Path, invoke: Any) -
     shutil.copy(first, copy / "checkpoints" / "last.ckpt")
     result = invoke("train", "--runs", str(runs), "--resume", "--run", str(copy), "--skip-evaluate")
     assert result.returncode == 0, result.stderr[-3000:]
+    # Quiet: no "checkpoint directory not empty", no "[rank: 0]" lines. Only Lightning's note
+    # (once per rank) that the copied checkpoint was written in another folder, which is true.
+    moved = "The dirpath has changed from"
+    assert [line for line in result.stderr.splitlines() if moved not in line] == []
     # The epoch-1 checkpoints (the copy's last.ckpt was not written by its ModelCheckpoint, so
     # Lightning writes the resumed one as last-v1.ckpt beside it).
     (resumed_path,) = copy.glob("checkpoints/epoch=1-*.ckpt")

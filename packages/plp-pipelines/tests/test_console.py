@@ -43,3 +43,23 @@ def test_quiet_console_drops_only_lightnings_new_experiment_line(quiet, caplog) 
     assert [record.getMessage() for record in caplog.records] == [
         "Discarding metric with string value x=y."
     ]
+
+
+def test_quiet_console_hides_the_notes_of_every_ddp_run(quiet) -> None:
+    """DDP's notes, in Lightning's and torch's own words, are not shown; other warnings are."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet()
+        for message in (
+            "It is recommended to use `self.log('train_loss', ..., sync_dist=True)` when logging "
+            "on epoch level in distributed setting to accumulate the metric across devices.",
+            "Grad strides do not match bucket view strides. This may indicate grad was not "
+            "created according to the gradient layout contract.",
+            "a warning of the user's own",
+        ):
+            warnings.warn(message, UserWarning, stacklevel=1)
+    assert [str(warning.message) for warning in caught] == ["a warning of the user's own"]
+    distributed = logging.getLogger("lightning_fabric.utilities.distributed")
+    assert not distributed.isEnabledFor(logging.INFO)  # "Initializing distributed: ..."

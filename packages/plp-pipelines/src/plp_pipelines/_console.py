@@ -29,6 +29,7 @@ LIGHTNING_LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",
     "lightning_fabric",
     "lightning_fabric.utilities.rank_zero",
+    "lightning_fabric.utilities.distributed",  # "Initializing distributed: GLOBAL_RANK: 0, ..."
 )
 
 # Warnings that say nothing a plp user can act on (plp chooses these settings on purpose).
@@ -36,7 +37,7 @@ QUIET_WARNINGS = (
     r".*does not have many workers.*",  # plp's device path serves batches without workers
     r".*The number of training batches.*is smaller than the logging interval.*",
     r".*isinstance\(treespec, LeafSpec\).*",  # torch's pytree deprecation inside Lightning
-    r".*It is recommended to use `self\.log\(.*sync_dist=True`.*",  # plp syncs what it compares
+    r".*It is recommended to use `self\.log\(.*sync_dist=True\)`.*",  # plp syncs what it compares
     r".*GPU available but not used.*",
     # DDP's note that a layer's gradient layout differs from its bucket's (a copy, not an error).
     r".*Grad strides do not match bucket view strides.*",
