@@ -41,6 +41,27 @@ def test_umap_shape_and_determinism(embedded):
     np.testing.assert_array_equal(first.indices, np.arange(300))
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # umap-learn's own, about its settings
+def test_umap_graph_equals_umap_learns_own_and_its_kernels_are_cached(blobs, embedded):
+    # umap_2d hands umap-learn the distances precomputed (its small-data path): the neighbour
+    # graph must be the one umap-learn builds computing them itself with its numba metric.
+    # (The layouts then agree exactly only where the distances do to the last bit, e.g. on
+    # whole-number pixels: the SGD amplifies a rounding difference.)
+    import umap
+    from numba.core.caching import NullCache
+
+    from plp_viz._embedding import _cache_umap_kernels, _euclidean_distances
+
+    features = blobs[0].astype(np.float32)
+    settings = {"n_neighbors": 15, "random_state": 3, "n_epochs": 5, "init": "random"}
+    own = umap.UMAP(**settings).fit(features).graph_
+    given = umap.UMAP(metric="precomputed", **settings).fit(_euclidean_distances(features)).graph_
+    assert (own != 0).nnz == (given != 0).nnz and (own.indices == given.indices).all()
+    np.testing.assert_allclose(given.toarray(), own.toarray(), rtol=0, atol=1e-5)
+    _cache_umap_kernels()  # once per process: what umap_2d did already
+    assert not isinstance(umap.umap_.smooth_knn_dist._cache, NullCache)
+
+
 def test_subsampling_is_seeded_and_announced(blobs):
     features, _ = blobs
     with pytest.warns(UserWarning, match="drawing 100 of them"):

@@ -94,16 +94,25 @@ def _extract(model: EmbeddingModel, loader: DataLoader[Any], with_logits: bool) 
     model.eval()
     device = next(model.parameters()).device
     features, labels, cameras, logits = [], [], [], []
-    has_classifier = with_logits and ModelFacts.of(model).has_classifier
+    facts = ModelFacts.of(model)
+    has_classifier = with_logits and facts.has_classifier
+    # Features and logits from one backbone pass where the model offers it (plp's models).
+    one_pass = facts.outputs_and_features if has_classifier else None
     try:
         for batch in loader:
             images = batch[0].to(device)
-            features.append(model.embed(images).float().cpu())
+            if one_pass is not None:
+                embedding, batch_logits, batch_features = one_pass(images)
+                features.append(batch_features.float().cpu())
+                # model(images): the logits, or the embedding when there are none
+                logits.append((embedding if batch_logits is None else batch_logits).float().cpu())
+            else:
+                features.append(model.embed(images).float().cpu())
+                if has_classifier:
+                    logits.append(model(images).float().cpu())
             labels.append(batch[1].cpu())
             if len(batch) > 2:
                 cameras.append(batch[2].cpu())
-            if has_classifier:
-                logits.append(model(images).float().cpu())
     finally:
         model.train(was_training)
     if not features:

@@ -46,7 +46,8 @@ class EmbeddingModel(Protocol):
     Any ``nn.Module`` with an ``embed`` method is one. Optional members (:data:`MODEL_OPTIONAL`):
     ``has_classifier`` (``model(images)`` gives class logits too; default False) and
     ``hparams`` (the hyper-parameters a checkpoint stores: ``num_classes``, ``in_channels``,
-    ``image_size``, ...; default none).
+    ``image_size``, ...; default none) and ``outputs_and_features`` (embedding, logits and
+    ``embed``'s features from one backbone pass, used to extract features and logits at once).
     """
 
     training: bool
@@ -98,7 +99,9 @@ class SplitDataModule(Protocol):
 
 # The optional members of each protocol and their defaults (a runtime-checkable protocol
 # requires every member it declares, so these are declared here, beside it).
-MODEL_OPTIONAL: Mapping[str, Any] = MappingProxyType({"has_classifier": False, "hparams": {}})
+MODEL_OPTIONAL: Mapping[str, Any] = MappingProxyType(
+    {"has_classifier": False, "hparams": {}, "outputs_and_features": None}
+)
 DATA_OPTIONAL: Mapping[str, Any] = MappingProxyType(
     {
         "num_classes": None,
@@ -130,10 +133,14 @@ class ModelFacts:
     Attributes:
         has_classifier: ``model(images)`` gives class logits.
         hyper_parameters: What a checkpoint of the model stores (empty when it stores none).
+        outputs_and_features: ``outputs_and_features(images)``: ``(embedding, logits or None,
+            the embed() features)`` from one pass of the backbone (None: the model has none;
+            ``embed`` and ``model(images)`` are then called apart).
     """
 
     has_classifier: bool = False
     hyper_parameters: Mapping[str, Any] = field(default_factory=dict)
+    outputs_and_features: Callable[[torch.Tensor], tuple[Any, Any, Any]] | None = None
 
     @classmethod
     def of(cls, model: object) -> ModelFacts:
@@ -145,6 +152,9 @@ class ModelFacts:
             hyper_parameters=dict(hyper_parameters)
             if isinstance(hyper_parameters, Mapping)
             else {},
+            outputs_and_features=members["outputs_and_features"]
+            if callable(members["outputs_and_features"])
+            else None,
         )
 
 
