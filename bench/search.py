@@ -18,6 +18,7 @@ Sections (``--only`` picks one; each prints a Markdown table):
 
     uv run python bench/search.py --sizes small   # make bench (about a minute)
     uv run python bench/search.py --sizes all     # the numbers in bench/README.md (minutes)
+    uv run python bench/search.py --sizes all --only pipeline --repeats 1   # about 4 minutes
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", choices=sorted(SIZES), default="small")
     parser.add_argument("--only", choices=("index", "verification", "pipeline"), default=None)
+    parser.add_argument("--repeats", type=int, default=3, help="pipeline: best of this many")
     args = parser.parse_args()
     sizes = SIZES[args.sizes]
     if args.only in (None, "index"):
@@ -148,7 +150,7 @@ def main() -> None:
             "### Index + search of image files against a plain loop (`bench/_search_pipeline.py`)\n"
         )
         with tempfile.TemporaryDirectory() as folder:
-            bench_pipeline(sizes["pipeline"], Path(folder))  # type: ignore[arg-type]
+            bench_pipeline(sizes["pipeline"], Path(folder), args.repeats)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -91,8 +91,8 @@ class Preprocessing:
         shape = (1, self.channels, 1, 1)
         mean = torch.tensor(self.mean, dtype=torch.float32).view(shape)
         std = torch.tensor(self.std, dtype=torch.float32).view(shape)
-        images = tensor.permute(0, 3, 1, 2).float()
-        return images.div_(self.scale).sub_(mean).div_(std).contiguous()
+        images = tensor.permute(0, 3, 1, 2).contiguous().float()  # the layout moved as uint8
+        return images.div_(self.scale).sub_(mean).div_(std)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the preprocessing as JSON values."""
