@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 import struct
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,29 +19,67 @@ from plp_pipelines.testing import shared_run, shared_runs_folder
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_invoke(
-    *args: str, timeout: float = 600, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m invoke ARGS`` in the repository root and return the finished process.
+def _fork_server() -> Any:
+    """Return the client of tests/_cli_server.py (loaded by path: tests/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("_cli_server", ROOT / "tests" / "_cli_server.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ForkServer(ROOT)
 
-    ``env`` adds to (or replaces) variables of this process's environment.
+
+_SERVER = _fork_server()
+
+
+def run_invoke(
+    *args: str,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
+    fresh: bool = False,
+    cwd: Path = ROOT,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m invoke ARGS`` in ``cwd`` (the repository) and return the finished process.
+
+    ``env`` adds to (or replaces) variables of this process's environment. The command runs in
+    a process forked from a server that has imported torch and Lightning once (_cli_server.py);
+    ``fresh`` (or an ``env`` that changes how Python starts: ``PYTHON*``) starts a new Python.
     """
+    fresh = fresh or any(key.startswith("PYTHON") for key in env or {})
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
+    if fresh:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+    return _SERVER.run(args, env, timeout, cwd)
+
+
+def start_invoke(
+    *args: str, env: dict[str, str] | None = None, unset: Sequence[str] = (), cwd: Path = ROOT
+) -> Any:
+    """Start ``python -m invoke ARGS`` (forked as in :func:`run_invoke`) and return it running:
+    ``pid``, ``poll()``, ``wait(timeout)``, ``send_signal(n)``, ``kill()`` (its process group),
+    ``communicate(timeout) -> (stdout, stderr)``. One command at a time per test process.
+    ``env`` adds variables to this process's environment, ``unset`` leaves some out."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return _SERVER.start(args, {k: v for k, v in env.items() if k not in unset}, cwd)
 
 
 @pytest.fixture(scope="session")
 def invoke():
     """The :func:`run_invoke` helper as a fixture."""
     return run_invoke
+
+
+@pytest.fixture(scope="session")
+def invoke_started():
+    """The :func:`start_invoke` helper as a fixture."""
+    return start_invoke
 
 
 @pytest.fixture(scope="session")

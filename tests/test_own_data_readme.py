@@ -24,26 +24,27 @@ def _commands() -> list[str]:
     return [line for block in blocks for line in block.splitlines() if line.startswith("uv run ")]
 
 
-def test_your_own_data_commands_run_as_written(tmp_path: Path) -> None:
+def test_your_own_data_commands_run_as_written(tmp_path: Path, invoke) -> None:
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     commands = _commands()
     assert [c.split()[2] for c in commands] == [
         "python", "invoke", "invoke", "invoke", "invoke", "invoke",
     ]  # fmt: skip
-    python = shlex.quote(sys.executable)
     for command in commands:
-        # `uv run` is this environment; invoke finds tasks.py in the repository.
-        line = command.replace("uv run invoke", f"{python} -m invoke -r {shlex.quote(str(ROOT))}")
-        line = line.replace("uv run python", python)
-        result = subprocess.run(
-            ["bash", "-c", line],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            check=False,
-        )
+        # `uv run` is this environment; invoke finds tasks.py in the repository (its -r).
+        words = shlex.split(command, comments=True)[2:]
+        if words[0] == "invoke":
+            result = invoke("-r", str(ROOT), *words[1:], cwd=tmp_path, timeout=900)
+        else:
+            result = subprocess.run(
+                [sys.executable, *words[1:]],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                check=False,
+            )
         assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
     run = tmp_path / "runs" / (tmp_path / "runs" / "LATEST").read_text().strip()
     metrics = json.loads((run / "metrics.json").read_text())

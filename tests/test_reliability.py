@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -98,15 +96,9 @@ def test_same_config_and_seed_give_identical_metrics(
     assert _metrics(tmp_path) == uninterrupted
 
 
-def _train_until_the_first_checkpoint(runs: Path, **popen: object) -> subprocess.Popen[str]:
-    """Start ``invoke train`` in a subprocess; return it once ``last.ckpt`` exists."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "train", "--runs", str(runs), *_SETS],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        **popen,
-    )
+def _train_until_the_first_checkpoint(runs: Path, invoke_started) -> Any:
+    """Start ``invoke train`` in its own process; return it once ``last.ckpt`` exists."""
+    process = invoke_started("train", "--runs", str(runs), *_SETS)
     deadline = time.monotonic() + 300
     while not list(runs.glob("digits/*/checkpoints/last.ckpt")):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -117,12 +109,10 @@ def _train_until_the_first_checkpoint(runs: Path, **popen: object) -> subprocess
 
 
 def test_a_killed_run_resumes_to_the_uninterrupted_metrics(
-    uninterrupted: dict[str, object], tmp_path: Path, invoke
+    uninterrupted: dict[str, object], tmp_path: Path, invoke, invoke_started
 ) -> None:
-    process = _train_until_the_first_checkpoint(
-        tmp_path, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    os.killpg(process.pid, signal.SIGKILL)
+    process = _train_until_the_first_checkpoint(tmp_path, invoke_started)
+    process.kill()  # SIGKILL to its process group
     process.wait()
     (run_dir,) = tmp_path.glob("digits/*")
     assert not (run_dir / "run.json").exists()  # killed before the end of training
@@ -138,9 +128,9 @@ def test_a_killed_run_resumes_to_the_uninterrupted_metrics(
 
 
 def test_sigterm_stops_with_143_and_the_run_resumes_to_the_uninterrupted_metrics(
-    uninterrupted: dict[str, object], tmp_path: Path, invoke
+    uninterrupted: dict[str, object], tmp_path: Path, invoke, invoke_started
 ) -> None:
-    process = _train_until_the_first_checkpoint(tmp_path, stderr=subprocess.PIPE)
+    process = _train_until_the_first_checkpoint(tmp_path, invoke_started)
     process.send_signal(signal.SIGTERM)  # how schedulers and CI preempt a job
     _, stderr = process.communicate(timeout=300)
     (run_dir,) = tmp_path.glob("digits/*")

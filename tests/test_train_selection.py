@@ -193,12 +193,10 @@ def _plp_console(run_dir: Path) -> str:
 
 
 def test_a_stopped_run_resumes_into_the_same_mlflow_and_wandb_runs_on_a_quiet_console(
-    tmp_path: Path, invoke: Any, wandb_records: Any
+    tmp_path: Path, invoke: Any, wandb_records: Any, invoke_started: Any
 ) -> None:
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
     import wandb
@@ -209,15 +207,8 @@ def test_a_stopped_run_resumes_into_the_same_mlflow_and_wandb_runs_on_a_quiet_co
     # ("run ID ... is in use" when the resumed process asks for the same id).
     wandb.setup()
     assert os.environ.get("WANDB_SERVICE")
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_LOGGING_LEVEL", "WANDB_SILENT")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "train", "--runs", str(tmp_path), *TRACKED, *ALL_LOGGERS],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    unset = ("MLFLOW_LOGGING_LEVEL", "WANDB_SILENT")
+    process = invoke_started("train", "--runs", str(tmp_path), *TRACKED, *ALL_LOGGERS, unset=unset)
     deadline = time.monotonic() + 600
     while not list(tmp_path.glob("digits/*/checkpoints/last.ckpt")):
         if process.poll() is not None or time.monotonic() > deadline:
