@@ -83,9 +83,9 @@ def test(c: Context, args: str = "", fast: bool = False) -> None:
     lint(c)
     selection = '-m "not slow" ' if fast else ""
     # One worker per core; a test file stays on one worker (its module fixtures, e.g. a trained
-    # run, built once) unless it sets SPREAD_OVER_WORKERS (conftest.py).
+    # run, built once) unless conftest.py lists it in SPREAD_OVER_WORKERS.
     c.run(
-        f"{sys.executable} -m pytest -n auto --dist loadgroup --durations=15 {selection}{args}",
+        f"{sys.executable} -m pytest -n auto --dist loadfile --durations=15 {selection}{args}",
         pty=False,
     )
 

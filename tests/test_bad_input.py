@@ -18,7 +18,6 @@ import torch
 from PIL import Image
 
 pytestmark = pytest.mark.slow
-SPREAD_OVER_WORKERS = True  # independent CLI runs on copies of one shared trained run
 
 ROOT = Path(__file__).resolve().parents[1]
 
