@@ -87,6 +87,10 @@ def _full_check_message(config: object) -> str:
         ("market1501", {}),
         ("csv", {"path": "my/data.csv"}),
         ("csv", {}),
+        ("cub200", {}),
+        ("cars196", {"root": "elsewhere"}),
+        ("sop", {}),
+        ("inshop", {}),
     ],
 )
 def test_missing_data_is_the_datamodules_own_message(

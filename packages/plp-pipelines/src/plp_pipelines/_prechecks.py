@@ -43,7 +43,8 @@ def check_before_torch(config: Config) -> None:
 
     Only what needs no torch: the names against :data:`plp_pipelines._catalog.CATALOG`, and the
     files of the datamodules whose files the config names (MNIST family and CIFAR without
-    ``download``, ``image_folder``, ``market1501``, ``csv``).
+    ``download``, ``image_folder``, ``market1501``, ``csv``, ``cub200``, ``cars196``, ``sop``,
+    ``inshop``).
     """
     check_names(config)
     problem = missing_data(config.data.name, config.data.args)
@@ -140,7 +141,50 @@ def _csv(args: Mapping[str, Any]) -> tuple[str, bool] | None:
     ), True
 
 
+# name: (default root, title, the first file its lists are read from, the layout it names)
+_BENCHMARKS = {
+    "cub200": (
+        "data/CUB_200_2011",
+        "CUB-200-2011",
+        "images.txt",
+        "images.txt, image_class_labels.txt and images/ (CUB_200_2011/ from CUB_200_2011.tgz)",
+    ),
+    "cars196": (
+        "data/cars196",
+        "Cars196",
+        "cars_annos.mat",
+        "cars_annos.mat and car_ims/ (from car_ims.tgz)",
+    ),
+    "sop": (
+        "data/Stanford_Online_Products",
+        "Stanford Online Products",
+        "Ebay_train.txt",
+        "Ebay_train.txt, Ebay_test.txt and the <category>_final/ folders "
+        "(Stanford_Online_Products/)",
+    ),
+    "inshop": (
+        "data/InShop",
+        "In-Shop",
+        "list_eval_partition.txt",
+        "list_eval_partition.txt (from Eval/) and img/ (from Img/img.zip) of the In-shop Clothes "
+        "Retrieval Benchmark",
+    ),
+}
+
+
+def _benchmark(name: str) -> Callable[[Mapping[str, Any]], tuple[str, bool] | None]:
+    def check(args: Mapping[str, Any]) -> tuple[str, bool] | None:
+        default, title, first, layout = _BENCHMARKS[name]
+        root = _path(args, "root", default)
+        if root is None or (root / first).is_file():
+            return None
+        return f"{title} file {root / first} not found: data.args.root must hold {layout}", True
+
+    return check
+
+
 _CHECKS: dict[str, Callable[[Mapping[str, Any]], tuple[str, bool] | None]] = {
+    **{name: _benchmark(name) for name in _BENCHMARKS},
     **{name: _mnist(name) for name in _MNIST_FOLDERS},
     **{name: _cifar(name) for name in _CIFAR},
     "image_folder": _image_folder,
