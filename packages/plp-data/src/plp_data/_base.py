@@ -12,7 +12,6 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from plp_core import NonNegativeInt, PositiveInt, Range, unknown_choice
@@ -506,6 +505,8 @@ def split_indices(
             f"{what} = {fraction:g} of {len(labels)} images holds out {held} and keeps "
             f"{len(labels) - held}: both parts need an image; change {what.split(': ')[-1]}"
         )
+    from sklearn.model_selection import train_test_split  # scikit-learn (and pandas): ~2 s
+
     kept, held_out = train_test_split(
         np.arange(len(labels)),
         test_size=fraction,

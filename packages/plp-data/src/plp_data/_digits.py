@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
 
 from plp_core import Fraction, NonNegativeInt
 from plp_data._base import PlpDataModule, Splits, split_indices
@@ -66,6 +65,8 @@ class DigitsDataModule(PlpDataModule):
 
     def load_splits(self) -> Splits:
         """Return the fixed, stratified trainval/test split of the digits."""
+        from sklearn.datasets import load_digits  # scikit-learn loads only for the digits
+
         digits = load_digits()
         images = (digits.images.astype(np.float32) / 16.0 - DIGITS_MEAN) / DIGITS_STD
         labels = digits.target.astype(np.int64)
