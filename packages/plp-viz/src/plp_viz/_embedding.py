@@ -52,15 +52,18 @@ def _check(features: Any, name: str = "features") -> np.ndarray:
 
 # umap-learn ranks fewer rows than this by all their pairwise distances, through sklearn's
 # Python loop over the pairs with its numba metric (seconds for 2k rows); handed the same
-# distances precomputed (scipy, float64), it gives the same layout in a fraction of the time.
+# distances precomputed (float64), it builds the same neighbour graph in a fraction of the time.
 UMAP_EXACT_ROWS = 4096
 
 
 def _euclidean_distances(data: np.ndarray) -> np.ndarray:
     """Return the ``(n, n)`` float32 Euclidean distances of ``data``'s rows (float64 sums)."""
-    from scipy.spatial.distance import pdist, squareform
-
-    return squareform(pdist(data.astype(np.float64), "euclidean")).astype(np.float32)
+    rows = data.astype(np.float64)
+    squares = np.einsum("ij,ij->i", rows, rows)
+    distances = squares[:, None] + squares[None, :] - 2.0 * (rows @ rows.T)
+    np.maximum(distances, 0.0, out=distances)
+    np.fill_diagonal(distances, 0.0)
+    return np.sqrt(distances).astype(np.float32)
 
 
 # numba's warning for a function whose code cannot be cached (it is compiled as before).
