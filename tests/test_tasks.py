@@ -161,3 +161,20 @@ def test_evaluate_set_changes_this_evaluation_only(
     assert reid["overrides"] == ["evaluate.max_rank=5"]
     assert len(reid["cmc"]) == 5
     assert (run / "config.toml").read_text() == config_before
+
+
+def test_a_forked_command_answers_as_a_fresh_python(invoke, tmp_path: Path) -> None:
+    """The CLI tests fork each command from a server that imported torch once
+    (tests/_cli_server.py): exit code and output are those of ``python -m invoke`` started anew,
+    and a command past its timeout is killed without stopping the next one."""
+    args = ("evaluate", "--runs", str(tmp_path))  # no run there yet: one line, exit code 2
+    forked, fresh = invoke(*args), invoke(*args, fresh=True)
+    assert forked.returncode == 2 and forked.stderr.startswith("plp: error: ")
+    assert (forked.returncode, forked.stdout, forked.stderr) == (
+        fresh.returncode,
+        fresh.stdout,
+        fresh.stderr,
+    )
+    with pytest.raises(subprocess.TimeoutExpired):
+        invoke("train", "--runs", str(tmp_path / "slow"), timeout=0.2)
+    assert invoke(*args).stderr == forked.stderr
