@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import os
 import struct
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from plp_pipelines.testing import shared_run, shared_runs_folder
+from plp_pipelines.testing import build_once, shared_run, shared_runs_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,12 +103,11 @@ def market_run(shared_runs: Path, tmp_path: Path) -> Path:
     small backbone and images, no download), evaluated: this test's own copy of a shared run."""
     from plp_data.testing import market1501_names, write_market1501
 
-    data = shared_runs / "market1501-data"
-    with open(shared_runs / "market1501-data.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (data / "DONE").exists():
-            write_market1501(data / "market", market1501_names())
-            (data / "DONE").write_text("")
+    data = build_once(
+        shared_runs,
+        "market1501-data",
+        lambda folder: write_market1501(folder / "market", market1501_names()),
+    )
     root = data / "market"
     return shared_run(
         shared_runs,

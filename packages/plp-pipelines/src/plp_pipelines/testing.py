@@ -25,11 +25,11 @@ import fcntl
 import hashlib
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["shared_run", "shared_runs_folder"]
+__all__ = ["build_once", "shared_run", "shared_runs_folder"]
 
 _DONE = "DONE"
 
@@ -47,6 +47,28 @@ def shared_runs_folder(tmp_path_factory: Any) -> Path:
     folder = base / "plp-shared-runs"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def build_once(folder: Path, key: str, build: Callable[[Path], None]) -> Path:
+    """Return ``folder/key``, built by ``build(folder/key)`` once per session, whatever the worker.
+
+    The first caller builds it under a file lock while the others wait; a build left half done by
+    a worker that died is removed and done again. The folder counts as built only once ``build``
+    has returned (a marker file is written then).
+
+    Args:
+        folder: The session's shared folder (:func:`shared_runs_folder`).
+        key: The name of what is built (a file-system-safe name, unique to its contents).
+        build: Fills the folder it is given (which does not exist yet).
+    """
+    built = folder / key
+    with open(folder / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (built / _DONE).exists():
+            shutil.rmtree(built, ignore_errors=True)  # a worker that died half way
+            build(built)
+            (built / _DONE).write_text("")
+    return built
 
 
 def shared_run(
@@ -70,20 +92,14 @@ def shared_run(
     from plp_pipelines import load_config, train
     from plp_pipelines._runs import record_newest
 
+    def build(built: Path) -> None:
+        configured = load_config(Path(config), list(overrides))
+        trained = train(configured, runs_root=built / "runs", progress_bar=False)
+        (built / "relative").write_text(str(trained.run_dir.relative_to(built / "runs")))
+
     text = Path(config).read_text()
     key = hashlib.sha256("\n".join([text, *overrides]).encode()).hexdigest()[:16]
-    built = folder / key
-    with open(folder / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if not (built / _DONE).exists():
-            shutil.rmtree(built, ignore_errors=True)  # a worker that died half way
-            trained = train(
-                load_config(Path(config), list(overrides)),
-                runs_root=built / "runs",
-                progress_bar=False,
-            )
-            (built / "relative").write_text(str(trained.run_dir.relative_to(built / "runs")))
-            (built / _DONE).write_text("")
+    built = build_once(folder, key, build)
     relative = Path((built / "relative").read_text())
     target = Path(runs_root) / relative
     shutil.copytree(built / "runs" / relative, target)
