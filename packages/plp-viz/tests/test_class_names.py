@@ -22,6 +22,7 @@ from plp_viz import (
 )
 from plp_viz._names import check_class_names, shorten
 from plp_viz._plots import MAX_LEGEND_ENTRIES
+from plp_viz._rank_list import rank_list_tile
 
 
 @pytest.fixture
@@ -140,12 +141,16 @@ def test_plot_rank_list_shows_worst_then_random_queries(tmp_path, figures):
         for q in [*worst, *random]
     ]
     assert titles == expected
-    gallery_titles = [
-        axis.get_title() for axis in figures[-1].axes if axis.get_title()[:1].isdigit()
+    # each gallery tile is titled "rank: name" above it: 6 rows of 4
+    gallery_titles = [text for text in texts(figures[-1]) if text[:1].isdigit()]
+    assert len(gallery_titles) == 6 * 4
+    assert all(title.split(": ")[1] in ("zero", "one", "two") for title in gallery_titles)
+    ranked = indices[[*worst, *random]]
+    assert gallery_titles == [
+        f"{rank + 1}: {['zero', 'one', 'two'][gallery_labels[item]]}"
+        for row in ranked
+        for rank, item in enumerate(row)
     ]
-    assert gallery_titles and all(
-        title.split(": ")[1] in ("zero", "one", "two") for title in gallery_titles
-    )
 
 
 def test_rank_list_of_preselected_queries_keeps_the_rows(tmp_path, figures):
@@ -286,3 +291,20 @@ def test_embedding_names_must_cover_the_labels(tmp_path):
 
 def test_rank_list_queries_is_public():
     assert "rank_list_queries" in plp_viz.__all__
+
+
+def test_plot_rank_list_leaves_missing_results_empty(tmp_path, figures):
+    # a negative index (no result) gets no tile and no title; the other ranks keep theirs
+    queries, query_labels, gallery, gallery_labels, indices = rank_list_inputs(count=2)
+    indices[0, 1] = -1
+    indices[1, 3] = -1
+    plot_rank_list(
+        queries, query_labels, gallery, gallery_labels, indices, tmp_path / "r.png", max_queries=2
+    )
+    gallery_titles = [text for text in texts(figures[-1]) if text[:1].isdigit()]
+    assert [title.split(":")[0] for title in gallery_titles] == ["1", "3", "4", "1", "2", "3"]
+    # both rows miss one of four tiles: three tiles' columns are opaque, the rest transparent
+    for axis in figures[-1].axes[1::2]:
+        strip = np.asarray(axis.get_images()[0].get_array())
+        tile = rank_list_tile(gallery[0], (0.0, 0.0, 0.0)).shape[1]
+        assert strip[..., 3].any(axis=0).sum() == 3 * tile
