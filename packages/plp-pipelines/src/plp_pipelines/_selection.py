@@ -26,6 +26,7 @@ __all__ = [
     "logged_metrics",
     "monitor_mode",
     "plan_selection",
+    "relocated_checkpoint_state",
     "retrieval_validation",
 ]
 
@@ -150,7 +151,7 @@ class Selection:
 
         monitor = self.monitor
         slug = re.sub(r"[^A-Za-z0-9_.-]", "_", (monitor or "").replace("@", "_at_"))
-        checkpoint = ModelCheckpoint(
+        checkpoint = _run_checkpoint_class(ModelCheckpoint)(
             dirpath=checkpoints,
             filename=f"epoch={{epoch}}-{slug}={{{monitor}:.4f}}" if monitor else "epoch={epoch}",
             monitor=monitor,
@@ -166,6 +167,51 @@ class Selection:
                 EarlyStopping(monitor=name, mode=mode, patience=patience, min_delta=min_delta)
             )
         return checkpoint, others
+
+
+def relocated_checkpoint_state(state: dict[str, Any], dirpath: str) -> dict[str, Any]:
+    """Return a ModelCheckpoint state saved in another folder with its paths moved to ``dirpath``.
+
+    A run folder copied or moved elsewhere keeps its checkpoints' names; only the folder changed.
+    Lightning drops the state of a checkpoint saved elsewhere (its "dirpath has changed" note): the
+    resumed run then writes ``last-v1.ckpt`` beside a stale ``last.ckpt`` and forgets its best k.
+
+    Args:
+        state: ``ModelCheckpoint.state_dict()`` as the checkpoint saved it.
+        dirpath: The folder the callback saves into now.
+    """
+    saved = state.get("dirpath")
+    if not saved or saved == dirpath:
+        return state
+
+    def moved(path: Any) -> Any:
+        if isinstance(path, str) and path and Path(path).parent == Path(saved):
+            return str(Path(dirpath) / Path(path).name)
+        return path
+
+    state = {key: moved(value) for key, value in state.items()}
+    state["dirpath"] = dirpath
+    if isinstance(state.get("best_k_models"), dict):
+        state["best_k_models"] = {moved(k): v for k, v in state["best_k_models"].items()}
+    return state
+
+
+def _run_checkpoint_class(base: type) -> type:
+    """Return a ModelCheckpoint that resumes a moved run (:func:`relocated_checkpoint_state`)."""
+
+    class RunCheckpoint(base):
+        @property
+        def state_key(self) -> str:
+            # ModelCheckpoint's own key (it names the class): checkpoints stay interchangeable.
+            key: str = super().state_key
+            return key.replace(type(self).__qualname__, base.__qualname__, 1)
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            if self.dirpath is not None:
+                state_dict = relocated_checkpoint_state(state_dict, str(self.dirpath))
+            super().load_state_dict(state_dict)
+
+    return RunCheckpoint
 
 
 def plan_selection(config: Config, logged: list[str] | None, validates: bool) -> Selection:
