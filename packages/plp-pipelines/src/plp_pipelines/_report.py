@@ -112,6 +112,22 @@ def plot_training_curves(csv_path: Path, png_path: Path) -> Path | None:
     return png_path
 
 
+def _training_curves(csv_path: Path, drawn: Path, png_path: Path) -> Path | None:
+    """Return the run's training curves: ``drawn`` if no newer log exists, else drawn anew.
+
+    An evaluation does not change the training log, so the figure training drew stands
+    (matplotlib and its layout cost a few tenths of a second); a log written since (a
+    resumed training) draws it again into ``png_path``.
+    """
+    if (
+        csv_path.is_file()
+        and drawn.is_file()
+        and drawn.stat().st_mtime_ns >= csv_path.stat().st_mtime_ns
+    ):
+        return drawn
+    return plot_training_curves(csv_path, png_path)
+
+
 def _classes(names: Any) -> str:
     """Return the dataset's class names for the report (the first few), or 'unnamed'."""
     if not isinstance(names, list) or not names:
@@ -207,8 +223,10 @@ def write_report(
             run's layout); the run itself by default.
     """
     out = out or paths
-    curves = plot_training_curves(
-        paths.logs / "csv" / "metrics.csv", out.plots / "training_curves.png"
+    curves = _training_curves(
+        paths.logs / "csv" / "metrics.csv",
+        paths.plots / "training_curves.png",
+        out.plots / "training_curves.png",
     )
     terms = ", ".join(
         f"{term.weight:g} x {term.name}" if term.weight != 1 else term.name
