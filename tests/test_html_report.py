@@ -238,6 +238,7 @@ def test_audit_and_pairs_of_a_run(report_run: Path) -> None:
     assert "## Audit" in (report_run / "report.md").read_text()
     record = json.loads((report_run / "plots" / "pair_explain.json").read_text())
     assert record["checkpoint"] == metrics["checkpoint"] and len(record["pairs"]) == 2
+    assert record["weights_sha256"] == metrics["weights_sha256"]  # the report matches by it
     worst = sorted(record["pairs"], key=lambda pair: pair["average_precision"])
     assert worst == record["pairs"]  # worst first
     for pair in record["pairs"]:

@@ -45,3 +45,25 @@ def test_a_moved_runs_checkpoint_state_moves_with_it(tmp_path: Path) -> None:
     again.load_state_dict(state)
     assert again.last_model_path == str(old / "last.ckpt")
     assert again.state_key == ModelCheckpoint(monitor="val_loss", mode="min").state_key
+
+
+def test_other_datasets_results_of_other_weights_are_dropped_whatever_the_file_name(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from plp_pipelines._cross_domain import _record
+
+    metrics = tmp_path / "metrics.json"
+    earlier = {
+        "mnist": {"checkpoint": "last.ckpt", "weights_sha256": "aaa", "reid": {"mAP": 0.1}},
+        "kmnist": {"checkpoint": "last.ckpt", "weights_sha256": "bbb", "reid": {"mAP": 0.2}},
+        "broken": "not a section",
+    }
+    metrics.write_text(json.dumps({"reid": {"mAP": 0.9}, "datasets": earlier}))
+    new = {"fashion": {"checkpoint": "last.ckpt", "weights_sha256": "bbb", "reid": {"mAP": 0.3}}}
+    _record(metrics, new)
+    recorded = json.loads(metrics.read_text())
+    # mnist came from other weights under the same file name: gone; kmnist's weights are these.
+    assert recorded["datasets"] == {"kmnist": earlier["kmnist"], **new}
+    assert recorded["reid"] == {"mAP": 0.9}  # the run's own numbers stay

@@ -146,7 +146,7 @@ def evaluate_datasets(
         if on_metrics is not None:
             on_metrics(name, metrics)
     if results:
-        _record(opened.paths.metrics, results, checkpoint_path)
+        _record(opened.paths.metrics, results)
     return results
 
 
@@ -155,8 +155,12 @@ def _unique(name: str, taken: dict[str, Any]) -> str:
     return name if count == 0 else f"{name}#{count + 1}"
 
 
-def _record(path: Path, results: dict[str, dict[str, Any]], checkpoint: Path) -> None:
-    """Merge ``results`` into the run's ``metrics.json`` under ``datasets`` (atomically)."""
+def _record(path: Path, results: dict[str, dict[str, Any]]) -> None:
+    """Merge ``results`` into the run's ``metrics.json`` under ``datasets`` (atomically).
+
+    Results of other weights (``weights_sha256``: another checkpoint, even one of the same file
+    name) are dropped, so that the section never holds numbers of two models.
+    """
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -166,6 +170,11 @@ def _record(path: Path, results: dict[str, dict[str, Any]], checkpoint: Path) ->
     datasets = metrics.get("datasets")
     datasets = datasets if isinstance(datasets, dict) else {}
     # Results of another checkpoint would sit beside these under one name: drop them.
-    kept = {k: v for k, v in datasets.items() if v.get("checkpoint") == checkpoint.name}
+    weights = {result.get("weights_sha256") for result in results.values()}
+    kept = {
+        name: value
+        for name, value in datasets.items()
+        if isinstance(value, dict) and value.get("weights_sha256") in weights
+    }
     metrics["datasets"] = {**kept, **results}
     atomic_write_json(path, metrics)

@@ -17,6 +17,7 @@ import torch
 
 from plp_pipelines._config import Config, override_config
 from plp_pipelines._errors import RunError
+from plp_pipelines._evaluate import weights_digest
 from plp_pipelines._features import load_features
 from plp_pipelines._methods import junk_keys, query_gallery_splits
 from plp_pipelines._protocols import as_embedding_model, check_datamodule, check_model
@@ -159,6 +160,7 @@ def explain_pairs(
         paths.plots / f"{PAIR_EXPLAIN}.json",
         {
             "checkpoint": opened.checkpoint(checkpoint).name,
+            "weights_sha256": weights_digest(network),
             "metric": settings.reid_metric,
             "query_split": query_split,
             "gallery_split": gallery_split,

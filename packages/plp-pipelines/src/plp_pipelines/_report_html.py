@@ -258,6 +258,13 @@ def _recipe(config: Config, metrics: Mapping[str, Any]) -> str:
     return "<h2>Recipe</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
 
 
+def _same_weights(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Return whether two records come from the same weights (by name for records before sha256)."""
+    if a.get("weights_sha256") and b.get("weights_sha256"):
+        return bool(a["weights_sha256"] == b["weights_sha256"])
+    return bool(a.get("checkpoint") == b.get("checkpoint"))
+
+
 def _rank_list_table(rows: list[dict[str, Any]]) -> str:
     """Return the rank list plot's rows by file as a table (empty without files)."""
     if not rows:
@@ -293,7 +300,7 @@ def _worst_queries(
         explained = json.loads(record) if record else {}
     except ValueError:
         explained = {}
-    if explained.get("checkpoint") == metrics.get("checkpoint"):
+    if _same_weights(explained, metrics):
         parts += [
             "<h3>Why they fail: false top match and best true match, explained</h3>",
             files.image("plots/pair_explain.png", "pairwise explanations"),
