@@ -127,3 +127,7 @@ def test_rank_lists_frame_matches_and_hide_until_targeted():
         html_rank_lists(["a"], ["data:q"], [1, 2], [["data:a"]], [[1]])
     with pytest.raises(PlpVizError, match="gallery_files has 2 items for 1 rank lists"):
         html_rank_lists(["a"], ["data:q"], [1], [["data:a"]], [[1]], gallery_files=[[], []])
+    with pytest.raises(PlpVizError, match="rank list 0: gallery_files has 0 items for 1 gallery"):
+        html_rank_lists(["a"], ["data:q"], [1], [["data:a"]], [[1]], gallery_files=[[]])
+    with pytest.raises(PlpVizError, match="rank list 0: gallery_labels has 2 items for 1 gallery"):
+        html_rank_lists(["a"], ["data:q"], [1], [["data:a"]], [[1, 0]])

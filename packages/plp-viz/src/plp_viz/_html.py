@@ -270,6 +270,12 @@ def html_rank_lists(
     for i, anchor in enumerate(anchors):
         title = html.escape(titles[i]) if titles is not None else ""
         files = [None] * len(gallery_thumbnails[i]) if gallery_files is None else gallery_files[i]
+        for name, row in (("gallery_labels", gallery_labels[i]), ("gallery_files", files)):
+            if len(row) != len(gallery_thumbnails[i]):
+                raise PlpVizError(
+                    f"rank list {i}: {name} has {len(row)} items for "
+                    f"{len(gallery_thumbnails[i])} gallery thumbnails"
+                )
         cells = [
             f'<figure><img class="thumb" src="{query_thumbnails[i]}">'
             f"<figcaption>query {html.escape(label_text(query_labels[i], names))}"
