@@ -28,6 +28,7 @@ from plp_data._hard_sampler import EmbeddingSampler, EmbeddingSource
 from plp_data._preprocessing import Preprocessing
 from plp_data._sampler_registry import build_sampler, check_sampler_spec
 from plp_data._samplers import PKBatchSampler, ShuffleSampler
+from plp_data._split import shuffle_split
 from plp_data._validation import ValidationSplit, choose_queries, held_out_classes
 
 __all__ = ["DEVICE_MEMORY_SHARE", "PIPELINES", "PlpDataModule", "Splits", "split_indices"]
@@ -505,14 +506,7 @@ def split_indices(
             f"{what} = {fraction:g} of {len(labels)} images holds out {held} and keeps "
             f"{len(labels) - held}: both parts need an image; change {what.split(': ')[-1]}"
         )
-    from sklearn.model_selection import train_test_split  # scikit-learn (and pandas): ~2 s
-
-    kept, held_out = train_test_split(
-        np.arange(len(labels)),
-        test_size=fraction,
-        random_state=seed,
-        stratify=_stratify_or_none(labels, fraction),
-    )
+    kept, held_out = shuffle_split(len(labels), held, seed, _stratify_or_none(labels, fraction))
     return np.sort(kept), np.sort(held_out)
 
 
