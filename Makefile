@@ -24,7 +24,7 @@ train: setup ## Set up, then run the offline demo (digits): train, test, report
 test: setup ## Set up, then run lint and every test (the 15 slowest are listed at the end)
 	$(UV) run invoke test
 
-test-fast: setup ## Set up, then lint and the tests not marked slow (a few minutes)
+test-fast: setup ## Set up, then lint and the tests not marked slow (~2.5 min on 2 cores)
 	$(UV) run invoke test --fast
 
 lint: setup ## Set up, then run ruff and mypy
