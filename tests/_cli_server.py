@@ -120,6 +120,7 @@ class ForkServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.pending = b""
         self.current: ForkedCommand | None = None
+        atexit.register(self.stop)
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self.process is None or self.process.poll() is not None:
@@ -131,7 +132,6 @@ class ForkServer:
                 cwd=self.root,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
-            atexit.register(self.stop)
             ready = self._line(time.monotonic() + 600)
             if not ready.startswith("ready"):
                 raise RuntimeError(f"the CLI fork server did not start: {ready!r}")

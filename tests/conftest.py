@@ -30,6 +30,12 @@ def _fork_server() -> Any:
 _SERVER = _fork_server()
 
 
+def _environment(env: dict[str, str] | None, unset: Sequence[str] = ()) -> dict[str, str]:
+    """Return this process's environment, unbuffered, with ``env`` added and ``unset`` left out."""
+    merged = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return {key: value for key, value in merged.items() if key not in unset}
+
+
 def run_invoke(
     *args: str,
     timeout: float = 600,
@@ -43,19 +49,17 @@ def run_invoke(
     a process forked from a server that has imported torch and Lightning once (_cli_server.py);
     ``fresh`` (or an ``env`` that changes how Python starts: ``PYTHON*``) starts a new Python.
     """
-    fresh = fresh or any(key.startswith("PYTHON") for key in env or {})
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    if fresh:
+    if fresh or any(key.startswith("PYTHON") for key in env or {}):
         return subprocess.run(
             [sys.executable, "-m", "invoke", *args],
             cwd=cwd,
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=env,
+            env=_environment(env),
             check=False,
         )
-    return _SERVER.run(args, env, timeout, cwd)
+    return _SERVER.run(args, _environment(env), timeout, cwd)
 
 
 def start_invoke(
@@ -65,8 +69,7 @@ def start_invoke(
     ``pid``, ``poll()``, ``wait(timeout)``, ``send_signal(n)``, ``kill()`` (its process group),
     ``communicate(timeout) -> (stdout, stderr)``. One command at a time per test process.
     ``env`` adds variables to this process's environment, ``unset`` leaves some out."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return _SERVER.start(args, {k: v for k, v in env.items() if k not in unset}, cwd)
+    return _SERVER.start(args, _environment(env, unset), cwd)
 
 
 @pytest.fixture(scope="session")

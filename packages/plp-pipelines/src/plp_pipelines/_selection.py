@@ -7,6 +7,7 @@ mode follows its name: losses are minimised, accuracies and retrieval metrics ma
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import warnings
@@ -196,6 +197,7 @@ def relocated_checkpoint_state(state: dict[str, Any], dirpath: str) -> dict[str,
     return state
 
 
+@functools.cache  # one class per base, not one per run
 def _run_checkpoint_class(base: type) -> type:
     """Return a ModelCheckpoint that resumes a moved run (:func:`relocated_checkpoint_state`)."""
 
