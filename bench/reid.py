@@ -56,7 +56,6 @@ from threadpoolctl import threadpool_limits
 NUM_IDENTITIES = 3000
 PLP_METHODS = {"plp": "auto", "plp-numba": "numba", "plp-sort": "sort"}
 NOISE = 1.5
-BLOCK = 256
 
 
 def make_data(
@@ -108,19 +107,25 @@ def baseline(
 
 
 def floor(queries: np.ndarray, gallery: np.ndarray, threads: int, transposed: bool) -> None:
-    """The float32 matmul alone, block by block of queries.
+    """The float32 matmul alone, block by block of queries, in blocks of plp's size.
 
-    ``threads == 1``: numpy's multithreaded BLAS, one block at a time; else ``threads`` worker
-    threads with single-threaded BLAS, each on its own blocks (the layout plp uses).
-    ``transposed``: the gallery given as its ``(dim, G)`` transpose (contiguous), which BLAS
-    multiplies faster than the transposed view of a ``(G, dim)`` array.
+    ``threads == 1``: numpy's multithreaded BLAS, one block of all the workers' rows at a time;
+    else ``threads`` worker threads with single-threaded BLAS, each on its own blocks (the
+    layout plp uses). ``transposed``: the gallery given as its ``(dim, G)`` transpose
+    (contiguous), which BLAS multiplies faster than the transposed view of a ``(G, dim)`` array.
+    Block rows as plp's (``plp_eval._threads.rows_per_worker`` of float32 scores, split evenly
+    among the workers): the same memory in flight.
     """
-    rows = BLOCK // max(threads, 1)
+    from plp_eval._threads import even_rows, num_workers, rows_per_worker
+
+    num_gallery = gallery.shape[1 if transposed else 0]
+    workers = num_workers()
+    rows = even_rows(len(queries), rows_per_worker(4 * num_gallery, workers), workers)
+    rows *= workers if threads == 1 else 1
     starts = range(0, len(queries), rows)
     buffers: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
     for _ in range(threads):
-        buffers.put(np.empty((min(rows, len(queries)), gallery.shape[1 if transposed else 0]),
-                             dtype=np.float32))  # fmt: skip
+        buffers.put(np.empty((min(rows, len(queries)), num_gallery), dtype=np.float32))
     right = gallery if transposed else gallery.T
 
     def product(start: int) -> None:

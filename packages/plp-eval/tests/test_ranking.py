@@ -245,20 +245,39 @@ def test_rank_lists_match_brute_force(metric):
     np.testing.assert_allclose(distances, np.take_along_axis(full, expected, 1), atol=1e-5)
 
 
-def test_memory_blocks_are_bounded():
-    # Extra memory is one block of distances: BLOCK x gallery, whatever the number of queries.
-    assert _ranking.BLOCK <= 512
+def test_block_sizes_doctests():
+    assert doctest.testmod(_threads, raise_on_error=True).attempted >= 2
+
+
+@pytest.mark.parametrize("workers", [1, 2, 8])
+@pytest.mark.parametrize("num_gallery", [1000, 100_000, 2_000_000])
+def test_memory_blocks_are_bounded(workers, num_gallery):
+    # Extra memory is the workers' blocks of scores (and masks): at most MEMORY bytes, unless
+    # that leaves fewer than 32 rows a block; whatever the number of queries.
+    row_bytes = 5 * num_gallery
+    rows = _threads.rows_per_worker(row_bytes, workers)
+    assert 32 <= rows <= _threads.ROWS
+    assert rows == 32 or workers * rows * row_bytes <= _threads.MEMORY
+    for num_queries in (1, 31, 500, 10_000, 12_345):
+        size = _threads.even_rows(num_queries, rows, workers)
+        blocks = -(-num_queries // size)
+        assert size <= rows
+        # Equal shares: every worker gets as many blocks (but for blocks of the 32-row floor).
+        assert blocks % workers == 0 or size == min(32, rows)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_peak_memory_does_not_grow_with_the_number_of_queries(metric, backend):
+def test_peak_memory_does_not_grow_with_the_number_of_queries(metric, backend, monkeypatch):
+    monkeypatch.setattr(_threads, "ROWS", 128)  # blocks of 128 rows: a quicker test
     rng = np.random.default_rng(2)
     gallery = rng.normal(size=(10000, 16)).astype(np.float32)
     g_labels = rng.integers(0, 50, 10000)
-    queries = rng.normal(size=(8 * _ranking.BLOCK, 16)).astype(np.float32)
+    row_bytes = (4 if backend == "numba" else 5) * len(gallery)
+    block = _threads.num_workers() * _threads.rows_per_worker(row_bytes)  # rows in flight
+    queries = rng.normal(size=(8 * block, 16)).astype(np.float32)
     q_labels = rng.integers(0, 50, len(queries))
-    n = _ranking.BLOCK  # warm up: compile, and start what a call with threads starts once
+    n = block  # warm up: compile, and start what a call with threads starts once
     evaluate(queries[:n], q_labels[:n], gallery, g_labels, metric=metric, backend=backend)
 
     def peak(num_queries):
@@ -269,20 +288,20 @@ def test_peak_memory_does_not_grow_with_the_number_of_queries(metric, backend):
         tracemalloc.stop()
         return peak
 
-    one_block = min(peak(_ranking.BLOCK) for _ in range(2))
-    eight_blocks = min(peak(8 * _ranking.BLOCK) for _ in range(2))
+    one_block = min(peak(block) for _ in range(2))
+    eight_blocks = min(peak(8 * block) for _ in range(2))
     # Eight times the queries: the peak grows by the per-query values and their copies (5
     # float64 values per query, copied a few times: ~300 bytes a query), whereas anything
     # per query x gallery would add 40 KB a query (the numpy path used to keep the last
     # block's arrays alive while ranking the next one: ~2 KB a query here).
-    assert eight_blocks <= one_block + 512 * 7 * _ranking.BLOCK
+    assert eight_blocks <= one_block + 512 * 7 * block
     # ... and it is about one float32 block of scores (and numpy's candidate mask) plus the
     # gallery, and numpy's candidates: at most CANDIDATES of 64 bytes per worker at once.
     if backend == "numba":
-        assert one_block <= 1.5 * (_ranking.BLOCK * 10000 * 4 + gallery.nbytes) + 256 * 1024
+        assert one_block <= 1.5 * (block * row_bytes + gallery.nbytes) + 256 * 1024
     else:
         candidates = _threads.num_workers() * _numpy_ranking.CANDIDATES * 64
-        assert one_block <= 1.5 * (_ranking.BLOCK * 10000 * 5 + gallery.nbytes) + candidates
+        assert one_block <= 1.5 * (block * row_bytes + gallery.nbytes) + candidates
 
 
 @pytest.mark.parametrize("method", ["numba", "sort", "torch", "numpy"])

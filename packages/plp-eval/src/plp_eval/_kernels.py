@@ -33,8 +33,15 @@ import numpy as np
 __all__ = ["COSINE", "L2", "rank_block"]
 
 L2, COSINE = 0, 1
-_CHUNK = 64  # scores tested at once before gathering the candidates among them
+_CHUNK = 64  # scores tested at once (a bit each) before gathering the candidates among them
+# The index of a 64-bit word's only set bit: its product with a de Bruijn sequence has a
+# distinct top six bits for each of the 64 positions (a table lookup instead of a loop).
+_DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_LOWEST_BIT = np.zeros(64, dtype=np.int64)
+for _bit in range(64):
+    _LOWEST_BIT[((1 << _bit) * 0x03F79D71B4CB0A89 % (1 << 64)) >> 58] = _bit
 _MANY_MATCHES = 32  # above this many matches, sort the candidates instead of counting
+_FEW_PAIRS = 32  # up to this many unsure (match, non-match) pairs, compare pair by pair
 _PARTIALS = 96  # room for a non-overlapping expansion of any sum of doubles (~40 needed)
 _SPLITTER = 134217729.0  # 2**27 + 1 (Dekker)
 
@@ -156,7 +163,9 @@ def _exact_sign(query: np.ndarray, a: np.ndarray, b: np.ndarray, cosine: bool) -
     return -sign_a * _sign(partials, size)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+# Reassociation only (no other fast-math flag): the sums vectorise, and the bound of
+# _error64 holds for any order of summation.
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
 def _distance64(
     queries: np.ndarray,
     qi: int,
@@ -167,15 +176,17 @@ def _distance64(
     g_norm: np.ndarray,
 ) -> float:
     """Float64 distance (squared L2, or 1 - cosine), within :func:`_error64` of the real one."""
+    q = queries[qi]
+    g = gallery[gi]
     total = 0.0
     if cosine:  # as 1 - (q / |q|) . (g / |g|), normalising first (zero vectors: similarity 0)
         q_scale = q_norm if q_norm > 0.0 else 1.0
         g_scale = g_norm[gi] if g_norm[gi] > 0.0 else 1.0
-        for k in range(queries.shape[1]):
-            total += (np.float64(queries[qi, k]) / q_scale) * (np.float64(gallery[gi, k]) / g_scale)
+        for k in range(q.shape[0]):
+            total += (np.float64(q[k]) / q_scale) * (np.float64(g[k]) / g_scale)
         return 1.0 - total
-    for k in range(queries.shape[1]):
-        diff = np.float64(queries[qi, k]) - np.float64(gallery[gi, k])
+    for k in range(q.shape[0]):
+        diff = np.float64(q[k]) - np.float64(g[k])
         total += diff * diff
     return total
 
@@ -288,20 +299,24 @@ def rank_block(
         top = top_bound[0]
         num_candidates = 0
         whole = size - size % _CHUNK
-        for begin in range(0, size, _CHUNK):
-            if begin < whole:  # vectorised test (fixed trip count), usually no candidate
-                chunk = row[begin : begin + _CHUNK]
-                hits = 0
-                for g in range(_CHUNK):
-                    hits += chunk[g] <= top
-                if hits == 0:
-                    continue
-            end = min(begin + _CHUNK, size)
-            for g in range(begin, end):
-                x = row[g]
-                candidates[num_candidates] = x
+        for begin in range(0, whole, _CHUNK):
+            # A bit per score of the chunk (a vectorised test), then one step per set bit:
+            # most chunks hold no candidate, and the few that do hold one or two.
+            bits = np.uint64(0)
+            for g in range(_CHUNK):
+                bits |= np.uint64(row[begin + g] <= top) << np.uint64(g)
+            while bits != 0:
+                lowest = bits & (~bits + np.uint64(1))
+                g = begin + _LOWEST_BIT[(lowest * _DE_BRUIJN) >> np.uint64(58)]
+                candidates[num_candidates] = row[g]
                 candidate_index[num_candidates] = g
-                num_candidates += x <= top
+                num_candidates += 1
+                bits ^= lowest
+        for g in range(whole, size):
+            x = row[g]
+            candidates[num_candidates] = x
+            candidate_index[num_candidates] = g
+            num_candidates += x <= top
         num_matches[r] = _rank_matches(
             r, q_start, queries, gallery, q_labels, g_labels, q_cameras, g_cameras,
             use_cameras, leave_self_out, label_order, start, n_items, item_scores,
@@ -392,6 +407,7 @@ def _rank_matches(
     lows = np.empty(num_matches, dtype=pool.dtype)
     highs = np.empty(num_matches, dtype=pool.dtype)
     unsure = np.zeros(num_matches, dtype=np.bool_)
+    pairs = 0  # (match, non-match) pairs too close to call in low precision
     for j in range(num_matches):
         m = order[j]
         threshold = match_key[m]
@@ -425,13 +441,56 @@ def _rank_matches(
         lows[j] = lo
         highs[j] = hi
         unsure[j] = upto > below  # non-matches too close to call in low precision
-    if unsure.any():
+        pairs += upto - below
+    if pairs == 0:
+        return num_matches
+    matches = match_index[order[:num_matches]]
+    keys = match_key[order[:num_matches]]
+    if pairs <= _FEW_PAIRS:
+        _settle_pairs(
+            qi, queries, gallery, g_labels, label, q_norms[r], g_norms, mode, pool, pool_index,
+            matches, keys, lows, highs, unsure, ranks,
+        )  # fmt: skip
+    else:
         _settle_unsure(
             qi, queries, gallery, g_labels, label, q_norms[r], g_norms, mode, pool, pool_index,
-            match_index[order[:num_matches]], match_key[order[:num_matches]], lows, highs,
-            unsure, ranks,
+            matches, keys, lows, highs, unsure, ranks,
         )  # fmt: skip
     return num_matches
+
+
+@numba.njit(cache=True, nogil=True)
+def _settle_pairs(
+    qi: int,
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    g_labels: np.ndarray,
+    label: int,
+    q_norm: float,
+    g_norms: np.ndarray,
+    mode: int,
+    pool: np.ndarray,
+    pool_index: np.ndarray,
+    matches: np.ndarray,
+    match_keys: np.ndarray,
+    lows: np.ndarray,
+    highs: np.ndarray,
+    unsure: np.ndarray,
+    ranks: np.ndarray,
+) -> None:
+    """:func:`_settle_unsure` one (match, non-match) pair at a time: for a few pairs (the
+    usual case: a non-match or two inside a match's bounds) cheaper than sorting them."""
+    for j in range(matches.shape[0]):
+        if not unsure[j]:
+            continue
+        for c in range(pool.shape[0]):
+            x = pool[c]
+            g = pool_index[c]
+            if x < lows[j] or x > highs[j] or g_labels[g] == label:
+                continue
+            key = _distance64(queries, qi, gallery, g, mode == 1, q_norm, g_norms)
+            if _precedes(queries, qi, gallery, g, key, matches[j], match_keys[j], mode):
+                ranks[j] += 1
 
 
 @numba.njit(cache=True, nogil=True)

@@ -106,7 +106,8 @@ def numpy_values(
         assert fallback is not None
         return fallback(problem, block, scores)
 
-    return map_blocks(rows, make_buffers, rank)
+    row_bytes = (problem.matrix.itemsize + 1) * len(problem.gallery)  # scores and mask
+    return map_blocks(rows, row_bytes, make_buffers, rank)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import numpy as np
 from plp_core import RANKING_METRICS, check_choice
 from plp_eval._arrays import as_labels, as_query_gallery
 from plp_eval._errors import PlpEvalError
+from plp_eval._threads import in_chunks
 
 __all__ = ["METRICS", "Block", "Problem", "check_metric", "given_problem", "prepare"]
 
@@ -141,15 +142,16 @@ def prepare(
     low_precision = cosine or 1e-30 < largest < 1e30
     score_type = np.float32 if low_precision else np.float64
     matrix = np.empty((dim + (0 if cosine else 1), len(gallery)), dtype=score_type)
-    for begin in range(0, len(gallery), 8192):
-        part = gallery[begin : begin + 8192]
-        columns = matrix[:dim, begin : begin + 8192]
+
+    def columns(begin: int, end: int) -> None:  # 512 rows: the transposed copy stays in cache
+        part, out = gallery[begin:end], matrix[:dim, begin:end]
         if cosine:
-            norms = g_norms[begin : begin + 8192]
-            columns[:] = (part * (-1.0 / np.where(norms > 0, norms, 1.0))[:, None]).T
+            norms = g_norms[begin:end]
+            out[:] = (part * (-1.0 / np.where(norms > 0, norms, 1.0))[:, None]).T
         else:
-            columns[:] = part.T
-            columns *= -2.0
+            np.multiply(part.T, -2.0, out=out)
+
+    in_chunks(len(gallery), 512, columns)
     if not cosine:
         matrix[dim] = g_squares
     label_order = np.argsort(g_labels, kind="stable")
@@ -232,10 +234,13 @@ def check_same_rows(
             )
 
 
-def row_squares(features: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """Float64 squared L2 norm of every row, converting ``chunk`` rows at a time."""
+def row_squares(features: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Float64 squared L2 norm of every row, converting ``chunk`` rows at a time (in cache)."""
     out = np.empty(len(features), dtype=np.float64)
-    for start in range(0, len(features), chunk):
-        part = features[start : start + chunk].astype(np.float64)
-        out[start : start + chunk] = np.einsum("ij,ij->i", part, part)
+
+    def squares(begin: int, end: int) -> None:
+        part = features[begin:end].astype(np.float64)
+        out[begin:end] = np.einsum("ij,ij->i", part, part)
+
+    in_chunks(len(features), chunk, squares)
     return out

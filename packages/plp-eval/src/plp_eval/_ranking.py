@@ -25,7 +25,7 @@ from plp_eval._problem import (
     given_problem,
     prepare,
 )
-from plp_eval._threads import BLOCK, map_blocks
+from plp_eval._threads import map_blocks
 
 __all__ = [
     "BACKENDS",
@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 BACKENDS = ("auto", "numba", "torch")
+SORT_ROWS = 256  # query rows of a float64 block of method="sort"
 
 
 def reid_metrics(
@@ -255,14 +256,14 @@ def _numba_values(problem: Problem, rows: range) -> np.ndarray:
         np.matmul(block.left, problem.matrix, out=scores)
         return _numba_block(problem, block, scores)
 
-    return map_blocks(rows, make_buffer, rank)
+    return map_blocks(rows, problem.matrix.itemsize * len(problem.gallery), make_buffer, rank)
 
 
 def _sort_values(problem: Problem, rows: range) -> np.ndarray:
     """Per-query values of query ``rows``: float64 distances, full stable sort of every row."""
     values = []
-    for start in range(rows.start, rows.stop, BLOCK):
-        stop = min(start + BLOCK, rows.stop)
+    for start in range(rows.start, rows.stop, SORT_ROWS):
+        stop = min(start + SORT_ROWS, rows.stop)
         distances = _distances(problem.queries[start:stop], problem.gallery, problem.cosine)
         order = np.argsort(distances, axis=1, kind="stable")  # ties: lower gallery index first
         ranks: list[np.ndarray] = []
