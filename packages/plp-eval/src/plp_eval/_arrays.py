@@ -22,12 +22,11 @@ def as_features(array: Any, name: str) -> np.ndarray:
         raise PlpEvalError(f"{name} is empty")
     if not np.issubdtype(array.dtype, np.floating):
         array = array.astype(np.float32)
-    # In chunks of rows, so that the check's temporary memory does not grow with the rows.
-    bad = sum(
-        int((~np.isfinite(array[start : start + 4096])).any(axis=1).sum())
-        for start in range(0, len(array), 4096)
-    )
-    if bad:
+    # In chunks of rows, so that the check's temporary memory does not grow with the rows;
+    # the rows counted only if some value is not finite.
+    chunks = [array[start : start + 4096] for start in range(0, len(array), 4096)]
+    if not all(np.isfinite(chunk).all() for chunk in chunks):
+        bad = sum(int((~np.isfinite(chunk)).any(axis=1).sum()) for chunk in chunks)
         raise PlpEvalError(f"{name} has {bad} rows with NaN or inf")
     return array
 

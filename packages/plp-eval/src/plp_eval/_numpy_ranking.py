@@ -48,9 +48,8 @@ TIE_BUDGET = 2000  # exact comparisons per call before handing over to numba (~5
 _UNIT = 2.0**-53
 _PAIRS = 1 << 18  # (match, non-match) pairs compared at once: bounds the memory of a block
 # Candidates ranked at once (rows with many matches gather most of the gallery): memory of
-# at most 64 bytes each (16 MiB), unless one row has more. A block of 512 queries of weak
-# features gathers ~150,000 at a gallery of 50,000.
-CANDIDATES = 1 << 18
+# at most 64 bytes each, unless one row has more.
+CANDIDATES = 1 << 16
 
 
 class TooManyTiesError(Exception):

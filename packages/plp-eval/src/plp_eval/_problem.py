@@ -136,22 +136,28 @@ def prepare(
     gallery = np.ascontiguousarray(gallery, dtype=exact)
     cosine = metric == "cosine"
     dim = gallery.shape[1]
-    g_squares = row_squares(gallery)
-    g_norms = np.sqrt(g_squares)
-    largest = float(g_squares.max())
-    low_precision = cosine or 1e-30 < largest < 1e30
-    score_type = np.float32 if low_precision else np.float64
-    matrix = np.empty((dim + (0 if cosine else 1), len(gallery)), dtype=score_type)
+    g_squares = np.empty(len(gallery))
 
-    def columns(begin: int, end: int) -> None:  # 512 rows: the transposed copy stays in cache
+    def columns(begin: int, end: int) -> None:
+        """The squares and scoring columns of gallery rows ``begin:end``, in one pass."""
         part, out = gallery[begin:end], matrix[:dim, begin:end]
+        wide = part.astype(np.float64)
+        g_squares[begin:end] = squares = np.einsum("ij,ij->i", wide, wide)
         if cosine:
-            norms = g_norms[begin:end]
+            norms = np.sqrt(squares)
             out[:] = (part * (-1.0 / np.where(norms > 0, norms, 1.0))[:, None]).T
         else:
             np.multiply(part.T, -2.0, out=out)
 
-    in_chunks(len(gallery), 512, columns)
+    # Float32 scores unless the squares risk overflow/underflow there (then float64, again).
+    matrix = np.empty((dim + (0 if cosine else 1), len(gallery)), dtype=np.float32)
+    in_chunks(len(gallery), 512, columns)  # 512 rows: the transposed copy stays in cache
+    largest = float(g_squares.max())
+    low_precision = cosine or 1e-30 < largest < 1e30
+    if not low_precision:
+        matrix = np.empty(matrix.shape, dtype=np.float64)
+        in_chunks(len(gallery), 512, columns)
+    g_norms = np.sqrt(g_squares)
     if not cosine:
         matrix[dim] = g_squares
     label_order = np.argsort(g_labels, kind="stable")
