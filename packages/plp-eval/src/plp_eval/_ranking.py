@@ -42,9 +42,9 @@ __all__ = [
 BACKENDS = ("auto", "numba", "torch")
 SORT_ROWS = 256  # query rows of a float64 block of method="sort"
 # Scores (queries x gallery) ranked with numpy before backend="auto" loads the numba kernels:
-# on two cores they save ~0.45 ns of wall time a score over numpy (10k x 50k x 256:
-# 0.23 s a call) and take ~2 s to load in a fresh process (bench/README.md): 2 / 0.45e-9.
-TIER_UP_SCORES = 4 * 10**9
+# on two cores they save 0.3-0.4 ns of wall time a score over numpy (10k x 50k x 256:
+# 0.14-0.21 s a call) and take ~2 s to load in a fresh process (bench/README.md): 2 / 0.4e-9.
+TIER_UP_SCORES = 5 * 10**9
 _ranked = [0]  # scores ranked with numpy by backend="auto" in this process
 _TIER_LOCK = threading.Lock()
 
@@ -110,10 +110,10 @@ def reid_metrics(
       memory: the gallery in float32 plus the blocks' float32 scores and as many booleans,
       at most 512 MiB in all (fewer rows a block past it). Real ties by the thousand
       (integer features, hash codes) are handed over to the numba kernels, which settle them
-      faster. Once the process has ranked ``TIER_UP_SCORES`` (4 x 10^9) queries x gallery
+      faster. Once the process has ranked ``TIER_UP_SCORES`` (5 x 10^9) queries x gallery
       scores, or once the numba kernels are loaded anyway, ``auto`` ranks every block with
-      them: they cost less per score (~15% less time at 10k x 50k x 256) but take ~2 s to
-      load in a fresh process, which they then have paid back.
+      them: they cost less per score (~10% less time at 10k x 50k x 256) but take ~2 s to
+      load in a fresh process, which numpy's extra cost has added up to by then.
     - ``numba``: the numba kernels of :mod:`plp_eval._kernels` for every block (same
       threads; 4 bytes a score in flight).
     - ``torch``: the matmul and the choice of candidates (items that may rank ahead of a
