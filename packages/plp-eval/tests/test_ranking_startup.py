@@ -50,15 +50,20 @@ def _data():
     return queries, q_labels, gallery, g_labels
 
 
-@pytest.mark.slow
-def test_first_calls_of_a_fresh_process_equal_the_steady_ones_on_every_backend(tmp_path):
+def _fresh_process(script: str, folder) -> object:
+    """What ``script`` prints last (JSON) in a fresh Python, given the path of ``_data()``."""
     queries, q_labels, gallery, g_labels = _data()
-    path = tmp_path / "data.npz"
+    path = folder / "data.npz"
     np.savez(path, queries=queries, q_labels=q_labels, gallery=gallery, g_labels=g_labels)
     done = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, str(path)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True
     )
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_first_calls_of_a_fresh_process_equal_the_steady_ones_on_every_backend(tmp_path):
+    out = _fresh_process(FRESH_PROCESS, tmp_path)
     result = reid_metrics(*_data())  # this process: long warm
     expected = [result.to_dict(), result.average_precision.tobytes().hex()]
     for backend, report in out.items():
@@ -174,14 +179,8 @@ print(json.dumps(out))
 
 @pytest.mark.slow
 def test_auto_switches_to_numba_at_the_set_call_with_the_same_bits(tmp_path):
-    queries, q_labels, gallery, g_labels = _data()
-    path = tmp_path / "data.npz"
-    np.savez(path, queries=queries, q_labels=q_labels, gallery=gallery, g_labels=g_labels)
-    done = subprocess.run(
-        [sys.executable, "-c", TIER_PROCESS, str(path)], capture_output=True, text=True, check=True
-    )
-    calls = json.loads(done.stdout.strip().splitlines()[-1])
+    calls = _fresh_process(TIER_PROCESS, tmp_path)
     assert [loaded for *_, loaded in calls] == [False, False, True, True]
     assert all(call[:2] == calls[0][:2] for call in calls)
-    result = reid_metrics(queries, q_labels, gallery, g_labels, backend="numba")
+    result = reid_metrics(*_data(), backend="numba")
     assert calls[0][:2] == [result.to_dict(), result.average_precision.tobytes().hex()]

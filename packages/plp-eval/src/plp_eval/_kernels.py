@@ -444,23 +444,16 @@ def _rank_matches(
         pairs += upto - below
     if pairs == 0:
         return num_matches
-    matches = match_index[order[:num_matches]]
-    keys = match_key[order[:num_matches]]
-    if pairs <= _FEW_PAIRS:
-        _settle_pairs(
-            qi, queries, gallery, g_labels, label, q_norms[r], g_norms, mode, pool, pool_index,
-            matches, keys, lows, highs, unsure, ranks,
-        )  # fmt: skip
-    else:
-        _settle_unsure(
-            qi, queries, gallery, g_labels, label, q_norms[r], g_norms, mode, pool, pool_index,
-            matches, keys, lows, highs, unsure, ranks,
-        )  # fmt: skip
+    _settle_unsure(
+        qi, queries, gallery, g_labels, label, q_norms[r], g_norms, mode, pool, pool_index,
+        match_index[order[:num_matches]], match_key[order[:num_matches]], lows, highs,
+        unsure, ranks, pairs,
+    )  # fmt: skip
     return num_matches
 
 
 @numba.njit(cache=True, nogil=True)
-def _settle_pairs(
+def _preceding_within(
     qi: int,
     queries: np.ndarray,
     gallery: np.ndarray,
@@ -471,29 +464,21 @@ def _settle_pairs(
     mode: int,
     pool: np.ndarray,
     pool_index: np.ndarray,
-    matches: np.ndarray,
-    match_keys: np.ndarray,
-    lows: np.ndarray,
-    highs: np.ndarray,
-    unsure: np.ndarray,
-    ranks: np.ndarray,
-) -> None:
-    """:func:`_settle_unsure` one (match, non-match) pair at a time.
-
-    For a few pairs (the usual case: a non-match or two inside a match's bounds) this is
-    cheaper than sorting them.
-    """
-    for j in range(matches.shape[0]):
-        if not unsure[j]:
+    match: int,
+    match_key: float,
+    low: float,
+    high: float,
+) -> int:
+    """How many non-matches of the pool within ``[low, high]`` exactly precede ``match``."""
+    count = 0
+    for c in range(pool.shape[0]):
+        x = pool[c]
+        g = pool_index[c]
+        if x < low or x > high or g_labels[g] == label:
             continue
-        for c in range(pool.shape[0]):
-            x = pool[c]
-            g = pool_index[c]
-            if x < lows[j] or x > highs[j] or g_labels[g] == label:
-                continue
-            key = _distance64(queries, qi, gallery, g, mode == 1, q_norm, g_norms)
-            if _precedes(queries, qi, gallery, g, key, matches[j], match_keys[j], mode):
-                ranks[j] += 1
+        key = _distance64(queries, qi, gallery, g, mode == 1, q_norm, g_norms)
+        count += _precedes(queries, qi, gallery, g, key, match, match_key, mode)
+    return count
 
 
 @numba.njit(cache=True, nogil=True)
@@ -514,17 +499,28 @@ def _settle_unsure(
     highs: np.ndarray,
     unsure: np.ndarray,
     ranks: np.ndarray,
+    pairs: int,
 ) -> None:
     """Add to ``ranks`` the non-matches within the bounds of a match that exactly precede it.
 
     ``ranks[j]`` counts the non-matches certainly ahead of match ``j`` (matches in exact
-    order; score bounds ``lows[j]``, ``highs[j]``). The non-matches inside an unsure match's
-    bounds (set U) are sorted exactly together with the matches, once: the U members before
+    order; score bounds ``lows[j]``, ``highs[j]``); ``pairs`` (match, non-match) pairs lie
+    within the bounds. Up to ``_FEW_PAIRS`` of them (the usual case: a non-match or two
+    inside a match's bounds) are compared one by one. More: the non-matches inside an unsure
+    match's bounds (set U) are sorted exactly together with the matches, once: the U members before
     match ``j`` in that order, less those certainly ahead (score below ``lows[j]``: counted
     already), are the ones to add. Sorting costs O((U + R) log(U + R)) float64 comparisons
     and an exact one only between neighbours too close to call: with many real ties (hash
     codes, integer features) this replaces U x R exact comparisons.
     """
+    if pairs <= _FEW_PAIRS:
+        for j in range(matches.shape[0]):
+            if unsure[j]:
+                ranks[j] += _preceding_within(
+                    qi, queries, gallery, g_labels, label, q_norm, g_norms, mode, pool,
+                    pool_index, matches[j], match_keys[j], lows[j], highs[j],
+                )  # fmt: skip
+        return
     num_matches = matches.shape[0]
     # The unsure bounds, merged into disjoint intervals.
     starts = np.empty(num_matches, dtype=lows.dtype)
