@@ -8,9 +8,10 @@ float32 (or float64) approximation of the query's distance to gallery item ``g``
 per-query constant (``||g||^2 - 2 q.g`` for L2, ``-q.g / (|q| |g|)`` for cosine), with a proven
 error bound ``errors[r]``. For each match ``m`` (in exact order) the rank is
 ``1 + matches before m + non-matches before m``; a non-match whose score is below
-``t_m - error - e_m`` is certainly before ``m`` (``t_m``: the match's float64 distance minus
-the offset; ``e_m``: that float64 distance's own bound), above ``t_m + error + e_m``
-certainly after, and the few in between are compared exactly.
+``s_m - 2 error`` is certainly before ``m`` (``s_m``: the match's score), above
+``s_m + 2 error`` certainly after, and the few in between are compared exactly (float64
+distances with their own bounds, computed only for them and for matches too close to order
+by score).
 
 Exact comparison (:func:`_precedes`), for real-arithmetic ties: a float64 distance with a
 proven error bound decides when two distances are farther apart than their bounds; otherwise
@@ -374,30 +375,23 @@ def _rank_matches(
     label = q_labels[qi]
     cosine = mode == 1
     match_index = np.empty(n_items, dtype=np.int64)
-    match_key = np.empty(n_items, dtype=np.float64)
+    match_score = np.empty(n_items, dtype=np.float64)
+    match_key = np.full(n_items, np.nan)  # float64 distance, computed where needed
     num_matches = 0
     for k in range(n_items):
         g = label_order[start + k]
         if not _is_match(qi, g, q_cameras, g_cameras, use_cameras, leave_self_out):
             continue
         match_index[num_matches] = g
-        match_key[num_matches] = _distance64(queries, qi, gallery, g, cosine, q_norms[r], g_norms)
+        match_score[num_matches] = item_scores[k]
         num_matches += 1
     if num_matches == 0:
         return 0
-    # Sort by float64 key (label_order is ascending in gallery index: stable sort keeps equal
-    # keys in index order), then settle neighbours closer than their error bounds exactly.
-    order = np.argsort(match_key[:num_matches], kind="mergesort")
-    for i in range(1, num_matches):
-        j = i
-        while j > 0 and _precedes(
-            queries, qi, gallery, match_index[order[j]], match_key[order[j]],
-            match_index[order[j - 1]], match_key[order[j - 1]], mode,
-        ):  # fmt: skip
-            order[j], order[j - 1] = order[j - 1], order[j]
-            j -= 1
-    offset = offsets[r]
     error = errors[r]
+    order = _exact_order(
+        qi, queries, gallery, q_norms[r], g_norms, mode, match_index, match_score[:num_matches],
+        match_key, error,
+    )  # fmt: skip
     bounds = np.empty(2, dtype=pool.dtype)
     many = num_matches > _MANY_MATCHES
     # Many matches: sort the candidates once and binary-search each match's bounds, instead of
@@ -409,13 +403,11 @@ def _rank_matches(
     unsure = np.zeros(num_matches, dtype=np.bool_)
     pairs = 0  # (match, non-match) pairs too close to call in low precision
     for j in range(num_matches):
-        m = order[j]
-        threshold = match_key[m]
-        # The window holds the match's real distance: its float64 key's own bound added.
-        margin = error + _error64(threshold, queries.shape[1], mode)
-        low = threshold - offset - margin
-        high = threshold - offset + margin
-        # Round outwards to the scores' precision (float32 rounding error < 2.4e-7 rel).
+        score = match_score[order[j]]
+        # A non-match scored two errors below the match is certainly ahead, above certainly
+        # behind; rounded outwards to the scores' precision (float32: < 2.4e-7 relative).
+        low = score - 2.0 * error
+        high = score + 2.0 * error
         bounds[0] = low - abs(low) * 2.4e-7 - 1e-37
         bounds[1] = high + abs(high) * 2.4e-7 + 1e-37
         lo = bounds[0]
@@ -444,12 +436,87 @@ def _rank_matches(
         pairs += upto - below
     if pairs == 0:
         return num_matches
+    for j in range(num_matches):  # the float64 keys the exact comparisons need
+        m = order[j]
+        if np.isnan(match_key[m]) and (unsure[j] or pairs > _FEW_PAIRS):
+            match_key[m] = _distance64(
+                queries, qi, gallery, match_index[m], cosine, q_norms[r], g_norms
+            )
+    if pairs == 0:
+        return num_matches
     _settle_unsure(
         qi, queries, gallery, g_labels, label, q_norms[r], g_norms, mode, pool, pool_index,
         match_index[order[:num_matches]], match_key[order[:num_matches]], lows, highs,
         unsure, ranks, pairs,
     )  # fmt: skip
     return num_matches
+
+
+@numba.njit(cache=True, nogil=True)
+def _settle_order(
+    qi: int,
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    items: np.ndarray,
+    keys: np.ndarray,
+    order: np.ndarray,
+    mode: int,
+) -> None:
+    """Insertion-sort ``order`` (sorted by float64 key) into the exact order of its items.
+
+    Only neighbours too close to call move, compared exactly.
+    """
+    for i in range(1, order.shape[0]):
+        j = i
+        while j > 0 and _precedes(
+            queries, qi, gallery, items[order[j]], keys[order[j]], items[order[j - 1]],
+            keys[order[j - 1]], mode,
+        ):  # fmt: skip
+            order[j], order[j - 1] = order[j - 1], order[j]
+            j -= 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact_order(
+    qi: int,
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    q_norm: float,
+    g_norms: np.ndarray,
+    mode: int,
+    match_index: np.ndarray,
+    match_score: np.ndarray,
+    match_key: np.ndarray,
+    error: float,
+) -> np.ndarray:
+    """The positions of the matches in exact order (ties: gallery index).
+
+    By score first (stable: the matches come in gallery-index order). A match's real
+    distance lies within ``error`` of its score plus the row's offset, so matches more than
+    two errors apart are in exact order; chains of closer ones get their float64 keys
+    (``match_key``) and are sorted exactly.
+    """
+    num_matches = match_score.shape[0]
+    order = np.argsort(match_score, kind="mergesort")
+    begin = 0
+    while begin < num_matches:
+        end = begin + 1
+        # 1% more than twice the bound: float64 rounding of the difference cannot matter.
+        while end < num_matches and (
+            match_score[order[end]] - match_score[order[end - 1]] <= 2.02 * error
+        ):
+            end += 1
+        if end - begin > 1:  # a chain: float64 keys, then neighbours settled exactly
+            chain = order[begin:end]
+            chain.sort()  # gallery-index order: equal keys keep it
+            for m in chain:
+                match_key[m] = _distance64(
+                    queries, qi, gallery, match_index[m], mode == 1, q_norm, g_norms
+                )
+            chain[:] = chain[np.argsort(match_key[chain], kind="mergesort")]
+            _settle_order(qi, queries, gallery, match_index, match_key, chain, mode)
+        begin = end
+    return order
 
 
 @numba.njit(cache=True, nogil=True)
@@ -564,14 +631,7 @@ def _settle_unsure(
     # (float64 key, gallery index), then neighbours too close to call settled exactly.
     order = np.argsort(members, kind="mergesort")
     order = order[np.argsort(keys[order], kind="mergesort")]
-    for i in range(1, count):
-        j = i
-        while j > 0 and _precedes(
-            queries, qi, gallery, members[order[j]], keys[order[j]],
-            members[order[j - 1]], keys[order[j - 1]], mode,
-        ):  # fmt: skip
-            order[j], order[j - 1] = order[j - 1], order[j]
-            j -= 1
+    _settle_order(qi, queries, gallery, members, keys, order, mode)
     unsure_scores = np.sort(scores[:num_unsure])
     before = 0  # members of U before the current match
     j = 0
