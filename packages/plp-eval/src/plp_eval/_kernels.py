@@ -118,7 +118,6 @@ def rank_block(
     label_order: np.ndarray,
     group_start: np.ndarray,
     group_stop: np.ndarray,
-    offsets: np.ndarray,
     errors: np.ndarray,
     q_norms: np.ndarray,
     g_norms: np.ndarray,
@@ -130,7 +129,8 @@ def rank_block(
     """Rank the matches of every row of a dense score block.
 
     Args:
-        scores: ``(B, G)`` approximate distances minus ``offsets`` (float32 or float64).
+        scores: ``(B, G)`` approximate distances minus a per-row constant (float32 or
+            float64).
         q_start: Index of the block's first query in ``queries``.
         queries: ``(Q, D)`` query features (original values, for the exact distances).
         gallery: ``(G, D)`` gallery features (original values).
@@ -143,8 +143,7 @@ def rank_block(
         label_order: Gallery indices sorted by label, then index.
         group_start: ``(B,)`` start in ``label_order`` of each query's label group.
         group_stop: ``(B,)`` its end (== start: label absent from the gallery).
-        offsets: ``(B,)`` float64 constant such that distance = score + offset.
-        errors: ``(B,)`` float64 bound on |score + offset - exact distance|.
+        errors: ``(B,)`` float64 bound on |score + the row's constant - exact distance|.
         q_norms: ``(B,)`` float64 L2 norms of the block's queries (cosine only).
         g_norms: ``(G,)`` float64 L2 norms of the gallery items (cosine only).
         mode: ``L2`` or ``COSINE``.
@@ -197,7 +196,7 @@ def rank_block(
         num_matches[r] = _rank_matches(
             r, q_start, queries, gallery, q_labels, g_labels, q_cameras, g_cameras,
             use_cameras, leave_self_out, label_order, start, n_items, item_scores,
-            offsets, errors, q_norms, g_norms, mode, candidates[:num_candidates],
+            errors, q_norms, g_norms, mode, candidates[:num_candidates],
             candidate_index[:num_candidates], match_ranks[out_start[r] : out_start[r] + n_items],
         )  # fmt: skip
 
@@ -233,7 +232,6 @@ def _rank_matches(
     start: int,
     n_items: int,
     item_scores: np.ndarray,
-    offsets: np.ndarray,
     errors: np.ndarray,
     q_norms: np.ndarray,
     g_norms: np.ndarray,
@@ -368,7 +366,7 @@ def _exact_order(
     """The positions of the matches in exact order (ties: gallery index).
 
     By score first (stable: the matches come in gallery-index order). A match's real
-    distance lies within ``error`` of its score plus the row's offset, so matches more than
+    distance lies within ``error`` of its score plus the row's constant, so matches more than
     two errors apart are in exact order; chains of closer ones get their float64 keys
     (``match_key``) and are sorted exactly.
     """

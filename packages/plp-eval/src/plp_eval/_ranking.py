@@ -270,7 +270,7 @@ def _numba_block(problem: Problem, block: Block, scores: np.ndarray) -> np.ndarr
         scores, block.start, problem.queries, problem.gallery, problem.q_labels,
         problem.g_labels, problem.q_cameras, problem.g_cameras, problem.use_cameras,
         problem.leave_self_out, problem.label_order, block.group_start, block.group_stop,
-        block.offsets, block.errors, block.q_norms, problem.g_norms,
+        block.errors, block.q_norms, problem.g_norms,
         COSINE if problem.cosine else L2, block.out_start, match_ranks, num_matches,
     )  # fmt: skip
     return query_values(match_ranks, num_matches, block.out_start)
