@@ -111,3 +111,22 @@ def test_per_query_average_precision_is_kept_for_the_worst_queries():
     assert result.average_precision[2] == 1.0
     assert result.mean_average_precision == 0.75
     assert "average_precision" not in result.to_dict()
+
+
+@pytest.mark.parametrize("size", [1, 63, 64, 200, 4096 + 7])
+def test_the_kernel_gathers_every_score_up_to_the_top_in_order(size):
+    from plp_eval._kernels import _gather
+
+    rng = np.random.default_rng(size)
+    row = rng.normal(size=size).astype(np.float32)
+    row[: min(size, 64)] = 5.0  # a first chunk without a candidate
+    row[size // 2 : size // 2 + 70] = -5.0  # every score of a chunk, and the next one's
+    row[-1] = -5.0  # the last score (in the tail when size is not a multiple of 64)
+    for top in (np.float32(-10.0), np.float32(-5.0), np.float32(-1.0), np.float32(10.0)):
+        candidates = np.full(size, np.nan, dtype=np.float32)
+        index = np.full(size, -1, dtype=np.int64)
+        count = _gather(row, top, candidates, index)
+        expected = np.flatnonzero(row <= top)
+        assert count == len(expected)
+        np.testing.assert_array_equal(index[:count], expected)
+        np.testing.assert_array_equal(candidates[:count], row[expected])
