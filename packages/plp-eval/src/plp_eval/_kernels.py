@@ -186,7 +186,10 @@ def rank_block(
 def _gather(
     row: np.ndarray, top: float, candidates: np.ndarray, candidate_index: np.ndarray
 ) -> int:
-    """Copy the scores of ``row`` up to ``top`` and their indices, in order; return how many."""
+    """Copy the scores of ``row`` up to ``top`` and their indices, in order; return how many.
+
+    ``candidates`` and ``candidate_index`` have room for the whole row.
+    """
     size = row.shape[0]
     num_candidates = 0
     whole = size - size % _CHUNK
@@ -198,7 +201,8 @@ def _gather(
             bits |= np.uint64(row[begin + g] <= top) << np.uint64(g)
         # The first step without a branch (written, counted only if a bit is set; n <=
         # begin, so in bounds): whether a chunk holds a candidate is a coin toss that the
-        # CPU mispredicts, whether it holds a second is rarely true (6 -> 4 ms a block).
+        # CPU mispredicts, whether it holds a second is rarely true (4.6 -> 4.1 ms a 512 x
+        # 50k block).
         lowest = bits & (~bits + np.uint64(1))
         g = begin + _LOWEST_BIT[(lowest * _DE_BRUIJN) >> np.uint64(58)]
         candidates[num_candidates] = row[g]
