@@ -39,6 +39,9 @@ that spins while waiting counts there too). Peak extra memory is read from the k
 ``auto`` switched to the numba kernels (the switch comes at the call that brings the scores
 ranked to ``TIER_UP_SCORES``), with the switch lowered by ``--tier-scores`` if given.
 
+``--gpu-only`` prints the GPU rows alone (``torch-cuda`` and ``gpu-floor`` at every size of
+``--sizes all``): what ``bench/gpu.sh`` runs on a lent GPU machine, whose minutes are few.
+
 ``--cold`` instead times fresh processes: ``import plp_eval``, then nine ``reid_metrics``
 calls at 2k x 10k x 128 per backend (``auto``: numpy; ``numba``: the numba kernels, loaded
 from their cache; ``torch`` on the CPU, torch imported first), three processes each; it
@@ -49,6 +52,7 @@ calls cost over four steady ones.
     uv run python bench/reid.py --sizes all     # the numbers in bench/README.md (minutes)
     uv run python bench/reid.py --cold          # the first calls of fresh processes
     uv run python bench/reid.py --tier          # auto's switch to numba in a fresh process
+    python3 bench/reid.py --gpu-only            # on a CUDA machine: bench/gpu.sh
 """
 
 from __future__ import annotations
@@ -364,6 +368,7 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="time fresh processes instead")
     parser.add_argument("--tier", action="store_true", help="time auto's switch to numba")
     parser.add_argument("--tier-scores", type=int, default=0, help="the switch, if lowered")
+    parser.add_argument("--gpu-only", action="store_true", help="the GPU rows alone, all sizes")
     args = parser.parse_args()
     if args.cold:
         cold()
@@ -376,13 +381,16 @@ def main() -> None:
         methods, *shape = args.worker
         worker(methods.split(","), *map(int, shape), repeats)
         return
+    if args.gpu_only and not _gpu():
+        raise SystemExit("--gpu-only: no CUDA device here (torch.cuda.is_available() is False)")
     print(
         "| queries x gallery x dim | method | time s | baseline / method | method / floor "
         "| CPU s | CPU / floor CPU | peak extra MiB | mAP | rank-1 |\n" + "|---" * 10 + "|"
     )
-    for num_queries, num_gallery, dim, groups in SIZES[args.sizes]:
+    sizes = SIZES["all" if args.gpu_only else args.sizes]
+    for num_queries, num_gallery, dim, groups in sizes:
         results: dict[str, dict[str, float]] = {}
-        for group in (*groups, _gpu()) if _gpu() else groups:
+        for group in (_gpu(),) if args.gpu_only else (*groups, _gpu()) if _gpu() else groups:
             once = "baseline" in group and num_queries > 2000
             # Peaks: large blocks always mmap-ed, so that freed memory leaves the RSS (peaks
             # per run); times: without that (every block's temporaries would be fresh pages).
