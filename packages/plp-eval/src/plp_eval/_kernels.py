@@ -339,8 +339,6 @@ def _rank_matches(
             match_key[m] = _distance64(
                 queries, qi, gallery, match_index[m], cosine, q_norms[r], g_norms
             )
-    if pairs == 0:
-        return num_matches
     _settle_unsure(
         qi, queries, gallery, g_labels, label, q_norms[r], g_norms, mode, pool, pool_index,
         match_index[order[:num_matches]], match_key[order[:num_matches]], lows, highs,

@@ -26,14 +26,14 @@ def check_metric(metric: str) -> str:
 class Block:
     """What the kernels need of rows ``start:stop`` of the queries.
 
-    ``left @ problem.matrix`` are the block's scores: distance - ``offsets``, within
-    ``errors`` of the float64 distance (see :func:`prepare`).
+    ``left @ problem.matrix`` are the block's scores: the distance less a per-row constant
+    (``|q|^2`` for L2, 1 for cosine, 0 for given distances), within ``errors`` of it (see
+    :func:`prepare`).
     """
 
     start: int
     stop: int
     left: np.ndarray
-    offsets: np.ndarray
     errors: np.ndarray
     q_norms: np.ndarray
     group_start: np.ndarray
@@ -74,15 +74,13 @@ class Problem:
         q_norms = np.sqrt(q_squares)
         if self.given:  # distance = score exactly
             left = self.matrix[:0]
-            offsets = errors = np.zeros(stop - start)
+            errors = np.zeros(stop - start)
         elif self.cosine:
             left = (block / np.where(q_norms > 0, q_norms, 1.0)[:, None]).astype(self.matrix.dtype)
-            offsets = np.ones(stop - start)
             errors = 1.1 * (dim + 5) * self.unit * 3.0 + np.zeros(stop - start)
         else:
             left = np.ones((stop - start, dim + 1), dtype=self.matrix.dtype)
             left[:, :dim] = block
-            offsets = q_squares
             errors = 1.1 * (dim + 5) * self.unit * (q_squares + 2.0 * self.largest) + 1e-300
         labels = self.q_labels[start:stop]
         group_start = np.searchsorted(self.sorted_labels, labels, side="left")
@@ -90,7 +88,7 @@ class Problem:
         sizes = group_stop - group_start
         out_start = np.cumsum(sizes) - sizes
         return Block(
-            start, stop, left, offsets, errors, q_norms, group_start, group_stop, out_start,
+            start, stop, left, errors, q_norms, group_start, group_stop, out_start,
             int(sizes.sum()),
         )  # fmt: skip
 
